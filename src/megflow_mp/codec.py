@@ -1,0 +1,120 @@
+"""Message codec: pickle for metadata, shared-memory blocks (never pickled bytes) for numpy arrays.
+
+Contracts
+---------
+* :meth:`Codec.encode` pickles any object (protocol 5). Every ``np.ndarray`` (exact type) at any
+  depth, except object-dtype and empty arrays (pickled normally), travels as a reference to a
+  shared-memory block of the sender's :class:`~megflow_mp.shm.Arena`:
+
+  - an array that is (a view or slice of) an array this process received is sent by reference to
+    the block it already lives in, whoever owns it: no copy, no allocation;
+  - any other array is copied once (``np.copyto``) into a fresh block of this process, C-contiguous.
+
+* Reference counting: for each reference in the pickle (the pickle memo makes a repeated identical
+  array object a single reference) ``encode`` adds ``copies`` references, then drops the holds of the
+  blocks it allocated. ``copies`` is the number of destinations the same payload is delivered to;
+  each destination must decode it exactly once (its views drop the references when they die). A
+  payload that is never decoded leaks its blocks until the owner process exits.
+* The returned key set names the segments the receiver must have mapped (``Arena.map_remote``)
+  before :meth:`Codec.decode`; a reference to an unmapped segment raises ``LookupError``.
+* Decoded arrays are writable views of the shared memory: a mutation is seen by every process that
+  holds a view of the same block (MegFlow plugins draw on frames in place).
+"""
+
+from __future__ import annotations
+
+import copyreg
+import io
+import pickle
+import threading
+
+import numpy as np
+
+from .shm import Arena, Block
+
+__all__ = ["Codec"]
+
+_tls = threading.local()  # .arena: the arena of the decode running in this thread
+
+
+def _rebuild(owner: int, segment: int, offset: int, data_offset: int, shape, strides, dtype) -> np.ndarray:
+    """Unpickling side of an array reference: a view into the (mapped) block, see ``Arena.view``."""
+    arena: Arena | None = getattr(_tls, "arena", None)
+    if arena is None:
+        raise RuntimeError("a megflow_mp shared-memory array can only be unpickled by Codec.decode")
+    if not arena.knows((owner, segment)):
+        raise LookupError(f"array in segment {segment} of process {owner} cannot be decoded in "
+                          f"process {arena.index}: that segment is not mapped (map_remote its fd first)")
+    return arena.view(Block(owner, segment, offset), data_offset, shape, strides, dtype)
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, file, dispatch_table: dict):
+        self.dispatch_table = dispatch_table  # must exist before the C Pickler's __init__ looks it up
+        super().__init__(file, protocol=5)
+
+
+class Codec:
+    """Encodes/decodes messages of one process, using that process's ``arena``."""
+
+    def __init__(self, arena: Arena):
+        self.arena = arena
+
+    def encode(self, obj, copies: int = 1) -> tuple[bytes, frozenset]:
+        """``(payload, keys)``: the pickled message and the ``(owner, segment)`` keys of every block it
+        references. Adds ``copies`` references per array reference (see module docstring).
+
+        Exceptions from pickling propagate; blocks allocated so far are released and no reference
+        is added then. ``ValueError`` if ``copies < 1``.
+        """
+        if copies < 1:
+            raise ValueError(f"copies must be >= 1, got {copies}")
+        arena = self.arena
+        refs: list[Block] = []  # one entry per array reference written into the pickle
+        fresh: list[Block] = []  # blocks allocated by this call (their holds are ours to release)
+
+        def reduce_array(arr: np.ndarray):
+            dtype = arr.dtype
+            if dtype.hasobject or arr.size == 0:
+                return arr.__reduce_ex__(5)  # numpy's own pickling; object elements pass through us
+            found = arena.find(arr)
+            if found is not None:  # received (or a view of received): send the same block
+                block, data_offset = found
+                strides = arr.strides
+            else:  # copy ONCE into a fresh block; copyto handles any source layout in one pass
+                block = arena.alloc(arr.nbytes)
+                fresh.append(block)
+                dst = np.frombuffer(arena.payload(block), dtype, count=arr.size).reshape(arr.shape)
+                np.copyto(dst, arr, casting="no")
+                data_offset, strides = 0, dst.strides
+            refs.append(block)
+            spec = dtype.str if dtype.names is None else dtype  # structured dtypes pickle as dtype
+            return _rebuild, (block.owner, block.segment, block.offset, data_offset, arr.shape, strides, spec)
+
+        table = copyreg.dispatch_table.copy()
+        table[np.ndarray] = reduce_array  # exact type: only arrays pay a Python call
+        buf = io.BytesIO()
+        try:
+            _Pickler(buf, table).dump(obj)
+        except BaseException:
+            for block in fresh:
+                arena.release_hold(block)
+            raise
+        # Order matters: add the receivers' references BEFORE dropping our holds (and while the
+        # arrays we found are still alive via ``obj``), so no block can look free in between.
+        for block in refs:
+            arena.add_refs(block, copies)
+        for block in fresh:
+            arena.release_hold(block)
+        return buf.getvalue(), frozenset((b.owner, b.segment) for b in refs)
+
+    def decode(self, payload: bytes):
+        """Unpickle a payload made by :meth:`encode` (in this or another process). Arrays come back as
+        writable shared-memory views; each drops its reference when it (and all views of it) die.
+        ``LookupError`` if a referenced segment is not mapped."""
+        previous = getattr(_tls, "arena", None)
+        _tls.arena = self.arena
+        try:
+            return pickle.loads(payload)
+        finally:
+            _tls.arena = previous

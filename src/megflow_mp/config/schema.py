@@ -1,0 +1,219 @@
+"""Presentation layer of the config: pydantic models that mirror the TOML one-to-one.
+
+Each model is frozen and strict (TOML values are typed, so ``"16"`` is not an integer).
+``Config``, ``Graph``, ``Connection`` and ``NamedConn`` deny unknown fields; ``Node`` and
+``Resource`` pass every other key through to the plugin constructor (see their ``args``).
+
+Checks that need only one (merged) config and no plugin knowledge run here as validators: unique
+names, well-formed port strings, ``main`` naming a graph. A failed check raises pydantic's
+``ValidationError``; checks that span several fields raise a ``PydanticCustomError`` of type
+``config_check`` whose ``ctx`` holds ``loc`` (the offending field, relative to the model that
+raised it), ``reason`` (the plain-words message) and, for duplicates, ``first_loc`` (the earlier
+definition, relative to the same model). :mod:`megflow_mp.config.loader` turns all of these into
+one :class:`~megflow_mp.errors.ConfigError` with a TOML path and a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Iterable, Sequence
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+Loc = tuple  # a pydantic location: str keys and int list indices, e.g. ("graphs", 1, "name")
+
+
+def format_path(loc: Iterable[str | int]) -> str:
+    """Format a location as a TOML path: ``("graphs", 1, "nodes", 0)`` -> ``graphs[1].nodes[0]``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass(frozen=True)
+class PortRef:
+    """One end of a connection, parsed from ``node:port[:tag]``.
+
+    ``tag`` selects an element of a list port (its position) or a dict port (its key); ``None``
+    when absent. ``str(ref)`` gives back the canonical string.
+    """
+
+    node: str
+    port: str
+    tag: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> PortRef:
+        """Parse ``node:port`` or ``node:port:tag``.
+
+        Raises ``ValueError`` (message names the string and the rule broken) when ``text`` is not a
+        string, contains whitespace, has fewer than 2 or more than 3 ``:``-separated parts, or has
+        an empty part.
+        """
+        if not isinstance(text, str):
+            raise ValueError(f"port must be a string 'node:port[:tag]', got {text!r}")
+        if any(ch.isspace() for ch in text):
+            raise ValueError(f"bad port {text!r}: whitespace is not allowed in 'node:port[:tag]'")
+        parts = text.split(":")
+        if not 2 <= len(parts) <= 3:
+            raise ValueError(
+                f"bad port {text!r}: expected 'node:port' or 'node:port:tag', got {len(parts)} part(s)"
+            )
+        if not all(parts):
+            raise ValueError(f"bad port {text!r}: empty part in 'node:port[:tag]'")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    def __str__(self) -> str:
+        return f"{self.node}:{self.port}" if self.tag is None else f"{self.node}:{self.port}:{self.tag}"
+
+
+def _check_port(text: str) -> str:
+    PortRef.parse(text)
+    return text
+
+
+PortStr = Annotated[str, AfterValidator(_check_port)]
+Cap = Annotated[int, Field(ge=1)]
+
+_CLOSED = ConfigDict(frozen=True, strict=True, extra="forbid")
+_OPEN = ConfigDict(frozen=True, strict=True, extra="allow")
+
+
+def check_failed(reason: str, loc: Loc, first_loc: Loc | None = None) -> PydanticCustomError:
+    """Build the ``config_check`` error described in the module docstring (to be raised)."""
+    ctx: dict[str, Any] = {"reason": reason, "where": format_path(loc), "loc": tuple(loc)}
+    if first_loc is not None:
+        ctx["first_loc"] = tuple(first_loc)
+    return PydanticCustomError("config_check", "{where}: {reason}", ctx)
+
+
+def _check_unique(items: Sequence[Any], kind: str, field: str) -> None:
+    """Raise ``config_check`` at ``field[i].name`` for the second item named like an earlier one."""
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.name in seen:
+            raise check_failed(
+                f"duplicate {kind} name {item.name!r}", (field, i, "name"), (field, seen[item.name], "name")
+            )
+        seen[item.name] = i
+
+
+class _PortsMixin:
+    """Adds ``refs`` to a model with a validated ``ports`` field."""
+
+    @property
+    def refs(self) -> list[PortRef]:
+        """The ``ports`` parsed (each was validated when the model was built)."""
+        return [PortRef.parse(p) for p in self.ports]  # type: ignore[attr-defined]
+
+
+class Connection(_PortsMixin, BaseModel):
+    """A channel between nodes: ``cap`` is its capacity, ``ports`` the ends (at least 2)."""
+
+    model_config = _CLOSED
+    cap: Cap
+    ports: Annotated[list[PortStr], Field(min_length=2)]
+
+
+class NamedConn(_PortsMixin, BaseModel):
+    """A graph input or output: the channel ``name`` joined to the inner ``ports`` (at least 1)."""
+
+    model_config = _CLOSED
+    name: str
+    cap: Cap
+    ports: Annotated[list[PortStr], Field(min_length=1)]
+
+
+class _WithArgs(BaseModel):
+    """A model whose unknown keys are constructor arguments for a plugin object."""
+
+    model_config = _OPEN
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """A new dict of every key other than the declared fields, values as parsed from TOML."""
+        return dict(self.model_extra or {})
+
+
+class Node(_WithArgs):
+    """A node: ``ty`` names the node type (or a graph), ``cloned`` its parallelism, ``res`` the
+    resource names it may ``get``; other keys are its ``args``."""
+
+    name: str
+    ty: str
+    cloned: Cap = 1
+    res: list[str] = []
+
+
+class Resource(_WithArgs):
+    """A resource: ``ty`` names its type; other keys are its ``args``."""
+
+    name: str
+    ty: str
+
+
+class Graph(BaseModel):
+    """A graph (the main one or a subgraph type).
+
+    Validation raises when two nodes, two resources, two inputs or two outputs share a name (inputs
+    and outputs are separate namespaces).
+    """
+
+    model_config = _CLOSED
+    name: str
+    resources: list[Resource] = []
+    nodes: list[Node] = []
+    inputs: list[NamedConn] = []
+    outputs: list[NamedConn] = []
+    connections: list[Connection] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Graph:
+        _check_unique(self.nodes, "node", "nodes")
+        _check_unique(self.resources, "resource", "resources")
+        _check_unique(self.inputs, "input", "inputs")
+        _check_unique(self.outputs, "output", "outputs")
+        return self
+
+
+class Config(BaseModel):
+    """A whole config file, after includes are merged.
+
+    Validation raises when two graphs, two top-level nodes or two top-level resources share a name,
+    when a graph node reuses a top-level node's name, or when ``main`` names no graph.
+    """
+
+    model_config = _CLOSED
+    include: list[str] = []
+    resources: list[Resource] = []
+    nodes: list[Node] = []
+    graphs: list[Graph] = []
+    main: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        _check_unique(self.graphs, "graph", "graphs")
+        _check_unique(self.nodes, "node", "nodes")
+        _check_unique(self.resources, "resource", "resources")
+        shared = {node.name: i for i, node in enumerate(self.nodes)}
+        for g, graph in enumerate(self.graphs):
+            for n, node in enumerate(graph.nodes):
+                if node.name in shared:
+                    raise check_failed(
+                        f"node name {node.name!r} is already used by a top-level node",
+                        ("graphs", g, "nodes", n, "name"),
+                        ("nodes", shared[node.name], "name"),
+                    )
+        if self.graph(self.main) is None:
+            names = ", ".join(repr(g.name) for g in self.graphs) or "none"
+            raise check_failed(f"main graph {self.main!r} is not defined (graphs: {names})", ("main",))
+        return self
+
+    def graph(self, name: str) -> Graph | None:
+        """The graph called ``name``, or ``None``."""
+        return next((g for g in self.graphs if g.name == name), None)

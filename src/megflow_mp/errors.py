@@ -1,0 +1,87 @@
+"""The one error family of megflow-mp.
+
+Every error the engine raises on purpose derives from :class:`MegFlowError`. Each class carries
+structured fields and formats them in ``__str__`` so that the CLI can print ``str(err)`` and exit
+non-zero without a traceback. Errors never cross process boundaries as pickled objects: workers send
+``(node, exception type, traceback text)`` as data (see :class:`NodeFailure`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class MegFlowError(Exception):
+    """Base class: an error a user can act on; ``str()`` is the full, human-readable message."""
+
+
+class ConfigError(MegFlowError):
+    """A configuration file is malformed or inconsistent.
+
+    ``file`` is the file the bad value came from, ``path`` the TOML path of the field
+    (``graphs[1].connections[0].ports[1]``; empty for whole-file errors), ``message`` what is wrong.
+    """
+
+    def __init__(self, message: str, file: str | None = None, path: str = ""):
+        self.message = message
+        self.file = file
+        self.path = path
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file or "<config>"
+        if self.path:
+            where = f"{where}: {self.path}"
+        return f"{where}: {self.message}"
+
+
+class PluginError(MegFlowError):
+    """A plugin module failed to import, or a plugin object is not usable.
+
+    ``file`` is the plugin's source file, ``detail`` the traceback text or reason.
+    """
+
+    def __init__(self, message: str, file: str | None = None, detail: str = ""):
+        self.message = message
+        self.file = file
+        self.detail = detail
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        head = f"{self.file}: {self.message}" if self.file else self.message
+        return f"{head}\n{self.detail.rstrip()}" if self.detail else head
+
+
+class ChannelClosed(MegFlowError):
+    """Sending on a port whose channel was closed by this side (the node already ended it)."""
+
+
+class PeerDied(MegFlowError):
+    """The process at the other end of a channel died; what it held is lost."""
+
+
+@dataclass(frozen=True)
+class NodeFailure:
+    """An exception raised in a node's ``exec`` or constructor, as data.
+
+    Crosses process boundaries (workers report it to the supervisor) and is printed by the CLI.
+    """
+
+    node: str
+    instance: str
+    exc_type: str
+    traceback: str
+
+    def describe(self) -> str:
+        return f"node {self.node!r} ({self.instance}) failed with {self.exc_type}:\n{self.traceback.rstrip()}"
+
+
+class AppFailed(MegFlowError):
+    """The app ended because of node failures or dead workers; ``reasons`` lists each one."""
+
+    def __init__(self, reasons: list[str]):
+        self.reasons = list(reasons)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "app failed:\n" + "\n".join(f"- {r}" for r in self.reasons)

@@ -1,0 +1,305 @@
+"""The resolved app: config + registry checked against each other, ready for planning.
+
+This is the second config layer. :func:`build_app` turns a validated :class:`~megflow_mp.config.Config`
+and a :class:`~megflow_mp.registry.Registry` into an immutable :class:`App`: every node type known,
+every port checked (direction, list/dict tags), subgraph references and dynamic (per-address)
+subgraphs identified, shared top-level nodes found, and one worker process assigned to each replica
+of each node declaration. Nothing here runs plugin code. Errors are :class:`ConfigError` with the
+TOML path of the offending field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .config import Config, PortRef
+from .errors import ConfigError
+from .registry import DICT, LIST, NodeType, Registry
+
+SHARED = "@"  # graph name of top-level (shared) node declarations
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One resolved end of a connection inside a graph template; ``tag`` is normalised to a string
+    (list ports get their position even when the config gave none)."""
+
+    node: str
+    port: str
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class LeafDecl:
+    """A node declaration whose type is a registered node type; it owns ``cloned`` processes."""
+
+    key: str
+    graph: str
+    name: str
+    ntype: NodeType
+    args: MappingProxyType
+    cloned: int
+    res: tuple[str, ...]
+
+    @property
+    def shared(self) -> bool:
+        return self.graph == SHARED
+
+
+@dataclass(frozen=True)
+class SubDecl:
+    """A node declaration whose ``ty`` names one graph, or several as ``"A|B"`` (picked by tag)."""
+
+    name: str
+    types: tuple[str, ...]
+    args: MappingProxyType
+    res: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Conn:
+    cap: int
+    senders: tuple[Endpoint, ...]
+    receivers: tuple[Endpoint, ...]
+
+
+@dataclass(frozen=True)
+class DynBinding:
+    """A dynamic port of a creator node wired to a subgraph node: one instance per address."""
+
+    sub: str
+    port: str  # the subgraph's input (creator output) or output (creator input) name
+    cap: int
+
+
+@dataclass(frozen=True)
+class Template:
+    """A ``[[graphs]]`` entry, resolved. ``dynamic`` maps ``(creator node, port)`` to its binding."""
+
+    name: str
+    leaves: MappingProxyType
+    subs: MappingProxyType
+    conns: tuple[Conn, ...]
+    inputs: MappingProxyType  # name -> (cap, tuple[Endpoint])
+    outputs: MappingProxyType
+    resources: MappingProxyType  # name -> (ty, args)
+    dynamic: MappingProxyType
+
+
+@dataclass(frozen=True)
+class App:
+    """Everything the runtime needs, immutable. ``procs[i]`` is ``(decl key, replica)``."""
+
+    config: Config
+    registry: Registry
+    file: str
+    main: str
+    templates: MappingProxyType
+    shared: MappingProxyType  # name -> LeafDecl
+    global_resources: MappingProxyType
+    procs: tuple[tuple[str, int], ...]
+    decl_procs: MappingProxyType  # decl key -> tuple of process indices
+    decls: MappingProxyType  # decl key -> LeafDecl
+    shared_chans: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def nworkers(self) -> int:
+        return len(self.procs)
+
+
+class _Builder:
+    def __init__(self, config: Config, registry: Registry, file: str):
+        self.config, self.registry, self.file = config, registry, file
+        self.graph_names = {g.name: gi for gi, g in enumerate(config.graphs)}
+
+    def fail(self, message: str, path: str):
+        raise ConfigError(message, file=self.file, path=path)
+
+    # -- node declarations ----------------------------------------------------------------------
+    def node_type(self, ty: str, path: str) -> NodeType | tuple[str, ...]:
+        if ty in self.registry.nodes:
+            return self.registry.nodes[ty]
+        names = tuple(ty.split("|"))
+        if all(n in self.graph_names for n in names):
+            return names
+        known = ", ".join(self.registry.known_nodes())
+        graphs = ", ".join(self.graph_names) or "none"
+        self.fail(f"unknown node type {ty!r}; known node types: {known}; graphs: {graphs}", path)
+
+    def decl(self, graph: str, node, path: str):
+        t = self.node_type(node.ty, f"{path}.ty")
+        args = MappingProxyType({"name": node.name, **node.args})
+        if isinstance(t, tuple):
+            return SubDecl(node.name, t, args, tuple(node.res))
+        return LeafDecl(f"{graph}/{node.name}", graph, node.name, t, args, node.cloned, tuple(node.res))
+
+    # -- ports --------------------------------------------------------------------------------
+    def direction(self, decl, port: str, graph_name: str, path: str) -> str:
+        """'out' when ``port`` sends, 'in' when it receives."""
+        if isinstance(decl, LeafDecl):
+            t = decl.ntype
+            if t.output(port):
+                return "out"
+            if t.input(port):
+                return "in"
+            self.fail(f"node {decl.name!r} (type {t.name}) has no port {port!r}; {t.port_names()}", path)
+        ins = set().union(*(self.graphs_io(g, "inputs") for g in decl.types))
+        outs = set().union(*(self.graphs_io(g, "outputs") for g in decl.types))
+        if port in outs:
+            return "out"
+        if port in ins:
+            return "in"
+        self.fail(f"subgraph node {decl.name!r} ({'|'.join(decl.types)}) has no port {port!r}; "
+                  f"inputs: {', '.join(sorted(ins)) or 'none'}; outputs: {', '.join(sorted(outs)) or 'none'}", path)
+
+    def graphs_io(self, name: str, which: str) -> set[str]:
+        return {c.name for c in getattr(self.config.graphs[self.graph_names[name]], which)}
+
+    def endpoint(self, ref: PortRef, decl, counters: dict, path: str) -> Endpoint:
+        tag = ref.tag
+        if isinstance(decl, LeafDecl):
+            spec = decl.ntype.input(ref.port) or decl.ntype.output(ref.port)
+            if spec.kind == LIST:
+                if tag is None:
+                    key = (decl.name, ref.port)
+                    tag = str(counters.get(key, 0))
+                    counters[key] = int(tag) + 1
+                elif not tag.isdigit():
+                    self.fail(f"port {ref.port!r} of node {decl.name!r} is a list: its tag must be an index, got {tag!r}", path)
+            elif spec.kind == DICT and tag is None:
+                self.fail(f"port {ref.port!r} of node {decl.name!r} is a dict port: give a tag, as '{ref.node}:{ref.port}:KEY'", path)
+            elif spec.kind not in (LIST, DICT) and tag is not None:
+                tag = None  # a tag on a single port selects a subgraph type, it is not an element
+        return Endpoint(ref.node, ref.port, tag)
+
+    # -- graphs -------------------------------------------------------------------------------
+    def template(self, gi: int, shared: dict) -> Template:
+        g = self.config.graphs[gi]
+        base = f"graphs[{gi}]"
+        leaves, subs = {}, {}
+        for ni, node in enumerate(g.nodes):
+            d = self.decl(g.name, node, f"{base}.nodes[{ni}]")
+            (subs if isinstance(d, SubDecl) else leaves)[node.name] = d
+        if g.name in self.graph_names and any(g.name in s.types for s in subs.values()):
+            self.fail(f"graph {g.name!r} contains itself", base)
+        local = {**shared, **leaves, **subs}
+        conns, dynamic, counters = [], {}, {}
+        for ci, c in enumerate(g.connections):
+            senders, receivers = [], []
+            for pi, text in enumerate(c.ports):
+                path = f"{base}.connections[{ci}].ports[{pi}]"
+                ref = PortRef.parse(text)
+                decl = local.get(ref.node)
+                if decl is None:
+                    self.fail(f"no node {ref.node!r} in graph {g.name!r} or among the shared [[nodes]]; "
+                              f"nodes here: {', '.join(sorted(local)) or 'none'}", path)
+                d = self.direction(decl, ref.port, g.name, path)
+                (senders if d == "out" else receivers).append((self.endpoint(ref, decl, counters, path), decl))
+            path = f"{base}.connections[{ci}]"
+            if not senders:
+                self.fail("connection has no sending port (every port listed is an input)", path)
+            if not receivers:
+                self.fail("connection has no receiving port (every port listed is an output)", path)
+            dyn = [(e, d) for e, d in senders + receivers
+                   if isinstance(d, LeafDecl) and e.port in (d.ntype.dynamic_outputs | d.ntype.dynamic_inputs)]
+            if dyn:
+                (creator, cdecl), = dyn[:1]
+                others = [(e, d) for e, d in senders + receivers if (e, d) != (creator, cdecl)]
+                if len(others) != 1 or not isinstance(others[0][1], SubDecl):
+                    self.fail(f"dynamic port {creator.node}:{creator.port} must be connected to exactly one "
+                              f"subgraph node", path)
+                dynamic[(creator.node, creator.port)] = DynBinding(others[0][0].node, others[0][0].port, c.cap)
+                continue
+            conns.append(Conn(c.cap, tuple(e for e, _ in senders), tuple(e for e, _ in receivers)))
+        io = {}
+        for which in ("inputs", "outputs"):
+            table = {}
+            for ii, nc in enumerate(getattr(g, which)):
+                eps = []
+                for pi, text in enumerate(nc.ports):
+                    path = f"{base}.{which}[{ii}].ports[{pi}]"
+                    ref = PortRef.parse(text)
+                    decl = local.get(ref.node)
+                    if decl is None:
+                        self.fail(f"no node {ref.node!r} in graph {g.name!r}", path)
+                    want = "in" if which == "inputs" else "out"
+                    if self.direction(decl, ref.port, g.name, path) != want:
+                        self.fail(f"graph {which[:-1]} {nc.name!r} must name {'an input' if want == 'in' else 'an output'} "
+                                  f"port, {ref.node}:{ref.port} is not one", path)
+                    eps.append(self.endpoint(ref, decl, counters, path))
+                table[nc.name] = (nc.cap, tuple(eps))
+            io[which] = MappingProxyType(table)
+        resources = MappingProxyType({r.name: (r.ty, MappingProxyType(dict(r.args))) for r in g.resources})
+        return Template(g.name, MappingProxyType(leaves), MappingProxyType(subs), tuple(conns), io["inputs"],
+                        io["outputs"], resources, MappingProxyType(dynamic))
+
+    def check_resources(self, templates: dict, global_res: dict) -> None:
+        for gi, g in enumerate(self.config.graphs):
+            for ni, node in enumerate(g.nodes):
+                for ri, name in enumerate(node.res):
+                    if name in global_res or name in templates[g.name].resources:
+                        continue
+                    # a name passed down by a subgraph node that uses this graph is fine too
+                    if any(name in s.res for t in templates.values() for s in t.subs.values() if g.name in s.types):
+                        continue
+                    self.fail(f"node {node.name!r} uses resource {name!r}, which is not declared in graph "
+                              f"{g.name!r}, passed by a subgraph node, or global", f"graphs[{gi}].nodes[{ni}].res[{ri}]")
+        for name, (ty, _) in {**global_res, **{k: v for t in templates.values() for k, v in t.resources.items()}}.items():
+            if ty not in self.registry.resources:
+                known = ", ".join(sorted(self.registry.resources)) or "none"
+                self.fail(f"resource {name!r} has unknown type {ty!r}; known resource types: {known}", "resources")
+
+
+def _reachable(templates: dict, main: str) -> list[str]:
+    seen, stack = [], [main]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.append(name)
+        for s in templates[name].subs.values():
+            stack.extend(s.types)
+    return seen
+
+
+def build_app(config: Config, registry: Registry, file: str = "<config>") -> App:
+    """Check ``config`` against ``registry`` and assign processes. Raises :class:`ConfigError`."""
+    b = _Builder(config, registry, file)
+    shared = {}
+    for ni, node in enumerate(config.nodes):
+        d = b.decl(SHARED, node, f"nodes[{ni}]")
+        if isinstance(d, SubDecl):
+            b.fail("a shared [[nodes]] entry must be a node type, not a graph", f"nodes[{ni}].ty")
+        shared[node.name] = d
+    templates = {g.name: b.template(gi, shared) for gi, g in enumerate(config.graphs)}
+    global_res = {r.name: (r.ty, MappingProxyType(dict(r.args))) for r in config.resources}
+    b.check_resources(templates, global_res)
+    used = _reachable(templates, config.main)
+    decls = {}
+    for name in used:
+        for d in templates[name].leaves.values():
+            decls[d.key] = d
+    used_shared = {e.node for name in used for c in templates[name].conns for e in c.senders + c.receivers
+                   if e.node in shared and e.node not in templates[name].leaves and e.node not in templates[name].subs}
+    used_shared |= {e.node for name in used for table in (templates[name].inputs, templates[name].outputs)
+                    for _, eps in table.values() for e in eps if e.node in shared}
+    for name in sorted(used_shared, key=list(shared).index):
+        decls[shared[name].key] = shared[name]
+    procs, decl_procs = [], {}
+    for key, d in decls.items():
+        decl_procs[key] = tuple(range(len(procs), len(procs) + d.cloned))
+        procs.extend((key, r) for r in range(d.cloned))
+    chans = {}
+    for name in used:
+        for c in templates[name].conns:
+            for e in c.receivers:
+                if e.node in used_shared and e.node not in templates[name].leaves:
+                    chans.setdefault((e.node, e.port, e.tag), len(chans) + 1)
+    for name in used_shared:
+        for p in shared[name].ntype.inputs:
+            if p.kind not in (LIST, DICT):
+                chans.setdefault((name, p.name, None), len(chans) + 1)
+    return App(config, registry, file, config.main, MappingProxyType(templates),
+               MappingProxyType({n: shared[n] for n in used_shared}), MappingProxyType(global_res),
+               tuple(procs), MappingProxyType(decl_procs), MappingProxyType(decls), MappingProxyType(chans))

@@ -1,0 +1,18 @@
+"""Bcast: sends every envelope to each element of its list port ``out``."""
+
+from ..registry import register
+
+
+@register(name="Bcast", inputs=["inp"], outputs=["out:[]"])
+class Bcast:
+    def __init__(self, name, args):
+        self.name = name
+
+    def exec(self):
+        envelope = self.inp.recv()
+        if envelope is None:
+            return
+        for port in self.out[:-1]:
+            port.send(envelope.repack(envelope.msg))
+        if self.out:
+            self.out[-1].send(envelope)

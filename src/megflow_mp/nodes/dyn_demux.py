@@ -1,0 +1,78 @@
+"""DynDemux: one subgraph instance per ``to_addr``.
+
+The first envelope for a new address creates an instance of the subgraph wired to ``out`` (picked
+by the envelope's ``tag`` when the node's type is ``"A|B"``) inside the workers of that subgraph's
+nodes (no new process). An empty envelope (``msg is None``) to an address closes that instance's
+input and waits until it has ended. When ``inp`` ends, every instance is closed and awaited.
+An instance whose creation fails is reported; its address's envelopes are dropped.
+"""
+
+import logging
+
+from ..registry import register
+from ..runtime.ports import close_dests
+
+log = logging.getLogger("megflow_mp")
+
+
+@register(name="DynDemux", inputs=["inp"], outputs=["out"])
+class DynDemux:
+    dynamic_outputs = ("out",)
+
+    def __init__(self, name, args):
+        self.name = name
+        self.instances = {}
+        self.failed = set()
+
+    def bind_runtime(self, worker, node):
+        self.worker, self.node = worker, node
+        self.dyn = node.spec.dynamic["out"]
+
+    def exec(self):
+        envelope = self.inp.recv()
+        if envelope is None:
+            for addr in list(self.instances):
+                self._close(addr, wait=False)
+            for addr in list(self.instances):
+                self.instances.pop(addr).done.wait()
+            return
+        addr = envelope.to_addr
+        if envelope.msg is None:
+            if addr in self.instances:
+                self._close(addr, wait=True)
+            return
+        child = self.instances.get(addr)
+        if child is None:
+            if addr in self.failed:
+                return
+            child = self._create(envelope)
+            if child is None:
+                return
+        envelope.transfer_addr = child.plan.inst
+        self.node.deliver(child.plan.entry[self.dyn.port], envelope)
+
+    def _create(self, envelope):
+        types = self.dyn.types
+        graph = types[0] if len(types) == 1 else envelope.tag
+        addr = envelope.to_addr
+        if graph not in types:
+            log.error("DynDemux %r: envelope for %r has tag %r, expected one of %s; dropped",
+                      self.name, addr, graph, ", ".join(types))
+            self.failed.add(addr)
+            return None
+        try:
+            child = self.worker.create_instance(graph, f"{self.dyn.path}#{addr}", self.dyn)
+        except RuntimeError as exc:
+            log.error("DynDemux %r: %s", self.name, exc)
+            self.failed.add(addr)
+            return None
+        self.instances[addr] = child
+        return child
+
+    def _close(self, addr, wait):
+        child = self.instances[addr]
+        inst = child.plan.inst
+        close_dests(self.worker, [(d, inst if d.shared else None) for d in child.plan.entry[self.dyn.port]])
+        if wait:
+            self.instances.pop(addr)
+            child.done.wait()

@@ -1,0 +1,22 @@
+"""Reorder: emits envelopes in ``partial_id`` order (0, 1, 2, ...), buffering early ones."""
+
+from ..registry import register
+
+
+@register(name="Reorder", inputs=["inp"], outputs=["out"])
+class Reorder:
+    def __init__(self, name, args):
+        self.name = name
+        self.next = int(args.get("start", 0))
+        self.held = {}
+
+    def exec(self):
+        envelope = self.inp.recv()
+        if envelope is None:
+            for pid in sorted(self.held):  # stream ended with gaps: flush what is left, in order
+                self.out.send(self.held.pop(pid))
+            return
+        self.held[envelope.partial_id] = envelope
+        while self.next in self.held:
+            self.out.send(self.held.pop(self.next))
+            self.next += 1

@@ -1,0 +1,209 @@
+"""The cooperative scheduler of one process: greenlet tasks, timers, file events, thread calls.
+
+Every node instance of a worker runs as a task (a greenlet) on the process's single :class:`Hub`,
+as MegFlow ran its nodes on a thread-local coroutine scheduler. A task blocks only through the hub
+(``park``): waiting for input, credit, a timer or a future switches to the hub, which runs other
+ready tasks, flushes outgoing batches and waits on sockets and timers. Plain blocking calls in
+plugin code (``time.sleep``, a model's forward) block the whole process, which hosts only replicas
+of one node declaration, so only that node's other instances wait.
+
+Threads (HTTP servers, plugin threads) talk to the hub only through :meth:`Hub.call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import selectors
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+import greenlet
+
+
+class Cancelled(BaseException):
+    """Thrown into a task that the engine stops (drain or shutdown); plugins should not catch it."""
+
+
+class Timer:
+    __slots__ = ("deadline", "fn", "args", "cancelled")
+
+    def __init__(self, deadline, fn, args):
+        self.deadline, self.fn, self.args, self.cancelled = deadline, fn, args, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Hub:
+    """Runs tasks until a condition holds. Not thread-safe except ``call_soon_threadsafe``."""
+
+    def __init__(self):
+        self.main = greenlet.getcurrent()
+        self.ready: deque = deque()
+        self._timers: list = []
+        self._seq = itertools.count()
+        self.selector = selectors.DefaultSelector()
+        self._calls: deque = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
+        self.thread_id = threading.get_ident()
+        self.idle_hooks: list[Callable[[], None]] = []  # run before the hub waits (flush batches)
+
+    # -- tasks -----------------------------------------------------------------------------------
+    def spawn(self, fn: Callable, *args) -> greenlet.greenlet:
+        """Start ``fn(*args)`` as a task at the next scheduling point. Exceptions are the caller's
+        business: wrap ``fn`` if they must be reported."""
+        g = greenlet.greenlet(lambda *_: fn(*args), parent=self.main)
+        self.ready.append((g, None))
+        return g
+
+    def in_task(self) -> bool:
+        return greenlet.getcurrent() is not self.main and threading.get_ident() == self.thread_id
+
+    def park(self):
+        """Block the current task until someone calls :meth:`wake` for it; returns the wake value."""
+        if greenlet.getcurrent() is self.main:
+            raise RuntimeError("blocking call outside a node task (no task to suspend)")
+        return self.main.switch()
+
+    def wake(self, task: greenlet.greenlet, value=None) -> None:
+        self.ready.append((task, value))
+
+    def throw(self, task: greenlet.greenlet, exc: BaseException) -> None:
+        """Raise ``exc`` in ``task`` at its current blocking point (used to stop sources)."""
+        self.ready.append((task, exc))
+
+    def yield_now(self) -> None:
+        if not self.in_task():
+            return
+        self.wake(greenlet.getcurrent())
+        self.park()
+
+    def sleep(self, seconds: float) -> None:
+        if not self.in_task():
+            time.sleep(seconds)
+            return
+        task = greenlet.getcurrent()
+        self.call_later(seconds, self.wake, task)
+        self.park()
+
+    # -- timers and threads ------------------------------------------------------------------------
+    def call_later(self, delay: float, fn: Callable, *args) -> Timer:
+        t = Timer(time.monotonic() + delay, fn, args)
+        heapq.heappush(self._timers, (t.deadline, next(self._seq), t))
+        return t
+
+    def call_soon_threadsafe(self, fn: Callable, *args) -> None:
+        """Run ``fn(*args)`` on the hub (from any thread, or a signal handler)."""
+        self._calls.append((fn, args))
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    def _drain_wakeups(self, _mask) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def _run_ready(self) -> None:
+        ready = self.ready
+        for _ in range(len(ready)):
+            task, value = ready.popleft()
+            if task.dead:
+                continue
+            if value is None:
+                task.switch()
+            elif isinstance(value, BaseException):
+                task.throw(value)
+            else:
+                task.switch(value)
+
+    def _run_due(self) -> None:
+        timers, now = self._timers, time.monotonic()
+        while timers and timers[0][0] <= now:
+            t = heapq.heappop(timers)[2]
+            if not t.cancelled:
+                t.fn(*t.args)
+        calls = self._calls
+        while calls:
+            fn, args = calls.popleft()
+            fn(*args)
+
+    def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Run tasks and events until ``done()`` is true (checked whenever no task is ready).
+        Returns False if ``timeout`` seconds passed first. Must be called from the main greenlet."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._run_ready()
+            self._run_due()
+            if self.ready:
+                self.poll_nowait()
+                continue
+            if done():
+                return True
+            for hook in self.idle_hooks:
+                hook()
+            if self.ready:
+                continue
+            wait = None
+            if self._timers:
+                while self._timers and self._timers[0][2].cancelled:
+                    heapq.heappop(self._timers)
+                if self._timers:
+                    wait = max(0.0, self._timers[0][0] - time.monotonic())
+            if end is not None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                wait = left if wait is None else min(wait, left)
+            if self._calls:
+                wait = 0
+            for key, mask in self.selector.select(wait):
+                key.data(mask)
+
+    def poll_nowait(self) -> None:
+        """Handle pending socket events without blocking (from inside a busy task)."""
+        for key, mask in self.selector.select(0):
+            key.data(mask)
+        self._run_due()
+
+    def close(self) -> None:
+        self.selector.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Future:
+    """``create_future()``'s future: ``wait()`` parks the calling task until the waker fires."""
+
+    __slots__ = ("hub", "done", "value", "waiters")
+
+    def __init__(self, hub: Hub):
+        self.hub, self.done, self.value, self.waiters = hub, False, None, []
+
+    def set(self, value) -> None:
+        if self.done:
+            return
+        self.done, self.value = True, value
+        for w in self.waiters:
+            self.hub.wake(w)
+        self.waiters.clear()
+
+    def wait(self):
+        while not self.done:
+            self.waiters.append(greenlet.getcurrent())
+            self.hub.park()
+        return self.value

@@ -1,0 +1,196 @@
+"""One node instance inside a worker: its plugin object, ports, resources and life cycle.
+
+Life cycle (MegFlow's actor model): built with ``factory(name, args)`` when its graph instance is
+installed; ports and resources set as attributes; on start, ``exec()`` runs once for a node
+without inputs, otherwise repeatedly until every input has ended and the plugin has seen the end.
+When it ends (normally, by drain, or by an exception) its inputs give back their credits, its
+outputs are closed (downstream sees the end), the plugin object is released (``__del__`` runs) and
+the end is reported to the instance's creator, with the failure as data if there was one.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from ..errors import NodeFailure
+from ..registry import DICT, LIST
+from .channels import Inbox
+from .hub import Cancelled
+from .ports import InputPort, OutputPort, RoutedOutputPort, close_dests, deliver
+
+log = logging.getLogger("megflow_mp")
+
+
+class LazyResource:
+    """What ``self.<resource>`` is: the resource object, built on first use in this process."""
+
+    __slots__ = ("_get",)
+
+    def __init__(self, get):
+        object.__setattr__(self, "_get", get)
+
+    def __getattr__(self, name):
+        return getattr(self._get(), name)
+
+    def __getitem__(self, key):
+        return self._get()[key]
+
+    def __len__(self):
+        return len(self._get())
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __call__(self, *args, **kwargs):
+        return self._get()(*args, **kwargs)
+
+
+class NodeInstance:
+    def __init__(self, worker, spec, decl, creator: int):
+        self.worker, self.hub = worker, worker.hub
+        self.spec, self.decl, self.creator = spec, decl, creator
+        self.inst, self.top, self.path = spec.inst, spec.top, spec.path
+        self.shared = decl.shared
+        self.inboxes: list[Inbox] = []
+        self.route_inputs: dict[int, set] = {}
+        self.flushed: dict[int, set] = {}
+        self.pending_closes: list[int] = []
+        self.routed: dict[tuple, RoutedOutputPort] = {}
+        self.task = None
+        self.ended = False
+        self._warned: set[str] = set()
+        ports = {p.name: self._input(p) for p in decl.ntype.inputs}
+        self.outputs = {p.name: self._output(p) for p in decl.ntype.outputs}
+        ports.update(self.outputs)
+        self.obj = decl.ntype.factory(decl.name, dict(spec.args))
+        for name, port in ports.items():
+            setattr(self.obj, name, port)
+        for name, binding in spec.res.items():
+            setattr(self.obj, name, LazyResource(lambda b=binding: worker.resource(b, self.top)))
+        if decl.ntype.builtin and hasattr(self.obj, "bind_runtime"):
+            self.obj.bind_runtime(worker, self)
+
+    # -- building ports ---------------------------------------------------------------------------------
+    def _inbox(self, ispec) -> Inbox:
+        if ispec is None:
+            inbox = Inbox(-1, 1, 0, self.worker.transport.post, self.hub)
+        else:
+            inbox = Inbox(ispec.chan, ispec.cap, ispec.senders, self.worker.transport.post, self.hub, self.shared)
+            self.worker.inboxes[ispec.chan] = inbox
+        self.inboxes.append(inbox)
+        return inbox
+
+    def _input(self, p):
+        given = self.spec.inputs.get(p.name)
+        if p.kind == LIST:
+            given = given or {}
+            size = max((int(t) + 1 for t in given), default=0)
+            return [InputPort(self, self._inbox(given.get(str(i))), f"{p.name}:{i}") for i in range(size)]
+        if p.kind == DICT:
+            return {t: InputPort(self, self._inbox(s), f"{p.name}:{t}") for t, s in (given or {}).items()}
+        return InputPort(self, self._inbox(given), p.name)
+
+    def _output(self, p):
+        given = self.spec.outputs.get(p.name)
+        if self.shared:
+            tags = self.worker.app_shared_output_tags(self.decl.name, p.name) if p.kind != "single" else [None]
+            ports = {t: self.routed.setdefault((p.name, t), RoutedOutputPort(self, p.name if t is None else f"{p.name}:{t}"))
+                     for t in tags}
+            if p.kind == LIST:
+                return [ports[str(i)] for i in range(len(ports))]
+            return ports if p.kind == DICT else ports[None]
+        if p.kind == LIST:
+            given = given or {}
+            size = max((int(t) + 1 for t in given), default=0)
+            return [OutputPort(self, given.get(str(i), []), f"{p.name}:{i}") for i in range(size)]
+        if p.kind == DICT:
+            return {t: OutputPort(self, d, f"{p.name}:{t}") for t, d in (given or {}).items()}
+        return OutputPort(self, given or [], p.name)
+
+    def output_ports(self):
+        for port in self.outputs.values():
+            if isinstance(port, list):
+                yield from port
+            elif isinstance(port, dict):
+                yield from port.values()
+            else:
+                yield port
+
+    # -- shared-node routes --------------------------------------------------------------------------------
+    def install_route(self, r) -> None:
+        need = self.route_inputs.setdefault(r.route, set())
+        for chan, n in r.inputs.items():
+            inbox = self.worker.inboxes[chan]
+            inbox.route_left[r.route] = inbox.route_left.get(r.route, 0) + n
+            need.add(chan)
+        for (port, tag), dests in r.outputs.items():
+            self.routed[(port, tag)].routes.setdefault(r.route, []).extend(dests)
+
+    def on_flush(self, route: int, chan: int) -> None:
+        got = self.flushed.setdefault(route, set())
+        got.add(chan)
+        if got >= self.route_inputs.get(route, set()):
+            self.flushed.pop(route, None)
+            self.pending_closes.append(route)
+
+    def flush_barriers(self) -> None:
+        """Close this route's outputs once its end passed every input (called at the next recv)."""
+        while self.pending_closes:
+            route = self.pending_closes.pop(0)
+            self.route_inputs.pop(route, None)
+            for port in self.routed.values():
+                dests = port.routes.pop(route, [])
+                close_dests(self.worker, [(d, route if d.shared else None) for d in dests])
+
+    def deliver(self, dests, envelope) -> None:
+        deliver(self.worker, dests, envelope)
+
+    def warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            log.error(message)
+
+    # -- running ----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.task = self.hub.spawn(self.run)
+
+    def run(self) -> None:
+        failure = None
+        try:
+            if not self.inboxes:
+                self.obj.exec()
+            else:
+                inboxes = self.inboxes
+                while True:
+                    self.obj.exec()
+                    self.flush_barriers()
+                    if all(i.finished() for i in inboxes):
+                        break
+        except Cancelled:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - a plugin failure ends this node only
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            failure = NodeFailure(self.path, f"instance {self.inst}", type(exc).__name__, tb)
+            log.error("%s", failure.describe())
+            del exc
+        self.end(failure)
+
+    def end(self, failure=None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        for inbox in self.inboxes:
+            inbox.drop()
+        self.flush_barriers()
+        targets = []
+        for port in self.output_ports():
+            if isinstance(port, OutputPort):
+                targets += port.close_targets()
+            else:
+                for route, dests in port.routes.items():
+                    targets += [(d, route if d.shared else None) for d in dests]
+                port.routes.clear()
+        close_dests(self.worker, targets)
+        self.obj = None  # the plugin object is finalised here (``__del__``)
+        self.worker.node_ended(self, failure)

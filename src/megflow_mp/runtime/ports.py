@@ -1,0 +1,152 @@
+"""The port objects a plugin sees as ``self.<port>``: ``recv``/``batch_recv`` and ``send``.
+
+A plugin never sees channels, credits, slots or sockets: inputs give Envelopes (arrays inside are
+shared-memory views), outputs take Envelopes. ``send`` moves the envelope (later use raises).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import greenlet
+
+from ..envelope import Envelope, mark_moved
+from .channels import CLOSE, DATA, Flush
+
+log = logging.getLogger("megflow_mp")
+
+
+class InputPort:
+    """One input channel of a node instance."""
+
+    __slots__ = ("node", "inbox", "name")
+
+    def __init__(self, node, inbox, name: str):
+        self.node, self.inbox, self.name = node, inbox, name
+
+    def _next(self, block: bool = True):
+        """The next envelope; None at end of stream or at a flush marker; ``...`` if empty and not blocking."""
+        inbox = self.inbox
+        while True:
+            if inbox.queue:
+                item = inbox.take()
+                if type(item) is Flush:
+                    self.node.on_flush(item.route, inbox.chan)
+                    return None
+                return Envelope.from_tuple(item)
+            if inbox.closed:
+                inbox.eof_seen = True
+                return None
+            if not block:
+                return ...
+            self.node.flush_barriers()
+            inbox.wait()
+
+    def recv(self) -> Envelope | None:
+        """Block until an envelope arrives; ``None`` when the stream ended (or, in a shared node, when
+        one subgraph instance's stream ended)."""
+        self.node.flush_barriers()
+        return self._next()
+
+    def batch_recv(self, n: int, timeout_ms: float | int) -> tuple[list, bool]:
+        """Up to ``n`` envelopes, waiting at most ``timeout_ms`` after the first for more.
+
+        Returns ``(envelopes, closed)``; ``closed`` is True when the channel ended. A flush marker
+        ends the batch early.
+        """
+        self.node.flush_barriers()
+        first = self._next()
+        if first is None:
+            return [], self.inbox.closed and not self.inbox.queue
+        out = [first]
+        hub = self.node.hub
+        deadline = time.monotonic() + max(0.0, timeout_ms) / 1000.0
+        inbox = self.inbox
+        while len(out) < n:
+            if not inbox.queue and not inbox.closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                task = greenlet.getcurrent()
+                timer = hub.call_later(left, _wake_waiter, inbox, task)
+                inbox.wait()
+                timer.cancel()
+                continue
+            if inbox.queue and type(inbox.queue[0][1]) is Flush:
+                break
+            env = self._next(block=False)
+            if env is None or env is ...:
+                break
+            out.append(env)
+        return out, inbox.closed and not inbox.queue
+
+    def is_closed(self) -> bool:
+        return self.inbox.closed and not self.inbox.queue
+
+
+def _wake_waiter(inbox, task) -> None:
+    if inbox.waiter is task:
+        inbox.waiter = None
+        inbox.hub.wake(task)
+
+
+class OutputPort:
+    """One output of a node instance, delivering to a fixed list of destinations (broadcast)."""
+
+    __slots__ = ("node", "dests", "name", "stamp")
+
+    def __init__(self, node, dests: list, name: str):
+        self.node, self.dests, self.name = node, list(dests), name
+        self.stamp = any(d.shared for d in self.dests)
+
+    def send(self, envelope: Envelope) -> None:
+        """Deliver ``envelope`` to every connected receiver (one replica each); blocks while the
+        receivers' channels are full. The envelope is moved: using it afterwards raises."""
+        if not isinstance(envelope, Envelope):
+            raise TypeError(f"send() takes an Envelope, got {type(envelope).__name__}: wrap it with Envelope.pack(msg)")
+        if self.stamp:
+            envelope.transfer_addr = self.node.inst
+        self.node.deliver(self.dests, envelope)
+
+    def close_targets(self):
+        return [(d, None if not d.shared else self.node.inst) for d in self.dests]
+
+
+class RoutedOutputPort:
+    """An output of a shared node: destinations depend on the envelope's route (its instance)."""
+
+    __slots__ = ("node", "routes", "name")
+
+    def __init__(self, node, name: str):
+        self.node, self.routes, self.name = node, {}, name
+
+    def send(self, envelope: Envelope) -> None:
+        if not isinstance(envelope, Envelope):
+            raise TypeError(f"send() takes an Envelope, got {type(envelope).__name__}")
+        dests = self.routes.get(envelope.transfer_addr)
+        if dests is None:
+            self.node.warn_once(f"shared node {self.node.path!r} port {self.name!r}: no subgraph instance "
+                                f"{envelope.transfer_addr!r} is connected; envelope dropped (use envelope.repack "
+                                f"to keep the route of the input)")
+            mark_moved(envelope)
+            return
+        self.node.deliver(dests, envelope)
+
+
+def deliver(worker, dests: list, envelope: Envelope) -> None:
+    """Encode once, then post one DATA record per destination (one replica each, by credit)."""
+    payload, segments = worker.codec.encode(envelope.to_tuple(), len(dests))
+    mark_moved(envelope)
+    size = len(payload)
+    credits, post = worker.credits, worker.transport.post
+    for d in dests:
+        proc = credits.acquire(d)
+        post(proc, (DATA, d.chan, payload), size, segments)
+
+
+def close_dests(worker, dests_routes) -> None:
+    post = worker.transport.post
+    for d, route in dests_routes:
+        for proc in d.procs:
+            post(proc, (CLOSE, d.chan, route))

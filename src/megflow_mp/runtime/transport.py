@@ -1,0 +1,187 @@
+"""Process-to-process messaging: batched records over Unix SOCK_SEQPACKET connections.
+
+Each process of an app listens on an abstract-namespace address (nothing on disk, gone when the
+process is). A sender connects lazily, once per peer, so records from one process to another keep
+their order. Records are small tuples (see :mod:`megflow_mp.runtime.records`); a datagram is
+``marshal((src, records, segment_keys))`` and carries, with SCM_RIGHTS, the memfd of every
+shared-memory segment the peer has not been sent yet, so array payloads can be mapped before the
+records that reference them are decoded.
+
+Batching: ``post`` appends to the peer's pending batch; a batch is written when it is large, when
+the hub is about to wait (idle hook), or by the flusher thread once it is 1 ms old (so a plugin that
+blocks in its own code never holds a message back for long). Under load many records share one
+write; when idle every record goes out at once.
+"""
+
+from __future__ import annotations
+
+import array
+import marshal
+import socket
+import threading
+import time
+from typing import Callable
+
+MAX_BATCH = 256
+MAX_BATCH_BYTES = 256 << 10
+SNDBUF = 4 << 20
+RECV_BUF = 8 << 20
+STALE = 0.001
+
+
+def address(run_id: str, index: int) -> str:
+    """The abstract socket address of process ``index`` of run ``run_id``."""
+    return f"\0megflow-mp-{run_id}-{index}"
+
+
+def listen(run_id: str, index: int) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sock.bind(address(run_id, index))
+    sock.listen(256)
+    sock.setblocking(False)
+    return sock
+
+
+class Transport:
+    """Sends records to peers and hands received ones to ``on_records(src, records)`` on the hub."""
+
+    def __init__(self, hub, run_id: str, index: int, listener: socket.socket, arena=None,
+                 on_records: Callable | None = None):
+        self.hub, self.run_id, self.index = hub, run_id, index
+        self.arena = arena
+        self.on_records = on_records
+        self.listener = listener
+        self._out: dict[int, socket.socket] = {}
+        self._pending: dict[int, list] = {}
+        self._pending_keys: dict[int, list] = {}
+        self._pending_bytes: dict[int, int] = {}
+        self._since: dict[int, float] = {}
+        self._sent_keys: dict[int, set] = {}
+        self._lock = threading.RLock()
+        self._event = threading.Event()
+        self._buf = bytearray(RECV_BUF)
+        self._closed = False
+        self._peers: list[socket.socket] = []
+        hub.selector.register(listener, 1, self._accept)
+        hub.idle_hooks.append(self.flush_all)
+        self._flusher = threading.Thread(target=self._flush_loop, name="megflow-flusher", daemon=True)
+        self._flusher.start()
+
+    # -- sending --------------------------------------------------------------------------------------
+    def post(self, proc: int, record: tuple, size: int = 64, segments=()) -> None:
+        """Queue ``record`` for process ``proc``; ``segments`` are shm keys its payload references."""
+        with self._lock:
+            batch = self._pending.get(proc)
+            if batch is None:
+                batch = self._pending[proc] = []
+                self._pending_bytes[proc] = 0
+                self._since[proc] = time.monotonic()
+                self._event.set()
+            batch.append(record)
+            if segments:
+                sent = self._sent_keys.setdefault(proc, set())
+                for key in segments:
+                    if key not in sent:
+                        sent.add(key)
+                        self._pending_keys.setdefault(proc, []).append(key)
+            total = self._pending_bytes[proc] + size
+            self._pending_bytes[proc] = total
+            if len(batch) >= MAX_BATCH or total >= MAX_BATCH_BYTES:
+                self._flush(proc)
+
+    def send_now(self, proc: int, record: tuple) -> None:
+        self.post(proc, record)
+        self.flush(proc)
+
+    def flush(self, proc: int) -> None:
+        with self._lock:
+            if proc in self._pending:
+                self._flush(proc)
+
+    def flush_all(self) -> None:
+        if self._pending:
+            with self._lock:
+                for proc in list(self._pending):
+                    self._flush(proc)
+
+    def _flush(self, proc: int) -> None:
+        batch = self._pending.pop(proc)
+        self._pending_bytes.pop(proc, None)
+        self._since.pop(proc, None)
+        keys = self._pending_keys.pop(proc, [])
+        data = marshal.dumps((self.index, batch, keys))
+        anc = []
+        if keys:
+            fds = array.array("i", [self.arena.fd_of(tuple(k)) for k in keys])
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]
+        try:
+            self._conn(proc).sendmsg([data], anc)
+        except (BrokenPipeError, ConnectionRefusedError, ConnectionResetError, FileNotFoundError):
+            self._out.pop(proc, None)  # the peer is gone; the supervisor reports why
+
+    def _conn(self, proc: int) -> socket.socket:
+        sock = self._out.get(proc)
+        if sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+            sock.connect(address(self.run_id, proc))
+            self._out[proc] = sock
+        return sock
+
+    def _flush_loop(self) -> None:
+        while not self._closed:
+            self._event.wait()
+            time.sleep(STALE)
+            with self._lock:
+                now = time.monotonic()
+                for proc, since in list(self._since.items()):
+                    if now - since >= STALE:
+                        self._flush(proc)
+                if not self._pending:
+                    self._event.clear()
+
+    # -- receiving ------------------------------------------------------------------------------------
+    def _accept(self, _mask) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except BlockingIOError:
+                return
+            conn.setblocking(False)
+            self._peers.append(conn)
+            self.hub.selector.register(conn, 1, lambda m, c=conn: self._read(c))
+
+    def _read(self, conn: socket.socket) -> None:
+        buf, view = self._buf, memoryview(self._buf)
+        fd_space = socket.CMSG_SPACE(64 * array.array("i").itemsize)
+        while True:
+            try:
+                n, anc, _flags, _ = conn.recvmsg_into([buf], fd_space)
+            except BlockingIOError:
+                return
+            except ConnectionResetError:
+                n, anc = 0, []
+            if n == 0:
+                self.hub.selector.unregister(conn)
+                self._peers.remove(conn)
+                conn.close()
+                return
+            src, records, keys = marshal.loads(view[:n])
+            if keys:
+                fds = array.array("i")
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+                for key, fd in zip(keys, fds):
+                    self.arena.map_remote(tuple(key), fd)
+            self.on_records(src, records)
+
+    def close(self) -> None:
+        self._closed = True
+        self._event.set()
+        self.flush_all()
+        for sock in list(self._out.values()) + self._peers + [self.listener]:
+            try:
+                sock.close()
+            except OSError:
+                pass

@@ -1,0 +1,265 @@
+"""A worker process: hosts the instances of one node declaration (one replica of it).
+
+The worker owns its hub, transport, shared-memory arena and credit table, installs node instances
+when asked (the supervisor for the static graph, a creator node for a dynamic subgraph instance),
+starts them, and reports each node's end to the instance's creator. Control messages are pickled
+tuples inside CTRL records:
+
+``install(top, creator, items)`` -> ``installed(top, proc, error)``; ``start(top)``; ``destroy(top)``;
+``ended(top, path, failure)`` to the creator; ``drain`` (stop sources), ``close_shared`` (app end),
+``exit``; ``wake(future_id, value)`` for cross-process futures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import pickle
+import signal
+import sys
+import traceback
+
+from ..codec import Codec
+from ..errors import NodeFailure
+from ..plan import IdAllocator, NodeSpec, RouteSpec, plan_instance
+from ..shm import Arena
+from .channels import CLOSE, CREDIT, CTRL, DATA, Credits
+from .hub import Cancelled, Future, Hub
+from .node import NodeInstance
+from .transport import Transport
+
+log = logging.getLogger("megflow_mp")
+
+CURRENT = None  # the Worker of this process, set once it runs
+
+
+class Child:
+    """A graph instance this process created (creator side)."""
+
+    def __init__(self, plan, expected: int, hosts, future: Future):
+        self.plan, self.expected, self.hosts, self.done = plan, expected, hosts, future
+        self.ended = 0
+        self.failures: list[NodeFailure] = []
+
+
+class Worker:
+    def __init__(self, app, index: int, run_id: str, listener, supervisor: int):
+        global CURRENT
+        self.app, self.index, self.supervisor = app, index, supervisor
+        self.hub = Hub()
+        self.arena = Arena(index, supervisor + 1)
+        self.codec = Codec(self.arena)
+        self.transport = Transport(self.hub, run_id, index, listener, self.arena, self.on_records)
+        self.credits = Credits(self.hub)
+        self.inboxes: dict = {}
+        self.nodes: dict[int, list[NodeInstance]] = {}
+        self.resources: dict = {}
+        self.scope_top: dict[int, int] = {}
+        self.children: dict[int, Child] = {}
+        self.installing: dict[int, tuple] = {}
+        self.futures: dict[int, Future] = {}
+        self._future_ids = itertools.count(1)
+        self.ids = IdAllocator(index)
+        self.exiting = False
+        CURRENT = self
+
+    # -- messaging --------------------------------------------------------------------------------------
+    def control(self, proc: int, *msg) -> None:
+        self.transport.post(proc, (CTRL, pickle.dumps(msg, protocol=5)))
+
+    def on_records(self, src: int, records) -> None:
+        inboxes, decode = self.inboxes, self.codec.decode
+        for rec in records:
+            op = rec[0]
+            if op == DATA:
+                inbox = inboxes.get(rec[1])
+                item = decode(rec[2])
+                if inbox is None:
+                    del item
+                    self.transport.post(src, (CREDIT, rec[1], 1))
+                else:
+                    inbox.push(src, item)
+            elif op == CREDIT:
+                self.credits.grant(src, rec[1], rec[2])
+            elif op == CLOSE:
+                inbox = inboxes.get(rec[1])
+                if inbox is not None:
+                    inbox.close_one(rec[2])
+            elif op == CTRL:
+                msg = pickle.loads(rec[1])
+                getattr(self, "on_" + msg[0])(src, *msg[1:])
+
+    # -- hosting --------------------------------------------------------------------------------------------
+    def install(self, top: int, creator: int, items) -> str | None:
+        """Build the node instances and routes of graph instance ``top`` hosted here."""
+        built = []
+        try:
+            for item in items:
+                if isinstance(item, NodeSpec):
+                    decl = self.app.decls[item.decl]
+                    for b in item.res.values():
+                        if b.scope:
+                            self.scope_top[b.scope] = top
+                    built.append(NodeInstance(self, item, decl, creator))
+                elif isinstance(item, RouteSpec):
+                    self.shared_node.install_route(item)
+        except Exception as exc:  # noqa: BLE001 - reported to the creator as data
+            for node in built:
+                node.end()
+            return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.nodes.setdefault(top, []).extend(built)
+        return None
+
+    def on_install(self, src, top, creator, items) -> None:
+        self.control(src, "installed", top, self.index, self.install(top, creator, items))
+
+    def on_start(self, src, top) -> None:
+        for node in self.nodes.get(top, []):
+            if node.task is None and not node.ended:
+                node.start()
+
+    def on_destroy(self, src, top) -> None:
+        for node in self.nodes.pop(top, []):
+            for inbox in node.inboxes:
+                if self.inboxes.get(inbox.chan) is inbox:
+                    del self.inboxes[inbox.chan]
+        for key in [k for k in self.resources if self.scope_top.get(k[0]) == top]:
+            del self.resources[key]
+
+    def resource(self, binding, top: int):
+        key = (binding.scope, binding.name)
+        obj = self.resources.get(key)
+        if obj is None:
+            rtype = self.app.registry.resources[binding.ty]
+            obj = self.resources[key] = rtype.factory(binding.name, dict(binding.args))
+        return obj
+
+    def app_shared_output_tags(self, name: str, port: str) -> list:
+        tags = {t for tpl in self.app.templates.values() for c in tpl.conns for e in c.senders
+                if e.node == name and e.port == port and name not in tpl.leaves}
+        return sorted(tags, key=lambda t: (len(t), t))
+
+    @property
+    def shared_node(self) -> NodeInstance:
+        return self.nodes[0][0]
+
+    def node_ended(self, node: NodeInstance, failure) -> None:
+        self.control(node.creator, "ended", node.top, node.path, failure)
+
+    def on_drain(self, src) -> None:
+        for nodes in self.nodes.values():
+            for node in nodes:
+                if not node.inboxes and node.task is not None and not node.task.dead:
+                    self.hub.throw(node.task, Cancelled())
+
+    def on_close_shared(self, src) -> None:
+        for node in self.nodes.get(0, []):
+            for inbox in node.inboxes:
+                inbox.close()
+
+    def on_exit(self, src) -> None:
+        self.exiting = True
+
+    # -- creating instances (creator side) ------------------------------------------------------------------
+    def create_instance(self, graph: str, path: str, dyn, exit_dests=None) -> Child:
+        """Plan, install and start one instance of ``graph``; blocks the calling task until every
+        host built its part. Raises RuntimeError (with the hosts' tracebacks) if one failed."""
+        inst = self.ids()
+        plan = plan_instance(self.app, graph, inst, self.ids, self.index, path, dyn.visible, dyn.args,
+                             entry_senders=1, exit_dests=exit_dests)
+        hosts = plan.hosts(self.app)
+        fut = Future(self.hub)
+        self.installing[inst] = (set(hosts), [], fut)
+        for proc, items in hosts.items():
+            self.control(proc, "install", inst, self.index, items)
+        errors = fut.wait() if hosts else []
+        if errors:
+            for proc in hosts:
+                self.control(proc, "destroy", inst)
+            raise RuntimeError(f"could not create {path}:\n" + "\n".join(errors))
+        child = Child(plan, plan.node_count(self.app), list(hosts), Future(self.hub))
+        self.children[inst] = child
+        for proc in hosts:
+            self.control(proc, "start", inst)
+        if child.expected == 0:
+            self._finish(inst, child)
+        return child
+
+    def on_installed(self, src, top, proc, error) -> None:
+        waiting, errors, fut = self.installing[top]
+        waiting.discard(proc)
+        if error:
+            errors.append(error)
+        if not waiting:
+            del self.installing[top]
+            fut.set(errors)
+
+    def on_ended(self, src, top, path, failure) -> None:
+        child = self.children.get(top)
+        if child is None:
+            return
+        child.ended += 1
+        if failure is not None:
+            child.failures.append(failure)
+        if child.ended >= child.expected:
+            self._finish(top, child)
+
+    def _finish(self, top: int, child: Child) -> None:
+        del self.children[top]
+        for proc in child.hosts:
+            self.control(proc, "destroy", top)
+        child.done.set(child.failures)
+
+    # -- futures ---------------------------------------------------------------------------------------------
+    def new_future(self) -> tuple[Future, int]:
+        fid = next(self._future_ids)
+        fut = self.futures[fid] = Future(self.hub)
+        return fut, fid
+
+    def on_wake(self, src, fid, value) -> None:
+        fut = self.futures.pop(fid, None)
+        if fut is not None:
+            fut.set(value)
+
+    # -- main ------------------------------------------------------------------------------------------------
+    def serve(self) -> None:
+        self.hub.run_until(lambda: self.exiting)
+        self.transport.flush_all()
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def worker_main(app, index: int, run_id: str, listener, supervisor: int, parent: int, items) -> None:
+    """Entry point in the forked child; never returns (``os._exit``)."""
+    code = 0
+    try:
+        _die_with_parent(parent)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        decl, replica = app.procs[index]
+        sys.argv[0] = f"megflow-mp[{decl}#{replica}]"
+        worker = Worker(app, index, run_id, listener, supervisor)
+        for top, creator, its in items:
+            worker.control(supervisor, "installed", top, index, worker.install(top, creator, its))
+        worker.transport.flush_all()
+        worker.serve()
+    except BaseException:  # noqa: BLE001 - last resort: report and exit non-zero
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)

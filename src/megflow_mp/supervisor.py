@@ -1,0 +1,275 @@
+"""The supervisor: forks one worker per node replica, runs the app to its end, cleans up.
+
+Contract of :func:`run_app`: returns the exit code (0 success, 1 a node failed or a worker died,
+130 stopped by a second Ctrl-C). It owns every child: workers die with it (PDEATHSIG), it is a
+child subreaper so processes that plugins fork are reparented to it, and on any end it stops the
+workers (``exit``, then SIGTERM after a grace period, then SIGKILL) and kills every remaining
+descendant. Shared memory is memfd-only: nothing can be left in ``/dev/shm``.
+
+Phases: install (every worker builds its static node instances and reports) -> start -> run until
+every static non-shared node ended -> ``close_shared`` -> shared nodes end -> ``exit``.
+Ctrl-C/SIGTERM: ``drain`` (sources stop, the rest finishes what is queued); a second one kills.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import socket
+import sys
+import time
+import uuid
+from types import MappingProxyType
+
+from .graph import App
+from .plan import STATIC_ID_BASE, IdAllocator, NodeSpec, plan_instance
+from .runtime.channels import CTRL
+from .runtime.hub import Hub
+from .runtime.transport import Transport, listen
+
+log = logging.getLogger("megflow_mp")
+MAIN = STATIC_ID_BASE - 1
+GRACE = 3.0
+
+
+def _shared_spec(app: App, name: str) -> NodeSpec:
+    decl = app.shared[name]
+    inputs = {}
+    for (node, port, tag), chan in app.shared_chans.items():
+        if node != name:
+            continue
+        from .plan import InSpec
+
+        ispec = InSpec(chan, 16, 0)
+        if tag is None:
+            inputs[port] = ispec
+        else:
+            inputs.setdefault(port, {})[tag] = ispec
+    from .plan import ResBinding
+
+    res = {r: ResBinding(0, r, *app.global_resources[r]) for r in decl.res if r in app.global_resources}
+    return NodeSpec(0, 0, name, decl.key, dict(decl.args), res, inputs)
+
+
+def static_items(app: App) -> tuple[dict[int, list], int, int]:
+    """Per worker: ``[(top, creator, items)]`` to install before start; plus the number of static
+    non-shared and shared node replicas the supervisor waits for."""
+    sup = app.nworkers
+    plan = plan_instance(app, app.main, MAIN, IdAllocator(None), sup, app.main)
+    out: dict[int, list] = {i: [] for i in range(app.nworkers)}
+    shared_count = 0
+    for name, decl in app.shared.items():
+        spec = _shared_spec(app, name)
+        for p in app.decl_procs[decl.key]:
+            out[p].append((0, sup, [spec]))
+            shared_count += 1
+    for proc, items in plan.hosts(app).items():
+        out[proc].append((MAIN, sup, items))
+    return out, plan.node_count(app), shared_count
+
+
+class Supervisor:
+    def __init__(self, app: App, drain_timeout: float = 30.0):
+        self.app = app
+        self.run_id = uuid.uuid4().hex[:12]
+        self.index = app.nworkers
+        self.drain_timeout = drain_timeout
+        self.pids: dict[int, int] = {}
+        self.pidfds: dict[int, int] = {}
+        self.failures: list[str] = []
+        self.installed = 0
+        self.ended_static = 0
+        self.ended_shared = 0
+        self.exited: set[int] = set()
+        self.interrupts = 0
+        self.phase = "install"
+
+    # -- processes ----------------------------------------------------------------------------------------
+    def fork_workers(self, items: dict[int, list]) -> None:
+        from .runtime.worker import worker_main
+
+        listeners = [listen(self.run_id, i) for i in range(self.index + 1)]
+        parent = os.getpid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for i in range(self.index):
+            pid = os.fork()
+            if pid == 0:
+                for j, sock in enumerate(listeners):
+                    if j != i:
+                        sock.close()
+                worker_main(self.app, i, self.run_id, listeners[i], self.index, parent, items[i])
+            self.pids[i] = pid
+        for sock in listeners[: self.index]:
+            sock.close()
+        self.listener = listeners[self.index]
+
+    def control(self, proc: int, *msg) -> None:
+        self.transport.post(proc, (CTRL, pickle.dumps(msg, protocol=5)))
+
+    def broadcast(self, *msg) -> None:
+        for i in range(self.index):
+            if i not in self.exited:
+                self.control(i, *msg)
+        self.transport.flush_all()
+
+    # -- events ------------------------------------------------------------------------------------------------
+    def on_records(self, src, records) -> None:
+        for rec in records:
+            if rec[0] == CTRL:
+                msg = pickle.loads(rec[1])
+                getattr(self, "on_" + msg[0])(src, *msg[1:])
+
+    def on_installed(self, src, top, proc, error) -> None:
+        if error:
+            self.fail(f"node of worker {self.describe(proc)} could not be built:\n{error.rstrip()}")
+        self.installed += 1
+
+    def on_ended(self, src, top, path, failure) -> None:
+        if failure is not None:
+            self.fail(failure.describe())
+        if top == 0:
+            self.ended_shared += 1
+        else:
+            self.ended_static += 1
+
+    def fail(self, reason: str) -> None:
+        if reason not in self.failures:
+            self.failures.append(reason)
+            print(f"[megflow-mp] error: {reason}", file=sys.stderr, flush=True)
+
+    def describe(self, proc: int) -> str:
+        decl, replica = self.app.procs[proc]
+        name = decl.split("/", 1)[1] if not decl.startswith("@/") else decl[2:]
+        return f"'{name}' ({decl}, replica {replica}, pid {self.pids.get(proc)})"
+
+    def on_exit(self, proc: int) -> None:
+        fd = self.pidfds.pop(proc)
+        self.hub.selector.unregister(fd)
+        os.close(fd)
+        _, status = os.waitpid(self.pids[proc], 0)
+        self.exited.add(proc)
+        if self.phase != "exit":
+            if os.WIFSIGNALED(status):
+                sig = signal.Signals(os.WTERMSIG(status)).name
+                self.fail(f"worker of node {self.describe(proc)} was killed by {sig}")
+            else:
+                self.fail(f"worker of node {self.describe(proc)} exited with code {os.WEXITSTATUS(status)}")
+
+    def on_signal(self, signum) -> None:
+        self.interrupts += 1
+        if self.interrupts == 1 and self.phase == "run":
+            print(f"[megflow-mp] {signal.Signals(signum).name}: draining (again to stop at once)", file=sys.stderr,
+                  flush=True)
+            self.broadcast("drain")
+            self.drain_deadline = time.monotonic() + self.drain_timeout
+
+    # -- running ---------------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        items, static_count, shared_count = static_items(self.app)
+        self.fork_workers(items)
+        self.hub = Hub()
+        self.transport = Transport(self.hub, self.run_id, self.index, self.listener, None, self.on_records)
+        for proc, pid in self.pids.items():
+            fd = os.pidfd_open(pid)
+            self.pidfds[proc] = fd
+            self.hub.selector.register(fd, 1, lambda m, p=proc: self.on_exit(p))
+        old = {s: signal.signal(s, lambda n, f: self.hub.call_soon_threadsafe(self.on_signal, n))
+               for s in (signal.SIGINT, signal.SIGTERM)}
+        self.drain_deadline = None
+        try:
+            expected_installs = sum(len(v) for v in items.values())
+            self.wait(lambda: self.installed >= expected_installs)
+            if not self.failures:
+                self.phase = "run"
+                self.broadcast("start", 0)
+                self.broadcast("start", MAIN)
+                self.wait(lambda: self.ended_static >= static_count)
+            if not self.failures and self.interrupts < 2:
+                self.broadcast("close_shared")
+                self.wait(lambda: self.ended_shared >= shared_count)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            self.shutdown()
+        if self.interrupts >= 2:
+            return 130
+        return 1 if self.failures else 0
+
+    def wait(self, cond) -> None:
+        def done():
+            if self.failures or self.interrupts >= 2:
+                return True
+            if self.drain_deadline and time.monotonic() > self.drain_deadline:
+                self.fail(f"drain did not finish within {self.drain_timeout:g} s")
+                return True
+            return cond()
+
+        while not self.hub.run_until(done, timeout=0.5):
+            pass
+
+    def shutdown(self) -> None:
+        self.phase = "exit"
+        self.broadcast("exit")
+        deadline = time.monotonic() + GRACE
+        while self.pidfds and time.monotonic() < deadline:
+            self.hub.run_until(lambda: not self.pidfds, timeout=0.1)
+        for proc in list(self.pidfds):
+            try:
+                os.kill(self.pids[proc], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while self.pidfds:
+            self.hub.run_until(lambda: not self.pidfds, timeout=0.1)
+        self.transport.close()
+        self.hub.close()
+        kill_descendants()
+
+
+def _children_of(pid: int) -> list[int]:
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def kill_descendants() -> None:
+    """SIGKILL and reap every process below this one (plugin children reparented to us)."""
+    me = os.getpid()
+    for _ in range(50):
+        kids = _children_of(me)
+        if not kids:
+            return
+        stack = list(kids)
+        while stack:
+            pid = stack.pop()
+            stack += _children_of(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in kids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def become_subreaper() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+    except OSError:
+        pass
+
+
+def run_app(app: App, drain_timeout: float = 30.0) -> int:
+    become_subreaper()
+    return Supervisor(app, drain_timeout).run()
