@@ -14,7 +14,8 @@ Contracts
   array object a single reference) ``encode`` adds ``copies`` references, then drops the holds of the
   blocks it allocated. ``copies`` is the number of destinations the same payload is delivered to;
   each destination must decode it exactly once (its views drop the references when they die). A
-  payload that is never decoded leaks its blocks until the owner process exits.
+  payload that is never decoded leaks its blocks until the owner process exits; a sender that
+  cannot deliver a copy releases it by decoding that copy itself and dropping the result.
 * The returned key set names the segments the receiver must have mapped (``Arena.map_remote``)
   before :meth:`Codec.decode`; a reference to an unmapped segment raises ``LookupError``.
 * Decoded arrays are writable views of the shared memory: a mutation is seen by every process that
@@ -65,10 +66,11 @@ class Codec:
         references. Adds ``copies`` references per array reference (see module docstring).
 
         Exceptions from pickling propagate; blocks allocated so far are released and no reference
-        is added then. ``ValueError`` if ``copies < 1``.
+        is added then. ``copies == 0`` (no destination) frees the blocks at once: such a payload must
+        never be decoded. ``ValueError`` if ``copies < 0``.
         """
-        if copies < 1:
-            raise ValueError(f"copies must be >= 1, got {copies}")
+        if copies < 0:
+            raise ValueError(f"copies must be >= 0, got {copies}")
         arena = self.arena
         refs: list[Block] = []  # one entry per array reference written into the pickle
         fresh: list[Block] = []  # blocks allocated by this call (their holds are ours to release)

@@ -297,7 +297,7 @@ class Arena:
 
     def map_remote(self, key, fd: int) -> None:
         """Map segment ``key = (owner, segment)`` from ``fd``; takes ownership of ``fd`` (closed on
-        error, or at once if the key is already known). Raises ``OSError`` if it cannot be mapped."""
+        error, or at once if the key is already known). ``OSError``/``ValueError`` if it cannot be mapped."""
         key = (int(key[0]), int(key[1]))
         with self._lock:
             if key in self._segs or self._closed:

@@ -368,7 +368,9 @@ def test_failed_encode_releases_its_blocks():
         ca.encode([np.ones(1000), Boom()])
     assert a.in_use()["blocks"] == 0
     with pytest.raises(ValueError):
-        ca.encode(np.ones(3), copies=0)
+        ca.encode(np.ones(3), copies=-1)
+    ca.encode(np.ones(3), copies=0)  # no destination: nothing stays referenced
+    assert a.in_use()["blocks"] == 0
 
 
 def test_frame_is_one_copy_and_forwarding_allocates_nothing():
@@ -386,5 +388,20 @@ def test_frame_is_one_copy_and_forwarding_allocates_nothing():
     fwd[1][:] = 0  # C's write is visible to B: the same physical memory
     assert not crop.any()
     del got, crop, fwd
+    gc.collect()
+    assert a.in_use()["blocks"] == 0
+
+
+def test_undeliverable_copy_is_released_by_decoding_it_in_the_sender():
+    a, ca, b, cb, c, cc = trio()
+    frame = make_frame()
+    got = deliver(a, b, cb, *ca.encode(frame))
+    payload, keys = cb.encode({"f": got}, copies=2)  # B forwards to two destinations
+    delivered = deliver(b, c, cc, payload, keys)
+    cb.decode(payload)  # the second destination died: B drops that copy itself
+    del got
+    gc.collect()
+    assert a.in_use()["blocks"] == 1
+    del delivered
     gc.collect()
     assert a.in_use()["blocks"] == 0
