@@ -102,6 +102,7 @@ class App:
     decl_procs: MappingProxyType  # decl key -> tuple of process indices
     decls: MappingProxyType  # decl key -> LeafDecl
     shared_chans: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    shared_caps: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def nworkers(self) -> int:
@@ -290,16 +291,22 @@ def build_app(config: Config, registry: Registry, file: str = "<config>") -> App
     for key, d in decls.items():
         decl_procs[key] = tuple(range(len(procs), len(procs) + d.cloned))
         procs.extend((key, r) for r in range(d.cloned))
-    chans = {}
+    chans, caps = {}, {}
     for name in used:
-        for c in templates[name].conns:
-            for e in c.receivers:
-                if e.node in used_shared and e.node not in templates[name].leaves:
-                    chans.setdefault((e.node, e.port, e.tag), len(chans) + 1)
+        tpl = templates[name]
+        feeds = [(c.cap, e) for c in tpl.conns for e in c.receivers]
+        feeds += [(cap, e) for cap, eps in tpl.inputs.values() for e in eps]
+        for cap, e in feeds:
+            if e.node in used_shared and e.node not in tpl.leaves:
+                key = (e.node, e.port, e.tag)
+                chans.setdefault(key, len(chans) + 1)
+                caps[key] = max(caps.get(key, 1), cap)
     for name in used_shared:
         for p in shared[name].ntype.inputs:
             if p.kind not in (LIST, DICT):
                 chans.setdefault((name, p.name, None), len(chans) + 1)
+                caps.setdefault((name, p.name, None), 16)
     return App(config, registry, file, config.main, MappingProxyType(templates),
                MappingProxyType({n: shared[n] for n in used_shared}), MappingProxyType(global_res),
-               tuple(procs), MappingProxyType(decl_procs), MappingProxyType(decls), MappingProxyType(chans))
+               tuple(procs), MappingProxyType(decl_procs), MappingProxyType(decls), MappingProxyType(chans),
+               MappingProxyType(caps))

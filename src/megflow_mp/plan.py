@@ -197,8 +197,9 @@ class _Planner:
         decl = self.decl_of(ep)
         procs = self.app.decl_procs[decl.key]
         if ep[0] == "shared":
-            chan = self.app.shared_chans[(ep[1], ep[2], ep[3])]
-            return chan, Dest(chan, procs, True, cap)
+            key = (ep[1], ep[2], ep[3])
+            chan = self.app.shared_chans[key]
+            return chan, Dest(chan, procs, True, self.app.shared_caps[key])
         key = ep[1:5]
         spec = self.chans.get(key)
         if spec is None:

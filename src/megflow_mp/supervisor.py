@@ -42,7 +42,7 @@ def _shared_spec(app: App, name: str) -> NodeSpec:
             continue
         from .plan import InSpec
 
-        ispec = InSpec(chan, 16, 0)
+        ispec = InSpec(chan, app.shared_caps[(node, port, tag)], 0)
         if tag is None:
             inputs[port] = ispec
         else:

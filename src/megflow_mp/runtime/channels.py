@@ -5,7 +5,8 @@ Records exchanged between processes (tuples, see :mod:`.transport`):
 
 Flow control is credit based: a sender may have at most ``cap`` unacknowledged messages in one
 channel replica (per sending process); the receiver returns credits in batches as the plugin takes
-messages, so a slow consumer blocks its producers (backpressure) and memory stays bounded.
+messages (every ``cap/2``), and all that it owes whenever its process is about to wait, so a slow
+consumer blocks its producers (backpressure), memory stays bounded, and no window can starve.
 
 End of stream: a channel *closes* when all of its sender endpoints have sent CLOSE (counted). A
 shared node's channel never closes before the app ends; instead CLOSE with a route counts down that
@@ -34,9 +35,9 @@ class Inbox:
     """The receiving end of one channel replica in this process."""
 
     __slots__ = ("chan", "queue", "senders", "closed", "waiter", "owed", "threshold", "post", "shared",
-                 "route_left", "eof_seen", "discard", "hub")
+                 "route_left", "eof_seen", "discard", "hub", "owing")
 
-    def __init__(self, chan: int, cap: int, senders: int, post, hub, shared: bool = False):
+    def __init__(self, chan: int, cap: int, senders: int, post, hub, shared: bool = False, owing=None):
         self.chan = chan
         self.queue: deque = deque()
         self.senders = senders
@@ -50,6 +51,7 @@ class Inbox:
         self.route_left: dict[int, int] = {}
         self.eof_seen = self.closed
         self.discard = False
+        self.owing = owing if owing is not None else set()  # inboxes with credits not yet returned
 
     # -- hub side -------------------------------------------------------------------------------------
     def push(self, src: int, item) -> None:
@@ -89,8 +91,17 @@ class Inbox:
             if owed >= self.threshold:
                 self.post(src, (CREDIT, self.chan, owed))
                 owed = 0
+            else:
+                self.owing.add(self)
             self.owed[src] = owed
         return item
+
+    def return_credits(self) -> None:
+        """Give back every credit owed (the process is about to wait: nothing may stay held)."""
+        for src, owed in self.owed.items():
+            if owed:
+                self.post(src, (CREDIT, self.chan, owed))
+                self.owed[src] = 0
 
     def wait(self) -> None:
         """Park the current task until an item arrives or the channel closes."""
@@ -108,10 +119,7 @@ class Inbox:
         self.discard = True
         while self.queue:
             self.take()
-        for src, owed in self.owed.items():
-            if owed:
-                self.post(src, (CREDIT, self.chan, owed))
-        self.owed.clear()
+        self.return_credits()
 
 
 class Credits:

@@ -76,7 +76,8 @@ class NodeInstance:
         if ispec is None:
             inbox = Inbox(-1, 1, 0, self.worker.transport.post, self.hub)
         else:
-            inbox = Inbox(ispec.chan, ispec.cap, ispec.senders, self.worker.transport.post, self.hub, self.shared)
+            inbox = Inbox(ispec.chan, ispec.cap, ispec.senders, self.worker.transport.post, self.hub, self.shared,
+                          self.worker.owing)
             self.worker.inboxes[ispec.chan] = inbox
         self.inboxes.append(inbox)
         return inbox

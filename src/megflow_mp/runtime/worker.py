@@ -52,7 +52,9 @@ class Worker:
         self.codec = Codec(self.arena)
         self.transport = Transport(self.hub, run_id, index, listener, self.arena, self.on_records)
         self.credits = Credits(self.hub)
+        self.hub.idle_hooks.insert(0, self.return_credits)
         self.inboxes: dict = {}
+        self.owing: set = set()
         self.nodes: dict[int, list[NodeInstance]] = {}
         self.resources: dict = {}
         self.scope_top: dict[int, int] = {}
@@ -89,6 +91,11 @@ class Worker:
             elif op == CTRL:
                 msg = pickle.loads(rec[1])
                 getattr(self, "on_" + msg[0])(src, *msg[1:])
+
+    def return_credits(self) -> None:
+        for inbox in self.owing:
+            inbox.return_credits()
+        self.owing.clear()
 
     # -- hosting --------------------------------------------------------------------------------------------
     def install(self, top: int, creator: int, items) -> str | None:
