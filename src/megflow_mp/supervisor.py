@@ -169,6 +169,7 @@ class Supervisor:
     # -- running ---------------------------------------------------------------------------------------------------
     def run(self) -> int:
         items, static_count, shared_count = static_items(self.app)
+        log.info("starting %d worker processes for %s", self.index, self.app.file)
         self.fork_workers(items)
         self.hub = Hub()
         self.transport = Transport(self.hub, self.run_id, self.index, self.listener, None, self.on_records)

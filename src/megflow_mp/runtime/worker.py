@@ -235,6 +235,16 @@ class Worker:
         self.transport.flush_all()
 
 
+def _set_title(title: str) -> None:
+    """Name the process (``ps``, ``top``, /proc/PID/comm): ``mf:<node>``, cut to 15 bytes."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, title.encode()[:15] + b"\0", 0, 0, 0)  # PR_SET_NAME
+    except OSError:
+        pass
+
+
 def _die_with_parent(parent: int) -> None:
     try:
         import ctypes
@@ -255,7 +265,7 @@ def worker_main(app, index: int, run_id: str, listener, supervisor: int, parent:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         decl, replica = app.procs[index]
-        sys.argv[0] = f"megflow-mp[{decl}#{replica}]"
+        _set_title(f"mf:{decl.split('/', 1)[1]}")
         worker = Worker(app, index, run_id, listener, supervisor)
         for top, creator, its in items:
             worker.control(supervisor, "installed", top, index, worker.install(top, creator, its))

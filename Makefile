@@ -1,0 +1,36 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON_BASE ?= $(shell ls -d $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python3.10 2>/dev/null | tail -1)
+ifeq ($(PYTHON_BASE),)
+PYTHON_BASE := $(shell command -v python3.10 || command -v python3)
+endif
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test bench lint clean models
+
+$(STAMP): setup.cfg pyproject.toml requirements.txt
+	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -e . --no-deps
+	touch $(STAMP)
+
+venv: $(STAMP) models
+
+# models -> ../shared/models when that folder exists (models stay outside the repository)
+models:
+	@if [ ! -e models ] && [ -d ../shared/models ]; then ln -s ../shared/models models; fi
+
+demo: venv
+	$(VENV)/bin/megflow-mp run -p plugins/logical_test
+
+test: venv
+	$(PY) -m pytest -q tests
+
+bench: venv
+	$(PY) -m pytest -q benchmarks --benchmark-columns=mean,ops --benchmark-sort=name
+	$(PY) benchmarks/report.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .benchmarks

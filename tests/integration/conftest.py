@@ -1,0 +1,98 @@
+"""Fixtures for tests that run whole apps: a CLI runner, tiny apps written into tmp dirs, and
+leak checks (no process and no /dev/shm entry may outlive a test)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _children() -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        try:
+            with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def subreaper():
+    """Orphans of the apps we start are reparented to this process, so leaks are visible."""
+    ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+    yield
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    shm_before = set(os.listdir("/dev/shm"))
+    yield
+    deadline = time.monotonic() + 5
+    while _children() and time.monotonic() < deadline:
+        for pid in _children():
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        time.sleep(0.05)
+    left = _children()
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert not left, f"processes left behind: {left}"
+    assert set(os.listdir("/dev/shm")) == shm_before, "shared-memory segments left in /dev/shm"
+
+
+def cli(*args) -> list[str]:
+    return [sys.executable, "-m", "megflow_mp.cli", *map(str, args)]
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + e.get("PYTHONPATH", "")
+    e["PYTHONUNBUFFERED"] = "1"
+    return e
+
+
+def run_cli(*args, timeout: float = 60, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(cli(*args), capture_output=True, text=True, timeout=timeout, env=env(), cwd=cwd or ROOT)
+
+
+def start_cli(*args, cwd=None) -> subprocess.Popen:
+    return subprocess.Popen(cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
+                            cwd=cwd or ROOT)
+
+
+def write_app(root: Path, name: str, files: dict[str, str]) -> Path:
+    """A plugin package ``root/name`` with ``files`` (dedented); the config is ``name.toml`` inside."""
+    pkg = root / name
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text("")
+    for fname, text in files.items():
+        (pkg / fname).write_text(textwrap.dedent(text).lstrip())
+    return pkg
+
+
+def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 30) -> list[str]:
+    """Read stdout lines until one contains ``needle``; return the lines read."""
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    raise AssertionError(f"{needle!r} not seen; got {lines[-5:]}")

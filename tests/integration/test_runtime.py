@@ -1,0 +1,384 @@
+"""Whole apps on real processes: end of stream, faults, signals, backpressure, replicas, cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from conftest import ROOT, run_cli, start_cli, wait_for_line, write_app
+
+PIPE_TOML = """
+main = "g"
+[[graphs]]
+name = "g"
+connections = [
+  { cap = {cap}, ports = ["src:out", "mid:inp"] },
+  { cap = {cap}, ports = ["mid:out", "sink:inp"] },
+]
+  [[graphs.nodes]]
+  name = "src"
+  ty = "Src"
+  n = {n}
+  [[graphs.nodes]]
+  name = "mid"
+  ty = "{mid}"
+  cloned = {cloned}
+  [[graphs.nodes]]
+  name = "sink"
+  ty = "Sink"
+"""
+
+NODES = """
+import json, os, sys, time
+import numpy as np
+from megflow import register, Envelope, sleep
+
+@register(outputs=["out"])
+class Src:
+    def __init__(self, name, args):
+        self.n = args["n"]
+    def exec(self):
+        for i in range(self.n):
+            self.out.send(Envelope.pack({"i": i, "a": np.full(1000, i % 251, np.uint8), "t": time.monotonic()},
+                                        info={"partial_id": i}))
+            if os.environ.get("SLOW_SOURCE"):
+                sleep(20)
+
+@register(inputs=["inp"], outputs=["out"])
+class Tag:
+    def __init__(self, name, args):
+        pass
+    def exec(self):
+        e = self.inp.recv()
+        if e is None:
+            return
+        e.msg["pid"] = os.getpid()
+        self.out.send(e)
+
+@register(inputs=["inp"], outputs=["out"])
+class Boom:
+    def __init__(self, name, args):
+        pass
+    def exec(self):
+        e = self.inp.recv()
+        if e is not None and e.msg["i"] == 3:
+            raise ValueError("boom at 3")
+        if e is not None:
+            self.out.send(e)
+
+@register(inputs=["inp"])
+class Sink:
+    def __init__(self, name, args):
+        self.seen = 0
+    def exec(self):
+        e = self.inp.recv()
+        if e is None:
+            print("sink done", self.seen, flush=True)
+            return
+        m = e.msg
+        assert int(m["a"][0]) == m["i"] % 251 and m["a"].shape == (1000,)
+        self.seen += 1
+        print("got " + json.dumps({"i": m["i"], "pid": m.get("pid"), "sent": m["t"], "at": time.monotonic()}), flush=True)
+        if os.environ.get("SLOW_SINK"):
+            time.sleep(0.01)
+
+    def __del__(self):
+        print("finalised sink", flush=True)
+"""
+
+
+def pipe_app(tmp_path, n=50, mid="Transform", cloned=1, cap=4):
+    toml = PIPE_TOML.replace("{n}", str(n)).replace("{mid}", mid).replace("{cloned}", str(cloned))
+    return write_app(tmp_path, "pipe", {"pipe.toml": toml.replace("{cap}", str(cap)), "nodes.py": NODES})
+
+
+def got(stdout: str) -> list[dict]:
+    return [json.loads(line[4:]) for line in stdout.splitlines() if line.startswith("got ")]
+
+
+def test_logical_test_passes():
+    r = run_cli("run", "-p", "plugins/logical_test", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "logical_test pass" in r.stdout
+
+
+@pytest.mark.slow
+def test_process_count_does_not_depend_on_instances(tmp_path):
+    counts = []
+    for n in (10, 300):
+        text = (ROOT / "plugins/logical_test/logical_test.toml").read_text().replace("n = 300", f"n = {n}")
+        cfg = tmp_path / f"lt{n}.toml"
+        cfg.write_text(text)
+        r = run_cli("run", "-c", cfg, "-p", "plugins/logical_test", timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "logical_test pass" in r.stdout
+        counts.append(int(re.search(r"starting (\d+) worker processes", r.stderr).group(1)))
+    assert counts[0] == counts[1]
+
+
+def test_every_message_arrives_once_in_order_and_node_is_finalised(tmp_path):
+    app = pipe_app(tmp_path, n=200)
+    r = run_cli("run", "-p", app)
+    assert r.returncode == 0, r.stderr
+    assert [m["i"] for m in got(r.stdout)] == list(range(200))
+    lines = r.stdout.splitlines()
+    assert lines.index("sink done 200") < lines.index("finalised sink")
+
+
+def test_cloned_replicas_share_the_work(tmp_path):
+    app = pipe_app(tmp_path, n=300, mid="Tag", cloned=2, cap=2)
+    r = run_cli("run", "-p", app)
+    assert r.returncode == 0, r.stderr
+    msgs = got(r.stdout)
+    assert sorted(m["i"] for m in msgs) == list(range(300))
+    assert len({m["pid"] for m in msgs}) == 2, "both replicas should have taken messages"
+
+
+def test_exception_in_static_node_fails_the_run_with_its_name_and_traceback(tmp_path):
+    app = pipe_app(tmp_path, n=50, mid="Boom")
+    r = run_cli("run", "-p", app)
+    assert r.returncode == 1
+    assert "node 'g/mid'" in r.stderr and "ValueError: boom at 3" in r.stderr
+    assert 'nodes.py", line' in r.stderr
+
+
+def test_backpressure_bounds_how_far_the_source_runs_ahead(tmp_path):
+    app = pipe_app(tmp_path, n=60, cap=2)
+    env_slow = dict(os.environ, SLOW_SINK="1")
+    os.environ.update(env_slow)
+    try:
+        r = run_cli("run", "-p", app)
+    finally:
+        os.environ.pop("SLOW_SINK")
+    assert r.returncode == 0, r.stderr
+    msgs = got(r.stdout)
+    arrival = {m["i"]: m["at"] for m in msgs}
+    # message k can only have been sent after message k - bound was received: the channels
+    # (cap 2 per hop, two hops) plus one message in each node's hands bound the distance
+    bound = 8
+    for m in msgs:
+        if m["i"] >= bound + 5:
+            assert m["sent"] >= arrival[m["i"] - bound - 5], f"source ran ahead at {m['i']}"
+
+
+def test_killed_worker_is_reported_by_name_and_the_app_ends(tmp_path):
+    os.environ["SLOW_SOURCE"] = "1"
+    try:
+        proc = start_cli("run", "-p", pipe_app(tmp_path, n=10_000))
+    finally:
+        os.environ.pop("SLOW_SOURCE")
+    wait_for_line(proc, "got ")
+    mid_pid = _worker_pid(proc.pid, "mid")
+    os.kill(mid_pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "worker of node 'mid'" in err and "SIGKILL" in err
+
+
+def test_sigkill_of_the_supervisor_leaves_no_worker(tmp_path):
+    os.environ["SLOW_SOURCE"] = "1"
+    try:
+        proc = start_cli("run", "-p", pipe_app(tmp_path, n=10_000))
+    finally:
+        os.environ.pop("SLOW_SOURCE")
+    wait_for_line(proc, "got ")
+    workers = _descendants(proc.pid)
+    assert len(workers) == 3
+    proc.kill()
+    proc.communicate(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        _reap()
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in workers)
+
+
+def test_ctrl_c_drains_and_exits_zero(tmp_path):
+    os.environ["SLOW_SOURCE"] = "1"
+    try:
+        proc = start_cli("run", "-p", pipe_app(tmp_path, n=10_000))
+    finally:
+        os.environ.pop("SLOW_SOURCE")
+    lines = wait_for_line(proc, "got ")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    msgs = got("".join(lines) + out)
+    assert [m["i"] for m in msgs] == list(range(len(msgs))), "drain must not lose queued messages"
+    assert f"sink done {len(msgs)}" in out
+    assert "finalised sink" in out
+
+
+def test_second_ctrl_c_stops_at_once(tmp_path):
+    slow = tmp_path / "slow"
+    write_app(tmp_path, "slow", {"slow.toml": PIPE_TOML.replace("{n}", "5").replace("{mid}", "Stuck")
+                                 .replace("{cloned}", "1").replace("{cap}", "2"),
+                                 "nodes.py": NODES + STUCK})
+    proc = start_cli("run", "-p", slow)
+    wait_for_line(proc, "stuck")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=15)
+    assert proc.returncode == 130
+
+
+STUCK = """
+@register(inputs=["inp"], outputs=["out"])
+class Stuck:
+    def __init__(self, name, args):
+        pass
+    def exec(self):
+        e = self.inp.recv()
+        print("stuck", flush=True)
+        time.sleep(3600)
+"""
+
+
+def test_exception_in_a_dynamic_instance_ends_only_that_instance(tmp_path):
+    files = {
+        "dyn.toml": """
+            main = "main"
+            [[graphs]]
+            name = "sub"
+            inputs = [{ name = "inp", cap = 4, ports = ["w:inp"] }]
+            [[graphs.nodes]]
+            name = "w"
+            ty = "Work"
+            [[graphs]]
+            name = "main"
+            connections = [
+              { cap = 4, ports = ["src:out", "demux:inp"] },
+              { cap = 4, ports = ["demux:out", "sub:inp"] },
+            ]
+            [[graphs.nodes]]
+            name = "src"
+            ty = "Src"
+            [[graphs.nodes]]
+            name = "demux"
+            ty = "DynDemux"
+            [[graphs.nodes]]
+            name = "sub"
+            ty = "sub"
+        """,
+        "nodes.py": """
+            from megflow import register, Envelope
+
+            @register(outputs=["out"])
+            class Src:
+                def __init__(self, name, args):
+                    pass
+                def exec(self):
+                    for k in range(5):
+                        for addr in range(4):
+                            e = Envelope.pack({"addr": addr, "k": k})
+                            e.to_addr = addr
+                            self.out.send(e)
+                    for addr in range(4):
+                        e = Envelope.pack(None)
+                        e.to_addr = addr
+                        self.out.send(e)
+
+            @register(inputs=["inp"])
+            class Work:
+                def __init__(self, name, args):
+                    self.n = 0
+                def exec(self):
+                    e = self.inp.recv()
+                    if e is None:
+                        print("instance done", self.addr, self.n, flush=True)
+                        return
+                    self.addr = e.msg["addr"]
+                    if self.addr == 2 and e.msg["k"] == 1:
+                        raise RuntimeError("instance 2 broke")
+                    self.n += 1
+        """,
+    }
+    app = write_app(tmp_path, "dyn", files)
+    r = run_cli("run", "-p", app)
+    assert "RuntimeError: instance 2 broke" in r.stderr
+    assert "main/sub#2/w" in r.stderr  # the failing instance is named
+    done = sorted(line for line in r.stdout.splitlines() if line.startswith("instance done"))
+    assert done == ["instance done 0 5", "instance done 1 5", "instance done 3 5"]
+    assert r.returncode == 0
+
+
+def test_plugin_import_error_names_the_file_before_any_process_starts(tmp_path):
+    app = pipe_app(tmp_path)
+    (app / "broken.py").write_text("import json\n\ndef f(:\n    pass\n")
+    r = run_cli("run", "-p", app)
+    assert r.returncode == 1
+    assert "broken.py" in r.stderr and "SyntaxError" in r.stderr
+    assert "starting" not in r.stderr
+
+
+def test_bad_config_names_file_and_field_without_traceback(tmp_path):
+    app = pipe_app(tmp_path)
+    cfg = app / "pipe.toml"
+    cfg.write_text(cfg.read_text().replace('"mid:out", "sink:inp"', '"mid:out", "sink:nope"'))
+    r = run_cli("check", "-p", app)
+    assert r.returncode == 1
+    assert "pipe.toml: graphs[0].connections[1].ports[1]" in r.stderr
+    assert "node 'sink'" in r.stderr and "inp" in r.stderr
+    assert "Traceback" not in r.stderr
+    cfg.write_text(cfg.read_text().replace('ty = "Sink"', 'ty = "Sinkk"'))
+    r = run_cli("check", "-p", app)
+    assert r.returncode == 1 and "unknown node type 'Sinkk'" in r.stderr and "Transform" in r.stderr
+
+
+def test_check_accepts_a_valid_app(tmp_path):
+    r = run_cli("check", "-p", pipe_app(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stdout
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def _children_of(pid: int) -> list[int]:
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def _descendants(pid: int) -> list[int]:
+    out, stack = [], _children_of(pid)
+    while stack:
+        p = stack.pop()
+        out.append(p)
+        stack += _children_of(p)
+    return out
+
+
+def _worker_pid(sup: int, decl: str) -> int:
+    for pid in _children_of(sup):
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() == f"mf:{decl}":
+                return pid
+    raise AssertionError(f"no worker for {decl}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _reap() -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
