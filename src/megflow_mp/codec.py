@@ -55,11 +55,78 @@ class _Pickler(pickle.Pickler):
         super().__init__(file, protocol=5)
 
 
+class _Encoder:
+    """A reusable pickler (building one per message costs more than pickling a small message)."""
+
+    def __init__(self, arena: Arena):
+        self.arena = arena
+        self.refs: list[Block] = []  # one entry per array reference written into the pickle
+        self.fresh: list[Block] = []  # blocks allocated by this call (their holds are ours to release)
+        self.busy = False
+        self.buf = io.BytesIO()
+        table = copyreg.dispatch_table.copy()
+        table[np.ndarray] = self.reduce_array  # exact type: only arrays pay a Python call
+        self.pickler = _Pickler(self.buf, table)
+
+    def reduce_array(self, arr: np.ndarray):
+        arena = self.arena
+        dtype = arr.dtype
+        if dtype.hasobject or arr.size == 0:
+            return arr.__reduce_ex__(5)  # numpy's own pickling; object elements pass through us
+        found = arena.find(arr)
+        if found is not None:  # received (or a view of received): send the same block
+            block, data_offset = found
+            strides = arr.strides
+        else:  # copy ONCE into a fresh block; copyto handles any source layout in one pass
+            block = arena.alloc(arr.nbytes)
+            self.fresh.append(block)
+            dst = np.frombuffer(arena.payload(block), dtype, count=arr.size).reshape(arr.shape)
+            np.copyto(dst, arr, casting="no")
+            data_offset, strides = 0, dst.strides
+        self.refs.append(block)
+        spec = dtype.str if dtype.names is None else dtype  # structured dtypes pickle as dtype
+        return _rebuild, (block.owner, block.segment, block.offset, data_offset, arr.shape, strides, spec)
+
+    def encode(self, obj, copies: int) -> tuple[bytes, frozenset]:
+        arena, buf, refs, fresh = self.arena, self.buf, self.refs, self.fresh
+        self.busy = True
+        try:
+            buf.seek(0)
+            buf.truncate()
+            self.pickler.clear_memo()
+            try:
+                self.pickler.dump(obj)
+            except BaseException:
+                for block in fresh:
+                    arena.release_hold(block)
+                raise
+            # Order matters: add the receivers' references BEFORE dropping our holds (and while the
+            # arrays we found are still alive via ``obj``), so no block can look free in between.
+            for block in refs:
+                arena.add_refs(block, copies)
+            for block in fresh:
+                arena.release_hold(block)
+            keys = frozenset((b.owner, b.segment) for b in refs) if refs else frozenset()
+            return buf.getvalue(), keys
+        finally:
+            self.pickler.clear_memo()  # the memo holds the message's objects: never keep them alive
+            refs.clear()
+            fresh.clear()
+            self.busy = False
+
+
 class Codec:
     """Encodes/decodes messages of one process, using that process's ``arena``."""
 
     def __init__(self, arena: Arena):
         self.arena = arena
+        self._local = threading.local()  # one reusable pickler per thread
+
+    def _pickler(self) -> "_Encoder":
+        enc = getattr(self._local, "encoder", None)
+        if enc is None:
+            enc = self._local.encoder = _Encoder(self.arena)
+        return enc
 
     def encode(self, obj, copies: int = 1) -> tuple[bytes, frozenset]:
         """``(payload, keys)``: the pickled message and the ``(owner, segment)`` keys of every block it
@@ -71,44 +138,10 @@ class Codec:
         """
         if copies < 0:
             raise ValueError(f"copies must be >= 0, got {copies}")
-        arena = self.arena
-        refs: list[Block] = []  # one entry per array reference written into the pickle
-        fresh: list[Block] = []  # blocks allocated by this call (their holds are ours to release)
-
-        def reduce_array(arr: np.ndarray):
-            dtype = arr.dtype
-            if dtype.hasobject or arr.size == 0:
-                return arr.__reduce_ex__(5)  # numpy's own pickling; object elements pass through us
-            found = arena.find(arr)
-            if found is not None:  # received (or a view of received): send the same block
-                block, data_offset = found
-                strides = arr.strides
-            else:  # copy ONCE into a fresh block; copyto handles any source layout in one pass
-                block = arena.alloc(arr.nbytes)
-                fresh.append(block)
-                dst = np.frombuffer(arena.payload(block), dtype, count=arr.size).reshape(arr.shape)
-                np.copyto(dst, arr, casting="no")
-                data_offset, strides = 0, dst.strides
-            refs.append(block)
-            spec = dtype.str if dtype.names is None else dtype  # structured dtypes pickle as dtype
-            return _rebuild, (block.owner, block.segment, block.offset, data_offset, arr.shape, strides, spec)
-
-        table = copyreg.dispatch_table.copy()
-        table[np.ndarray] = reduce_array  # exact type: only arrays pay a Python call
-        buf = io.BytesIO()
-        try:
-            _Pickler(buf, table).dump(obj)
-        except BaseException:
-            for block in fresh:
-                arena.release_hold(block)
-            raise
-        # Order matters: add the receivers' references BEFORE dropping our holds (and while the
-        # arrays we found are still alive via ``obj``), so no block can look free in between.
-        for block in refs:
-            arena.add_refs(block, copies)
-        for block in fresh:
-            arena.release_hold(block)
-        return buf.getvalue(), frozenset((b.owner, b.segment) for b in refs)
+        enc = self._pickler()
+        if enc.busy:  # re-entered (an object's __reduce__ sent a message): use a fresh encoder
+            enc = _Encoder(self.arena)
+        return enc.encode(obj, copies)
 
     def decode(self, payload: bytes):
         """Unpickle a payload made by :meth:`encode` (in this or another process). Arrays come back as
