@@ -270,7 +270,14 @@ def worker_main(app, index: int, run_id: str, listener, supervisor: int, parent:
         for top, creator, its in items:
             worker.control(supervisor, "installed", top, index, worker.install(top, creator, its))
         worker.transport.flush_all()
-        worker.serve()
+        profile_dir = os.environ.get("MEGFLOW_MP_PROFILE")
+        if profile_dir:  # a cProfile of each worker, for performance work: <dir>/<node>-<replica>.prof
+            import cProfile
+
+            cProfile.runctx("worker.serve()", globals(), {"worker": worker},
+                            os.path.join(profile_dir, f"{decl.replace('/', '.')}-{replica}.prof"))
+        else:
+            worker.serve()
     except BaseException:  # noqa: BLE001 - last resort: report and exit non-zero
         traceback.print_exc()
         code = 1
