@@ -1,8 +1,16 @@
 """Gen (source) -> Group (batch_def) -> Printer (sink)."""
 
 import json
+import sys
 
 from megflow.func_op import *  # noqa: F401,F403
+
+
+def emit(tag, obj):
+    """Print ``tag <json>`` as one write: worker processes share stdout, and ``print(a, b)`` writes
+    its pieces separately when Python runs unbuffered (PYTHONUNBUFFERED), so lines could interleave."""
+    sys.stdout.write(f"{tag} {json.dumps(obj, sort_keys=True)}\n")
+    sys.stdout.flush()
 
 
 @source_def()
@@ -22,4 +30,4 @@ def group(inp, context=None):
 
 @sink_def()
 def printer(inp):
-    print("result", json.dumps(inp, sort_keys=True), flush=True)
+    emit("result", inp)

@@ -1,9 +1,17 @@
 """Source (sets ``to_addr`` itself, so it uses ``register``) -> Demux -> two Sink nodes."""
 
 import json
+import sys
 
 from megflow import Envelope, register
 from megflow.func_op import *  # noqa: F401,F403
+
+
+def emit(tag, obj):
+    """Print ``tag <json>`` as one write: worker processes share stdout, and ``print(a, b)`` writes
+    its pieces separately when Python runs unbuffered (PYTHONUNBUFFERED), so lines could interleave."""
+    sys.stdout.write(f"{tag} {json.dumps(obj, sort_keys=True)}\n")
+    sys.stdout.flush()
 
 
 @register(outputs=["out"])
@@ -22,4 +30,4 @@ class Source:
 def sink(x, context=None):
     if x % 2 != context.parity:
         raise AssertionError(f"{context.label} sink got {x}")
-    print("result", json.dumps({"sink": context.label, "value": x}), flush=True)
+    emit("result", {"sink": context.label, "value": x})

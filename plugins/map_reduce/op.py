@@ -1,9 +1,17 @@
 """Rnd (source) -> Multiply(c=1), Multiply(c=2) -> Summation (reduce) -> Printer (sink)."""
 
 import json
+import sys
 import random
 
 from megflow.func_op import *  # noqa: F401,F403
+
+
+def emit(tag, obj):
+    """Print ``tag <json>`` as one write: worker processes share stdout, and ``print(a, b)`` writes
+    its pieces separately when Python runs unbuffered (PYTHONUNBUFFERED), so lines could interleave."""
+    sys.stdout.write(f"{tag} {json.dumps(obj, sort_keys=True)}\n")
+    sys.stdout.flush()
 
 
 @map_def()
@@ -28,4 +36,4 @@ def rnd(context=None):
 
 @sink_def()
 def printer(inp):
-    print("result", json.dumps(inp, sort_keys=True), flush=True)
+    emit("result", inp)

@@ -1,11 +1,19 @@
 """Gen (source) -> ppl (5 x noop subgraph) -> Reorder (built-in) -> Printer (sink)."""
 
 import json
+import sys
 import zlib
 
 import numpy as np
 
 from megflow.func_op import *  # noqa: F401,F403
+
+
+def emit(tag, obj):
+    """Print ``tag <json>`` as one write: worker processes share stdout, and ``print(a, b)`` writes
+    its pieces separately when Python runs unbuffered (PYTHONUNBUFFERED), so lines could interleave."""
+    sys.stdout.write(f"{tag} {json.dumps(obj, sort_keys=True)}\n")
+    sys.stdout.flush()
 
 
 def make_array(i):
@@ -33,8 +41,10 @@ def gen(context=None):
 @sink_def()
 def printer(x):
     data = x["data"]
+    if not isinstance(data, np.ndarray):  # report it (the test fails on ok=false) rather than crash
+        emit("result", {"id": x["id"], "type": type(data).__name__, "ok": False})
+        return
     expected = make_array(x["id"])
-    ok = (isinstance(data, np.ndarray) and data.dtype == expected.dtype and data.shape == expected.shape
-          and checksum(data) == x["checksum"] and np.array_equal(data, expected))
-    print("result", json.dumps({"id": x["id"], "shape": list(data.shape), "checksum": checksum(data),
-                                "ok": bool(ok)}), flush=True)
+    ok = (data.dtype == expected.dtype and data.shape == expected.shape and checksum(data) == x["checksum"]
+          and np.array_equal(data, expected))
+    emit("result", {"id": x["id"], "shape": list(data.shape), "checksum": checksum(data), "ok": bool(ok)})

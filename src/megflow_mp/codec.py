@@ -10,6 +10,7 @@ Contracts
     the block it already lives in, whoever owns it: no copy, no allocation;
   - any other array is copied once (``np.copyto``) into a fresh block of this process, C-contiguous.
 
+* A message without arrays is one plain C pickle (fast path, no Python call per object).
 * Reference counting: for each reference in the pickle (the pickle memo makes a repeated identical
   array object a single reference) ``encode`` adds ``copies`` references, then drops the holds of the
   blocks it allocated. ``copies`` is the number of destinations the same payload is delivered to;
@@ -35,12 +36,13 @@ from .shm import Arena, Block
 
 __all__ = ["Codec"]
 
-_tls = threading.local()  # .arena: the arena of the decode running in this thread
+_NO_KEYS = frozenset()
+_current: Arena | None = None  # the arena of the latest decode (one arena per process in an app)
 
 
 def _rebuild(owner: int, segment: int, offset: int, data_offset: int, shape, strides, dtype) -> np.ndarray:
     """Unpickling side of an array reference: a view into the (mapped) block, see ``Arena.view``."""
-    arena: Arena | None = getattr(_tls, "arena", None)
+    arena: Arena | None = _current
     if arena is None:
         raise RuntimeError("a megflow_mp shared-memory array can only be unpickled by Codec.decode")
     if not arena.knows((owner, segment)):
@@ -138,6 +140,13 @@ class Codec:
         """
         if copies < 0:
             raise ValueError(f"copies must be >= 0, got {copies}")
+        # Fast path: C pickling with out-of-band buffers caught. No buffer and no numpy global in
+        # the stream means the message holds no array: that plain pickle is the payload.
+        buffers: list = []
+        data = pickle.dumps(obj, 5, buffer_callback=buffers.append)
+        if not buffers and b"numpy" not in data:
+            return data, _NO_KEYS
+        del buffers
         enc = self._pickler()
         if enc.busy:  # re-entered (an object's __reduce__ sent a message): use a fresh encoder
             enc = _Encoder(self.arena)
@@ -147,9 +156,6 @@ class Codec:
         """Unpickle a payload made by :meth:`encode` (in this or another process). Arrays come back as
         writable shared-memory views; each drops its reference when it (and all views of it) die.
         ``LookupError`` if a referenced segment is not mapped."""
-        previous = getattr(_tls, "arena", None)
-        _tls.arena = self.arena
-        try:
-            return pickle.loads(payload)
-        finally:
-            _tls.arena = previous
+        global _current
+        _current = self.arena
+        return pickle.loads(payload)
