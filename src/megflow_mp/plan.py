@@ -18,7 +18,7 @@ import itertools
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .graph import App, Endpoint, LeafDecl, SubDecl, Template
+from .graph import App, Endpoint, LeafDecl, Template
 
 
 

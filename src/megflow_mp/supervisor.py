@@ -17,11 +17,9 @@ import logging
 import os
 import pickle
 import signal
-import socket
 import sys
 import time
 import uuid
-from types import MappingProxyType
 
 from .graph import App
 from .plan import STATIC_ID_BASE, IdAllocator, NodeSpec, plan_instance

@@ -143,7 +143,7 @@ class Worker:
         return obj
 
     def app_shared_output_tags(self, name: str, port: str) -> list:
-        tags = {t for tpl in self.app.templates.values() for c in tpl.conns for e in c.senders
+        tags = {e.tag for tpl in self.app.templates.values() for c in tpl.conns for e in c.senders
                 if e.node == name and e.port == port and name not in tpl.leaves}
         return sorted(tags, key=lambda t: (len(t), t))
 
