@@ -133,6 +133,13 @@ class Credits:
     def acquire(self, dest) -> int:
         """Pick the replica of ``dest`` with the most credit, blocking the task while none has any."""
         avail, chan = self.avail, dest.chan
+        procs = dest.procs
+        if len(procs) == 1:  # fast path: one replica
+            key = (procs[0], chan)
+            n = avail.get(key, dest.cap)
+            if n > 0:
+                avail[key] = n - 1
+                return procs[0]
         while True:
             best, most = -1, 0
             for proc in dest.procs:

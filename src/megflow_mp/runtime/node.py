@@ -161,11 +161,20 @@ class NodeInstance:
         try:
             if not self.inboxes:
                 self.obj.exec()
+            elif len(self.inboxes) == 1:
+                inbox = self.inboxes[0]
+                while True:
+                    self.obj.exec()
+                    if self.pending_closes:
+                        self.flush_barriers()
+                    if inbox.closed and inbox.eof_seen and not inbox.queue:
+                        break
             else:
                 inboxes = self.inboxes
                 while True:
                     self.obj.exec()
-                    self.flush_barriers()
+                    if self.pending_closes:
+                        self.flush_barriers()
                     if all(i.finished() for i in inboxes):
                         break
         except Cancelled:

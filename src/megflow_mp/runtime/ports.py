@@ -40,13 +40,19 @@ class InputPort:
                 return None
             if not block:
                 return ...
-            self.node.flush_barriers()
+            if self.node.pending_closes:
+                self.node.flush_barriers()
             inbox.wait()
 
     def recv(self) -> Envelope | None:
         """Block until an envelope arrives; ``None`` when the stream ended (or, in a shared node, when
         one subgraph instance's stream ended)."""
-        self.node.flush_barriers()
+        node = self.node
+        if node.pending_closes:
+            node.flush_barriers()
+        queue = self.inbox.queue
+        if queue and type(queue[0][1]) is tuple:  # fast path: a message is waiting
+            return Envelope(*self.inbox.take())
         return self._next()
 
     def batch_recv(self, n: int, timeout_ms: float | int) -> tuple[list, bool]:
@@ -94,20 +100,27 @@ def _wake_waiter(inbox, task) -> None:
 class OutputPort:
     """One output of a node instance, delivering to a fixed list of destinations (broadcast)."""
 
-    __slots__ = ("node", "dests", "name", "stamp")
+    __slots__ = ("node", "dests", "name", "stamp", "encode", "acquire", "post", "copies")
 
     def __init__(self, node, dests: list, name: str):
         self.node, self.dests, self.name = node, list(dests), name
         self.stamp = any(d.shared for d in self.dests)
+        worker = node.worker
+        self.encode, self.acquire, self.post = worker.codec.encode, worker.credits.acquire, worker.transport.post
+        self.copies = len(self.dests)
 
     def send(self, envelope: Envelope) -> None:
         """Deliver ``envelope`` to every connected receiver (one replica each); blocks while the
         receivers' channels are full. The envelope is moved: using it afterwards raises."""
-        if not isinstance(envelope, Envelope):
+        if type(envelope) is not Envelope:
             raise TypeError(f"send() takes an Envelope, got {type(envelope).__name__}: wrap it with Envelope.pack(msg)")
         if self.stamp:
             envelope.transfer_addr = self.node.inst
-        self.node.deliver(self.dests, envelope)
+        payload, segments = self.encode(envelope.to_tuple(), self.copies)
+        mark_moved(envelope)
+        size, acquire, post = len(payload), self.acquire, self.post
+        for d in self.dests:
+            post(acquire(d), (DATA, d.chan, payload), size, segments)
 
     def close_targets(self):
         return [(d, None if not d.shared else self.node.inst) for d in self.dests]

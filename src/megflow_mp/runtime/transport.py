@@ -57,7 +57,7 @@ class Transport:
         self._pending_bytes: dict[int, int] = {}
         self._since: dict[int, float] = {}
         self._sent_keys: dict[int, set] = {}
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._event = threading.Event()
         self._buf = bytearray(RECV_BUF)
         self._closed = False

@@ -50,6 +50,7 @@ class Worker:
         self.hub = Hub()
         self.arena = Arena(index, supervisor + 1)
         self.codec = Codec(self.arena)
+        self.codec.decode(pickle.dumps(None))  # makes this arena the one pickle.loads rebuilds arrays in
         self.transport = Transport(self.hub, run_id, index, listener, self.arena, self.on_records)
         self.credits = Credits(self.hub)
         self.hub.idle_hooks.insert(0, self.return_credits)
@@ -71,17 +72,20 @@ class Worker:
         self.transport.post(proc, (CTRL, pickle.dumps(msg, protocol=5)))
 
     def on_records(self, src: int, records) -> None:
-        inboxes, decode = self.inboxes, self.codec.decode
+        inboxes, decode = self.inboxes, pickle.loads  # this process's arena is the codec's (see __init__)
         for rec in records:
             op = rec[0]
             if op == DATA:
                 inbox = inboxes.get(rec[1])
                 item = decode(rec[2])
-                if inbox is None:
-                    del item
+                if inbox is None or inbox.discard:
+                    del item  # a late message for an ended node: drop it (its arrays are released)
                     self.transport.post(src, (CREDIT, rec[1], 1))
                 else:
-                    inbox.push(src, item)
+                    inbox.queue.append((src, item))
+                    if inbox.waiter is not None:
+                        self.hub.wake(inbox.waiter)
+                        inbox.waiter = None
             elif op == CREDIT:
                 self.credits.grant(src, rec[1], rec[2])
             elif op == CLOSE:
