@@ -41,6 +41,7 @@ class LeafDecl:
     args: MappingProxyType
     cloned: int
     res: tuple[str, ...]
+    restart: int = 0  # how many times a killed worker of this node is started again
 
     @property
     def shared(self) -> bool:
@@ -130,10 +131,15 @@ class _Builder:
 
     def decl(self, graph: str, node, path: str):
         t = self.node_type(node.ty, f"{path}.ty")
-        args = MappingProxyType({"name": node.name, **node.args})
+        args = dict(node.args)
+        restart = args.pop("restart", 0)
+        if isinstance(restart, bool) or not isinstance(restart, int) or restart < 0:
+            self.fail(f"restart must be an integer >= 0 (times a killed worker is started again), got {restart!r}",
+                      f"{path}.restart")
+        args = MappingProxyType({"name": node.name, **args})
         if isinstance(t, tuple):
             return SubDecl(node.name, t, args, tuple(node.res))
-        return LeafDecl(f"{graph}/{node.name}", graph, node.name, t, args, node.cloned, tuple(node.res))
+        return LeafDecl(f"{graph}/{node.name}", graph, node.name, t, args, node.cloned, tuple(node.res), restart)
 
     # -- ports --------------------------------------------------------------------------------
     def direction(self, decl, port: str, graph_name: str, path: str) -> str:

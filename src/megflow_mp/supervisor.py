@@ -78,31 +78,40 @@ class Supervisor:
         self.pidfds: dict[int, int] = {}
         self.failures: list[str] = []
         self.installed = 0
-        self.ended_static = 0
-        self.ended_shared = 0
+        self.ended_static: set = set()
+        self.ended_shared: set = set()
+        self.restarts: dict[int, int] = {}
+        self.restarting: set[int] = set()
         self.exited: set[int] = set()
         self.interrupts = 0
         self.phase = "install"
 
     # -- processes ----------------------------------------------------------------------------------------
     def fork_workers(self, items: dict[int, list]) -> None:
+        self.items = items
+        self.listener = listen(self.run_id, self.index)
+        for i in range(self.index):
+            self.fork_worker(i, listen(self.run_id, i))
+
+    def fork_worker(self, i: int, listener, restarted: bool = False) -> None:
         from .runtime.worker import worker_main
 
-        listeners = [listen(self.run_id, i) for i in range(self.index + 1)]
         parent = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
-        for i in range(self.index):
-            pid = os.fork()
-            if pid == 0:
-                for j, sock in enumerate(listeners):
-                    if j != i:
-                        sock.close()
-                worker_main(self.app, i, self.run_id, listeners[i], self.index, parent, items[i])
-            self.pids[i] = pid
-        for sock in listeners[: self.index]:
-            sock.close()
-        self.listener = listeners[self.index]
+        pid = os.fork()
+        if pid == 0:
+            self.listener.close()
+            worker_main(self.app, i, self.run_id, listener, self.index, parent, self.items[i], restarted)
+        listener.close()
+        self.pids[i] = pid
+        if hasattr(self, "hub"):
+            self.watch(i)
+
+    def watch(self, proc: int) -> None:
+        fd = os.pidfd_open(self.pids[proc])
+        self.pidfds[proc] = fd
+        self.hub.selector.register(fd, 1, lambda m, p=proc: self.on_exit(p))
 
     def control(self, proc: int, *msg) -> None:
         self.transport.post(proc, (CTRL, pickle.dumps(msg, protocol=5)))
@@ -123,15 +132,18 @@ class Supervisor:
     def on_installed(self, src, top, proc, error) -> None:
         if error:
             self.fail(f"node of worker {self.describe(proc)} could not be built:\n{error.rstrip()}")
+        if proc in self.restarting:
+            self.restarting.discard(proc)
+            for top, _, _ in self.items[proc]:
+                self.control(proc, "start", top)
+            return
         self.installed += 1
 
     def on_ended(self, src, top, path, failure) -> None:
         if failure is not None:
             self.fail(failure.describe())
-        if top == 0:
-            self.ended_shared += 1
-        else:
-            self.ended_static += 1
+        # sets, not counts: a restarted worker reports its nodes' ends again
+        (self.ended_shared if top == 0 else self.ended_static).add((src, path))
 
     def fail(self, reason: str) -> None:
         if reason not in self.failures:
@@ -148,13 +160,24 @@ class Supervisor:
         self.hub.selector.unregister(fd)
         os.close(fd)
         _, status = os.waitpid(self.pids[proc], 0)
+        if self.phase == "exit":
+            self.exited.add(proc)
+            return
+        if os.WIFSIGNALED(status):
+            why = f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        else:
+            why = f"exited with code {os.WEXITSTATUS(status)}"
+        decl = self.app.decls[self.app.procs[proc][0]]
+        if self.phase == "run" and self.restarts.get(proc, 0) < decl.restart and self.interrupts == 0:
+            self.restarts[proc] = self.restarts.get(proc, 0) + 1
+            log.warning("worker of node %s %s; restarting it (%d of %d)", self.describe(proc), why,
+                        self.restarts[proc], decl.restart)
+            self.restarting.add(proc)
+            self.fork_worker(proc, listen(self.run_id, proc), restarted=True)
+            self.broadcast("peer_restarted", proc)
+            return
         self.exited.add(proc)
-        if self.phase != "exit":
-            if os.WIFSIGNALED(status):
-                sig = signal.Signals(os.WTERMSIG(status)).name
-                self.fail(f"worker of node {self.describe(proc)} was killed by {sig}")
-            else:
-                self.fail(f"worker of node {self.describe(proc)} exited with code {os.WEXITSTATUS(status)}")
+        self.fail(f"worker of node {self.describe(proc)} {why}")
 
     def on_signal(self, signum) -> None:
         self.interrupts += 1
@@ -171,10 +194,8 @@ class Supervisor:
         self.fork_workers(items)
         self.hub = Hub()
         self.transport = Transport(self.hub, self.run_id, self.index, self.listener, None, self.on_records)
-        for proc, pid in self.pids.items():
-            fd = os.pidfd_open(pid)
-            self.pidfds[proc] = fd
-            self.hub.selector.register(fd, 1, lambda m, p=proc: self.on_exit(p))
+        for proc in self.pids:
+            self.watch(proc)
         old = {s: signal.signal(s, lambda n, f: self.hub.call_soon_threadsafe(self.on_signal, n))
                for s in (signal.SIGINT, signal.SIGTERM)}
         self.drain_deadline = None
@@ -185,10 +206,10 @@ class Supervisor:
                 self.phase = "run"
                 self.broadcast("start", 0)
                 self.broadcast("start", MAIN)
-                self.wait(lambda: self.ended_static >= static_count)
+                self.wait(lambda: len(self.ended_static) >= static_count)
             if not self.failures and self.interrupts < 2:
                 self.broadcast("close_shared")
-                self.wait(lambda: self.ended_shared >= shared_count)
+                self.wait(lambda: len(self.ended_shared) >= shared_count)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)

@@ -382,3 +382,35 @@ def _reap() -> None:
             pass
     except ChildProcessError:
         pass
+
+
+CRASH_ONCE = """
+@register(inputs=["inp"], outputs=["out"])
+class CrashOnce:
+    def __init__(self, name, args):
+        self.marker = args["marker"]
+    def exec(self):
+        e = self.inp.recv()
+        if e is None:
+            return
+        if e.msg["i"] == 20 and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os.kill(os.getpid(), 9)
+        self.out.send(e)
+"""
+
+
+def test_worker_restarts_when_the_config_asks(tmp_path):
+    toml = PIPE_TOML.replace("{n}", "200").replace("{mid}", "CrashOnce").replace("{cloned}", "1")
+    toml = toml.replace("{cap}", "4").replace('ty = "CrashOnce"', f'ty = "CrashOnce"\n  restart = 1\n  marker = "{tmp_path}/crashed"')
+    app = write_app(tmp_path, "restart", {"restart.toml": toml, "nodes.py": NODES + CRASH_ONCE})
+    os.environ["SLOW_SOURCE"] = "1"
+    try:
+        r = run_cli("run", "-p", app)
+    finally:
+        os.environ.pop("SLOW_SOURCE")
+    assert "restarting it (1 of 1)" in r.stderr and "SIGKILL" in r.stderr
+    assert r.returncode == 0, r.stderr
+    seen = [m["i"] for m in got(r.stdout)]
+    assert seen[:20] == list(range(20)) and seen[-1] == 199  # what was in flight is lost, the rest arrives
+    assert "sink done" in r.stdout

@@ -152,6 +152,13 @@ class Credits:
             self.waiters.setdefault(chan, []).append(greenlet.getcurrent())
             self.hub.park()
 
+    def reset_peer(self, proc: int) -> None:
+        """Process ``proc`` was restarted: every window to it is full again."""
+        for key in [k for k in self.avail if k[0] == proc]:
+            del self.avail[key]
+            for w in self.waiters.pop(key[1], ()):
+                self.hub.wake(w)
+
     def grant(self, proc: int, chan: int, n: int, cap_default: int | None = None) -> None:
         key = (proc, chan)
         if key in self.avail:

@@ -79,6 +79,8 @@ class NodeInstance:
             inbox = Inbox(ispec.chan, ispec.cap, ispec.senders, self.worker.transport.post, self.hub, self.shared,
                           self.worker.owing)
             self.worker.inboxes[ispec.chan] = inbox
+            for route in self.worker.early_closes.pop(ispec.chan, ()):
+                inbox.close_one(route)
         self.inboxes.append(inbox)
         return inbox
 

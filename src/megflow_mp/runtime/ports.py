@@ -159,7 +159,9 @@ def deliver(worker, dests: list, envelope: Envelope) -> None:
 
 
 def close_dests(worker, dests_routes) -> None:
-    post = worker.transport.post
+    """Send CLOSE to every replica of each destination (logged, to be replayed to a restarted peer)."""
+    post, log_ = worker.transport.post, worker.closed_log
     for d, route in dests_routes:
         for proc in d.procs:
             post(proc, (CLOSE, d.chan, route))
+            log_.setdefault(proc, []).append((d.chan, route))

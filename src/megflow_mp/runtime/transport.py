@@ -128,6 +128,16 @@ class Transport:
             self._out[proc] = sock
         return sock
 
+    def reset_peer(self, proc: int) -> None:
+        """Process ``proc`` was restarted: drop what was queued for the old one, reconnect lazily,
+        and send segment fds again (the new process has mapped none)."""
+        with self._lock:
+            for table in (self._pending, self._pending_keys, self._pending_bytes, self._since, self._sent_keys):
+                table.pop(proc, None)
+            sock = self._out.pop(proc, None)
+            if sock is not None:
+                sock.close()
+
     def _flush_loop(self) -> None:
         while not self._closed:
             self._event.wait()

@@ -39,7 +39,7 @@ class Child:
 
     def __init__(self, plan, expected: int, hosts, future: Future):
         self.plan, self.expected, self.hosts, self.done = plan, expected, hosts, future
-        self.ended = 0
+        self.ended: set = set()
         self.failures: list[NodeFailure] = []
 
 
@@ -56,6 +56,8 @@ class Worker:
         self.hub.idle_hooks.insert(0, self.return_credits)
         self.inboxes: dict = {}
         self.owing: set = set()
+        self.closed_log: dict[int, list] = {}  # proc -> CLOSE records sent to it (replayed if it restarts)
+        self.early_closes: dict[int, list] = {}  # chan -> routes of CLOSEs that came before the channel
         self.nodes: dict[int, list[NodeInstance]] = {}
         self.resources: dict = {}
         self.scope_top: dict[int, int] = {}
@@ -65,6 +67,7 @@ class Worker:
         self._future_ids = itertools.count(1)
         self.ids = IdAllocator(index)
         self.exiting = False
+        self.restarted = False
         CURRENT = self
 
     # -- messaging --------------------------------------------------------------------------------------
@@ -92,6 +95,8 @@ class Worker:
                 inbox = inboxes.get(rec[1])
                 if inbox is not None:
                     inbox.close_one(rec[2])
+                elif self.restarted:
+                    self.early_closes.setdefault(rec[1], []).append(rec[2])
             elif op == CTRL:
                 msg = pickle.loads(rec[1])
                 getattr(self, "on_" + msg[0])(src, *msg[1:])
@@ -197,7 +202,22 @@ class Worker:
             self._finish(inst, child)
         return child
 
+    def on_peer_restarted(self, src, proc) -> None:
+        """Worker ``proc`` died and was started again: reset the link, replay the ends we sent it,
+        and install again the parts of our live dynamic instances it hosted."""
+        self.transport.reset_peer(proc)
+        self.credits.reset_peer(proc)
+        for chan, route in self.closed_log.get(proc, []):
+            self.transport.post(proc, (CLOSE, chan, route))
+        for top, child in self.children.items():
+            items = child.plan.hosts(self.app).get(proc)
+            if items:
+                self.control(proc, "install", top, self.index, items)
+                self.control(proc, "start", top)
+
     def on_installed(self, src, top, proc, error) -> None:
+        if top not in self.installing:
+            return  # a re-install on a restarted peer: nobody waits for it
         waiting, errors, fut = self.installing[top]
         waiting.discard(proc)
         if error:
@@ -210,10 +230,10 @@ class Worker:
         child = self.children.get(top)
         if child is None:
             return
-        child.ended += 1
+        child.ended.add((src, path))  # a set: a restarted host reports its nodes' ends again
         if failure is not None:
             child.failures.append(failure)
-        if child.ended >= child.expected:
+        if len(child.ended) >= child.expected:
             self._finish(top, child)
 
     def _finish(self, top: int, child: Child) -> None:
@@ -261,7 +281,8 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def worker_main(app, index: int, run_id: str, listener, supervisor: int, parent: int, items) -> None:
+def worker_main(app, index: int, run_id: str, listener, supervisor: int, parent: int, items,
+                restarted: bool = False) -> None:
     """Entry point in the forked child; never returns (``os._exit``)."""
     code = 0
     try:
@@ -271,6 +292,7 @@ def worker_main(app, index: int, run_id: str, listener, supervisor: int, parent:
         decl, replica = app.procs[index]
         _set_title(f"mf:{decl.split('/', 1)[1]}")
         worker = Worker(app, index, run_id, listener, supervisor)
+        worker.restarted = restarted
         for top, creator, its in items:
             worker.control(supervisor, "installed", top, index, worker.install(top, creator, its))
         worker.transport.flush_all()

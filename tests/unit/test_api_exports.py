@@ -1,0 +1,56 @@
+"""The public API is pinned: megflow_mp's names, and MegFlow's ``megflow`` import name."""
+
+from __future__ import annotations
+
+import importlib
+
+import megflow_mp
+
+PUBLIC = ["register", "res_register", "Envelope", "yield_now", "sleep", "join", "create_future", "version",
+          "__version__"]
+FUNC_OP = ["map_def", "reduce_def", "sink_def", "source_def", "batch_def", "Context"]
+
+
+def test_megflow_mp_all_is_pinned():
+    assert sorted(megflow_mp.__all__) == sorted(PUBLIC)
+    for name in PUBLIC:
+        assert getattr(megflow_mp, name) is not None
+
+
+def test_version():
+    assert megflow_mp.version() == megflow_mp.__version__
+    assert all(part.isdigit() for part in megflow_mp.__version__.split("."))
+
+
+def test_megflow_gives_the_same_objects():
+    megflow = importlib.import_module("megflow")
+    from megflow import Envelope, create_future, join, register, res_register, sleep, version, yield_now
+
+    assert sorted(megflow.__all__) == sorted(PUBLIC)
+    assert (register, res_register, Envelope) == (megflow_mp.register, megflow_mp.res_register, megflow_mp.Envelope)
+    assert (yield_now, sleep, join, create_future) == (megflow_mp.yield_now, megflow_mp.sleep, megflow_mp.join,
+                                                       megflow_mp.create_future)
+    assert version() == megflow_mp.__version__ == megflow.__version__
+
+
+def test_megflow_func_op():
+    from megflow.func_op import batch_def, map_def, reduce_def, sink_def, source_def
+
+    from megflow_mp import func_op
+
+    megflow_func_op = importlib.import_module("megflow.func_op")
+    assert sorted(megflow_func_op.__all__) == sorted(FUNC_OP) == sorted(func_op.__all__)
+    assert (map_def, reduce_def, sink_def, source_def, batch_def) == (
+        func_op.map_def, func_op.reduce_def, func_op.sink_def, func_op.source_def, func_op.batch_def)
+
+
+def test_star_import_gives_exactly_all():
+    namespace: dict = {}
+    exec("from megflow import *", namespace)
+    assert sorted(k for k in namespace if k != "__builtins__") == sorted(PUBLIC)
+
+
+def test_testing_harness_is_importable():
+    from megflow_mp.testing import FLUSH, run_node  # the harness ships with the library
+
+    assert callable(run_node) and repr(FLUSH) == "FLUSH"
