@@ -38,6 +38,7 @@ class Dest:
     procs: tuple[int, ...]
     shared: bool
     cap: int
+    route: int | None = None  # for a shared receiver: the graph instance whose wiring it serves
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,8 @@ class _Planner:
         self.chans: dict[tuple, InSpec] = {}
         self.specs: dict[tuple, NodeSpec] = {}
 
-    # endpoints are resolved to ("leaf", inst, node, port, tag, decl) or ("shared", name, port, tag)
+    # endpoints are resolved to ("leaf", inst, node, port, tag, decl) or
+    # ("shared", name, port, tag, inst, decl) where inst is the graph instance whose wiring uses it
     def expand(self, tpl: Template, inst: int, path: str, visible: dict, overlay: dict) -> dict:
         """Create the node specs of ``tpl`` (and its static subgraphs); return a resolver context."""
         res = dict(visible)
@@ -171,7 +173,7 @@ class _Planner:
         for c in tpl.conns:
             senders = [x for e in c.senders for x in self.resolve(ctx, e, "outputs")]
             receivers = [x for e in c.receivers for x in self.resolve(ctx, e, "inputs")]
-            self.connect(senders, receivers, c.cap, inst)
+            self.connect(senders, receivers, c.cap)
         return ctx
 
     def binding(self, name: str, res: dict) -> ResBinding:
@@ -188,7 +190,7 @@ class _Planner:
             sub = ctx["subs"][e.node]
             _, eps = getattr(sub["tpl"], io)[e.port]
             return [x for inner in eps for x in self.resolve(sub, inner, io)]
-        return [("shared", e.node, e.port, e.tag, self.app.shared[e.node])]
+        return [("shared", e.node, e.port, e.tag, ctx["inst"], self.app.shared[e.node])]
 
     def decl_of(self, ep: tuple) -> LeafDecl:
         return ep[-1]
@@ -199,7 +201,7 @@ class _Planner:
         if ep[0] == "shared":
             key = (ep[1], ep[2], ep[3])
             chan = self.app.shared_chans[key]
-            return chan, Dest(chan, procs, True, self.app.shared_caps[key])
+            return chan, Dest(chan, procs, True, self.app.shared_caps[key], ep[4])
         key = ep[1:5]
         spec = self.chans.get(key)
         if spec is None:
@@ -210,9 +212,9 @@ class _Planner:
         _put(node.inputs, ep[3], ep[4], spec)
         return spec.chan, Dest(spec.chan, procs, False, spec.cap)
 
-    def add_senders(self, ep: tuple, chan: int, n: int, route: int) -> None:
+    def add_senders(self, ep: tuple, chan: int, n: int) -> None:
         if ep[0] == "shared":
-            r = self.route(ep[1], route)
+            r = self.route(ep[1], ep[4])
             r.inputs[chan] = r.inputs.get(chan, 0) + n
             return
         key = ep[1:5]
@@ -223,16 +225,21 @@ class _Planner:
     def route(self, shared: str, route: int) -> RouteSpec:
         return self.plan.routes.setdefault((shared, route), RouteSpec(shared, route))
 
-    def connect(self, senders: list, receivers: list, cap: int, inst: int) -> None:
+    def connect(self, senders: list, receivers: list, cap: int) -> None:
         dests = [(r, *self.channel(r, cap)) for r in receivers]
         for s in senders:
             replicas = self.decl_of(s).cloned
             for r, chan, dest in dests:
-                self.add_senders(r, chan, replicas, inst)
-                if s[0] == "shared":
-                    self.route(s[1], inst).outputs.setdefault((s[2], s[3]), []).append(dest)
-                else:
-                    _append(self.specs[(s[1], s[2])].outputs, s[3], s[4], dest)
+                self.add_senders(r, chan, replicas)
+                self.add_output(s, dest)
+
+    def add_output(self, s: tuple, dest: Dest) -> None:
+        """Sender ``s`` delivers to ``dest``: a leaf's port gets it; a shared node gets it for the
+        route of the instance whose wiring names it."""
+        if s[0] == "shared":
+            self.route(s[1], s[4]).outputs.setdefault((s[2], s[3]), []).append(dest)
+        else:
+            _append(self.specs[(s[1], s[2])].outputs, s[3], s[4], dest)
 
 
 def _put(table: dict, port: str, tag, value) -> None:
@@ -269,7 +276,7 @@ def plan_instance(app: App, graph: str, inst: int, ids: IdAllocator, creator: in
         for r in receivers:
             chan, dest = planner.channel(r, cap)
             if entry_senders:
-                planner.add_senders(r, chan, entry_senders, inst)
+                planner.add_senders(r, chan, entry_senders)
             plan.entry[name].append(dest)
     for name, dests in (exit_dests or {}).items():
         _, eps = tpl.outputs[name]
@@ -277,8 +284,5 @@ def plan_instance(app: App, graph: str, inst: int, ids: IdAllocator, creator: in
         plan.exits[name] = sum(planner.decl_of(s).cloned for s in senders)
         for s in senders:
             for dest in dests:
-                if s[0] == "shared":
-                    planner.route(s[1], inst).outputs.setdefault((s[2], s[3]), []).append(dest)
-                else:
-                    _append(planner.specs[(s[1], s[2])].outputs, s[3], s[4], dest)
+                planner.add_output(s, dest)
     return plan

@@ -153,11 +153,11 @@ connections = [{ cap = 3, ports = ["a:out", "hub:inp"] }, { cap = 5, ports = ["h
 '''
 
 
-def check_route(app, p, senders: int, k: NodeSpec) -> None:
+def check_route(app, p, senders: int, k: NodeSpec, route_id: int = INST) -> None:
     """One route, keyed by the instance id the senders stamp, with inputs and outputs."""
     shared_chan = app.shared_chans[("hub", "inp", None)]
     (route,) = p.routes.values()
-    assert (route.shared, route.route) == ("hub", INST)
+    assert (route.shared, route.route) == ("hub", route_id)
     assert route.inputs == {shared_chan: senders}
     assert route.outputs == {("out", None): [Dest(k.inputs["inp"].chan, app.decl_procs[k.decl], False, 5)]}
     assert k.inputs["inp"].senders == 2  # both replicas of the shared node close it
@@ -170,7 +170,7 @@ def test_route_of_a_shared_node_in_the_main_graph():
     assert set(nodes) == {"g/a", "g/k"}  # the shared node itself is not part of an instance
     shared_chan = app.shared_chans[("hub", "inp", None)]
     assert nodes["g/a"].outputs["out"] == [Dest(shared_chan, app.decl_procs["@/hub"], True,
-                                                app.shared_caps[("hub", "inp", None)])]
+                                                app.shared_caps[("hub", "inp", None)], p.inst)]
     check_route(app, p, 3, nodes["g/k"])  # three replicas of a close their route
     assert sorted(p.hosts(app)) == sorted(app.decl_procs["g/a"] + app.decl_procs["g/k"] + app.decl_procs["@/hub"])
 
@@ -185,19 +185,20 @@ def test_route_of_a_shared_node_in_a_dynamic_instance():
     (k,) = p.nodes
     key = ("hub", "inp", None)
     assert app.shared_caps[key] == 3  # the largest of the main graph's 3 and the subgraph input's 2
-    assert p.entry["i"] == [Dest(app.shared_chans[key], app.decl_procs["@/hub"], True, 3)]
+    assert p.entry["i"] == [Dest(app.shared_chans[key], app.decl_procs["@/hub"], True, 3, INST)]
     check_route(app, p, 1, k)  # the creator closes it
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a shared node inside a static subgraph gets its inputs "
-                                       "under the parent's route and its outputs under the subgraph's route")
 def test_route_of_a_shared_node_in_a_static_subgraph():
     text = SHARED.replace('{ name = "k", ty = "PMid" }]\nconnections = [{ cap = 3, ports = ["a:out", "hub:inp"] }, '
                           '{ cap = 5, ports = ["hub:out", "k:inp"] }]',
                           '{ name = "sub", ty = "s" }]\nconnections = [{ cap = 3, ports = ["a:out", "sub:i"] }]')
     app = app_of(text)
     p = plan(app)
-    check_route(app, p, 3, by_path(p)["g/sub/k"])
+    k = by_path(p)["g/sub/k"]
+    check_route(app, p, 3, k, route_id=k.inst)  # the subgraph instance whose wiring uses the shared node
+    (a,) = [n for n in p.nodes if n.path == "g/a"]
+    assert a.outputs["out"][0].route == k.inst  # so the sender in the parent stamps that route
 
 
 # --- static subgraphs, args, resources ----------------------------------------------------------------------------

@@ -48,7 +48,9 @@ class DynDemux:
             child = self._create(envelope)
             if child is None:
                 return
-        envelope.transfer_addr = child.plan.inst
+        route = next((d.route for d in child.plan.entry[self.dyn.port] if d.shared), None)
+        if route is not None:
+            envelope.transfer_addr = route
         self.node.deliver(child.plan.entry[self.dyn.port], envelope)
 
     def _create(self, envelope):
@@ -71,8 +73,7 @@ class DynDemux:
 
     def _close(self, addr, wait):
         child = self.instances[addr]
-        inst = child.plan.inst
-        close_dests(self.worker, [(d, inst if d.shared else None) for d in child.plan.entry[self.dyn.port]])
+        close_dests(self.worker, [(d, d.route) for d in child.plan.entry[self.dyn.port]])
         if wait:
             self.instances.pop(addr)
             child.done.wait()

@@ -144,7 +144,7 @@ class NodeInstance:
             self.route_inputs.pop(route, None)
             for port in self.routed.values():
                 dests = port.routes.pop(route, [])
-                close_dests(self.worker, [(d, route if d.shared else None) for d in dests])
+                close_dests(self.worker, [(d, d.route) for d in dests])
 
     def deliver(self, dests, envelope) -> None:
         deliver(self.worker, dests, envelope)
@@ -201,7 +201,7 @@ class NodeInstance:
                 targets += port.close_targets()
             else:
                 for route, dests in port.routes.items():
-                    targets += [(d, route if d.shared else None) for d in dests]
+                    targets += [(d, d.route) for d in dests]
                 port.routes.clear()
         close_dests(self.worker, targets)
         self.obj = None  # the plugin object is finalised here (``__del__``)

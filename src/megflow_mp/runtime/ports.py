@@ -104,7 +104,10 @@ class OutputPort:
 
     def __init__(self, node, dests: list, name: str):
         self.node, self.dests, self.name = node, list(dests), name
-        self.stamp = any(d.shared for d in self.dests)
+        routes = {d.route for d in self.dests if d.shared}
+        if len(routes) > 1:
+            raise ValueError(f"port {name!r} of {node.path!r} feeds shared nodes of several graph instances")
+        self.stamp = routes.pop() if routes else None
         worker = node.worker
         self.encode, self.acquire, self.post = worker.codec.encode, worker.credits.acquire, worker.transport.post
         self.copies = len(self.dests)
@@ -114,8 +117,8 @@ class OutputPort:
         receivers' channels are full. The envelope is moved: using it afterwards raises."""
         if type(envelope) is not Envelope:
             raise TypeError(f"send() takes an Envelope, got {type(envelope).__name__}: wrap it with Envelope.pack(msg)")
-        if self.stamp:
-            envelope.transfer_addr = self.node.inst
+        if self.stamp is not None:  # entering a shared node: the route brings results back here
+            envelope.transfer_addr = self.stamp
         payload, segments = self.encode(envelope.to_tuple(), self.copies)
         mark_moved(envelope)
         size, acquire, post = len(payload), self.acquire, self.post
@@ -123,7 +126,7 @@ class OutputPort:
             post(acquire(d), (DATA, d.chan, payload), size, segments)
 
     def close_targets(self):
-        return [(d, None if not d.shared else self.node.inst) for d in self.dests]
+        return [(d, d.route) for d in self.dests]
 
 
 class RoutedOutputPort:
