@@ -15,16 +15,19 @@ import traceback
 from pathlib import Path
 
 from .errors import PluginError
-from .registry import Registry, builtin_registry
+from .registry import _CATALOG, Registry, builtin_registry
+
+_ENGINE_DIR = str(Path(__file__).resolve().parent)
 
 
 def _module_file(exc: BaseException, fallback: Path) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:
         return exc.filename
     tb = traceback.extract_tb(exc.__traceback__)
-    for frame in reversed(tb):
-        if not frame.filename.startswith("<") and "importlib" not in frame.filename:
-            return frame.filename
+    for frame in reversed(tb):  # the innermost frame of the plugin's own code
+        name = frame.filename
+        if not name.startswith("<") and "importlib" not in name and not name.startswith(_ENGINE_DIR):
+            return name
     return str(fallback)
 
 
@@ -34,6 +37,7 @@ def _import(name: str, file: Path) -> str:
         # same module name from another plugin directory (another app in this process): reload
         for mod in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
             del sys.modules[mod]
+            _CATALOG.pop(mod, None)  # its types belong to the other directory
     try:
         importlib.import_module(name)
     except BaseException as exc:  # noqa: BLE001 - any failure of user code is reported the same way
@@ -79,8 +83,9 @@ def import_plugins(plugin_dir: str | os.PathLike, module_path: list[str] | None 
         prefix = ""
     for name, file in _children(root):
         names.append(_import(prefix + name, file))
-    # submodules a package imported itself also count (their decorators ran)
-    names += [m for m in list(sys.modules) if prefix and m.startswith(prefix) and m not in names]
+    # submodules that the imported packages imported themselves count too (their decorators ran)
+    packages = tuple(n + "." for n in names)
+    names += [m for m in list(sys.modules) if m.startswith(packages) and m not in names]
     return names
 
 

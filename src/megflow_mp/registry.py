@@ -28,7 +28,7 @@ class PortSpec:
     def parse(text: str) -> "PortSpec":
         name, sep, rest = text.partition(":")
         kinds = {"": SINGLE, "[]": LIST, "{}": DICT}
-        if not name.isidentifier() or (sep and rest not in kinds) or (not sep and rest):
+        if not name.isidentifier() or (sep and rest not in ("[]", "{}")):
             raise ValueError(f"bad port declaration {text!r}: expected 'name', 'name:[]' or 'name:{{}}'")
         return PortSpec(name, kinds[rest])
 

@@ -82,8 +82,6 @@ def test_directory_that_is_a_package(tmp_path):
     assert plugin_types(load_registry(root)) == {"PkHidden", "PkOne", "PkSub"}
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: in a plain plugin dir, submodules a package imports "
-                                       "itself are not added to the registry (plugins.import_plugins)")
 def test_plain_directory_package_submodules_count(tmp_path):
     root = write(tmp_path / "deep_app", {
         "dp_pkg/__init__.py": "from . import impl\n",
@@ -158,8 +156,6 @@ def test_bad_register_call_is_a_plugin_error(tmp_path):
     assert re.search(rf'File "{re.escape(str(root / "br_mod.py"))}", line [45], in <module>', info.value.detail)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a PluginError raised by @register names "
-                                       "megflow_mp/registry.py, not the plugin file (plugins._module_file)")
 def test_bad_register_call_names_the_plugin_file(tmp_path):
     root = write(tmp_path / "bf_app", {"bf_mod.py": BAD_REGISTER})
     with pytest.raises(PluginError) as info:
@@ -179,8 +175,6 @@ def test_same_module_name_in_two_dirs_loads_the_right_file(tmp_path):
     assert "SmTwo" in reg.nodes
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: the catalog keeps the types of the first directory's "
-                                       "module of the same name (registry._CATALOG keyed by module name only)")
 def test_same_module_name_in_two_dirs_forgets_the_first(tmp_path):
     one = write(tmp_path / "one", {"sf_common.py": node("SfOne")})
     two = write(tmp_path / "two", {"sf_common.py": node("SfTwo")})
