@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint clean models
+.PHONY: venv demo test bench lint clean models system-deps
 
 $(STAMP): setup.cfg pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
@@ -16,7 +16,13 @@ $(STAMP): setup.cfg pyproject.toml requirements.txt
 	$(PY) -m pip install -q -e . --no-deps
 	touch $(STAMP)
 
-venv: $(STAMP) models
+venv: $(STAMP) models system-deps
+
+# Debian packages the tests use (graphviz's `dot` draws graphs); installed when missing and possible
+system-deps:
+	@command -v dot >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends graphviz >/dev/null; \
+	  else echo "graphviz not installed: 'megflow-mp dump' can only write .dot"; fi; }
 
 # models -> ../shared/models when that folder exists (models stay outside the repository)
 models:
