@@ -116,7 +116,8 @@ class _Builder:
         self.graph_names = {g.name: gi for gi, g in enumerate(config.graphs)}
 
     def fail(self, message: str, path: str):
-        raise ConfigError(message, file=self.file, path=path)
+        file, path = self.config.locate(path, self.file)
+        raise ConfigError(message, file=file, path=path)
 
     # -- node declarations ----------------------------------------------------------------------
     def node_type(self, ty: str, path: str) -> NodeType | tuple[str, ...]:

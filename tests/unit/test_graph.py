@@ -273,3 +273,20 @@ def test_shared_input_channel_cap_is_the_largest(input_cap, expected):
     app = build(text.replace('inputs = [{ name = "i", cap = 2,', f'inputs = [{{ name = "i", cap = {input_cap},'))
     assert app.shared_caps[("hub", "inp", None)] == expected
     assert set(app.shared_chans) == {("hub", "inp", None)}
+
+
+def test_errors_in_an_included_file_name_that_file_and_its_own_index(tmp_path):
+    from megflow_mp.config import load_config
+    from megflow_mp.errors import ConfigError
+    from megflow_mp.graph import build_app
+    from megflow_mp.registry import builtin_registry
+
+    (tmp_path / "main.toml").write_text('include = ["more.toml"]\nmain = "g"\n[[graphs]]\nname = "g"\n'
+                                        'nodes = [{ name = "a", ty = "Transform" }]\n')
+    (tmp_path / "more.toml").write_text('[[graphs]]\nname = "h"\nnodes = [{ name = "b", ty = "Nope" }]\n')
+    config = load_config(tmp_path / "main.toml")
+    with pytest.raises(ConfigError) as err:
+        build_app(config, builtin_registry(), str(tmp_path / "main.toml"))
+    assert err.value.file.endswith("more.toml")
+    assert err.value.path == "graphs[0].nodes[0].ty"
+    assert "unknown node type 'Nope'" in str(err.value) and "Transform" in str(err.value)

@@ -195,9 +195,11 @@ class _Loader:
         root = os.path.join(self.root_dir, self.root_file)
         self._add(text, self.root_file, self.root_dir, (os.path.realpath(root),), (self._label(root),))
         try:
-            return Config.model_validate(self.data)
+            config = Config.model_validate(self.data)
         except ValidationError as exc:
             raise self._translate(exc) from None
+        config._origins = self.origins
+        return config
 
     def _label(self, path: str) -> str:
         try:

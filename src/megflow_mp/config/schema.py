@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Iterable, Sequence
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic_core import PydanticCustomError
 
 Loc = tuple  # a pydantic location: str keys and int list indices, e.g. ("graphs", 1, "name")
@@ -194,6 +194,18 @@ class Config(BaseModel):
     nodes: list[Node] = []
     graphs: list[Graph] = []
     main: str
+    _origins: dict = PrivateAttr(default_factory=dict)  # set by the loader: key -> [(file, own index)]
+
+    def locate(self, path: str, default_file: str) -> tuple[str, str]:
+        """Map a TOML path of the merged config (``graphs[3].nodes[0]``) to ``(file, path in that
+        file)``: entries that came from an included file are named by their own file and index."""
+        key, sep, rest = path.partition("[")
+        index, _, tail = rest.partition("]")
+        table = self._origins.get(key)
+        if not sep or not index.isdigit() or not table or int(index) >= len(table):
+            return default_file, path
+        file, own = table[int(index)]
+        return file, f"{key}[{own}]{tail}"
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
