@@ -414,3 +414,68 @@ def test_worker_restarts_when_the_config_asks(tmp_path):
     seen = [m["i"] for m in got(r.stdout)]
     assert seen[:20] == list(range(20)) and seen[-1] == 199  # what was in flight is lost, the rest arrives
     assert "sink done" in r.stdout
+
+
+def test_exclusive_nodes_run_their_instances_concurrently_on_threads(tmp_path):
+    files = {
+        "excl.toml": """
+            main = "main"
+            [[graphs]]
+            name = "sub"
+            inputs = [{ name = "inp", cap = 4, ports = ["w:inp"] }]
+            [[graphs.nodes]]
+            name = "w"
+            ty = "Blocking"
+            [[graphs]]
+            name = "main"
+            connections = [
+              { cap = 4, ports = ["src:out", "demux:inp"] },
+              { cap = 4, ports = ["demux:out", "sub:inp"] },
+            ]
+            [[graphs.nodes]]
+            name = "src"
+            ty = "Src"
+            [[graphs.nodes]]
+            name = "demux"
+            ty = "DynDemux"
+            [[graphs.nodes]]
+            name = "sub"
+            ty = "sub"
+        """,
+        "nodes.py": """
+            import json, threading, time
+            from megflow import register, Envelope
+
+            @register(outputs=["out"])
+            class Src:
+                def __init__(self, name, args):
+                    pass
+                def exec(self):
+                    for addr in range(4):
+                        e = Envelope.pack({"addr": addr})
+                        e.to_addr = addr
+                        self.out.send(e)
+                    for addr in range(4):
+                        e = Envelope.pack(None)
+                        e.to_addr = addr
+                        self.out.send(e)
+
+            @register(inputs=["inp"], exclusive=True)
+            class Blocking:
+                def __init__(self, name, args):
+                    pass
+                def exec(self):
+                    e = self.inp.recv()
+                    if e is None:
+                        return
+                    start = time.monotonic()
+                    time.sleep(0.5)  # a blocking call: other instances must go on meanwhile
+                    print("span " + json.dumps([start, time.monotonic(), threading.get_ident()]), flush=True)
+        """,
+    }
+    r = run_cli("run", "-p", write_app(tmp_path, "excl", files))
+    assert r.returncode == 0, r.stderr
+    spans = [json.loads(line[5:]) for line in r.stdout.splitlines() if line.startswith("span ")]
+    assert len(spans) == 4 and len({s[2] for s in spans}) == 4  # one thread per instance
+    latest_start, earliest_end = max(s[0] for s in spans), min(s[1] for s in spans)
+    assert latest_start < earliest_end, "the blocking calls of the instances did not overlap"

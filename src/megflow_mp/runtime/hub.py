@@ -195,15 +195,31 @@ class Future:
         self.hub, self.done, self.value, self.waiters = hub, False, None, []
 
     def set(self, value) -> None:
+        """Resolve the future (on the hub's thread) and wake its waiters, tasks and threads."""
         if self.done:
             return
         self.done, self.value = True, value
         for w in self.waiters:
-            self.hub.wake(w)
+            if isinstance(w, threading.Event):
+                w.set()
+            else:
+                self.hub.wake(w)
         self.waiters.clear()
 
     def wait(self):
+        """Block the calling task (or, from another thread, that thread) until resolved."""
+        if threading.get_ident() != self.hub.thread_id:
+            event = threading.Event()
+            self.hub.call_soon_threadsafe(self._wait_from_thread, event)
+            event.wait()
+            return self.value
         while not self.done:
             self.waiters.append(greenlet.getcurrent())
             self.hub.park()
         return self.value
+
+    def _wait_from_thread(self, event: threading.Event) -> None:
+        if self.done:
+            event.set()
+        else:
+            self.waiters.append(event)

@@ -11,12 +11,13 @@ the end is reported to the instance's creator, with the failure as data if there
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 
 from ..errors import NodeFailure
 from ..registry import DICT, LIST
 from .channels import Inbox
-from .hub import Cancelled
+from .hub import Cancelled, Future
 from .ports import InputPort, OutputPort, RoutedOutputPort, close_dests, deliver
 
 log = logging.getLogger("megflow_mp")
@@ -59,6 +60,8 @@ class NodeInstance:
         self.routed: dict[tuple, RoutedOutputPort] = {}
         self.task = None
         self.ended = False
+        self.threaded = decl.ntype.exclusive  # exclusive: exec runs on a thread of its own
+        self.cancelled = False
         self._warned: set[str] = set()
         ports = {p.name: self._input(p) for p in decl.ntype.inputs}
         self.outputs = {p.name: self._output(p) for p in decl.ntype.outputs}
@@ -156,9 +159,34 @@ class NodeInstance:
 
     # -- running ----------------------------------------------------------------------------------------
     def start(self) -> None:
-        self.task = self.hub.spawn(self.run)
+        self.task = self.hub.spawn(self.run_threaded if self.threaded else self.run)
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled
+
+    def cancel(self) -> None:
+        """Stop a source (drain): raise Cancelled at its next blocking call."""
+        self.cancelled = True
+        if not self.threaded and self.task is not None and not self.task.dead:
+            self.hub.throw(self.task, Cancelled())
 
     def run(self) -> None:
+        self.end(self.loop())
+
+    def run_threaded(self) -> None:
+        """``exclusive = True`` (MegFlow ran such nodes on a thread pool): ``exec`` runs on its own
+        thread, so a blocking call there stalls no other instance; its port calls go through the hub."""
+        done = Future(self.hub)
+
+        def body():
+            failure = self.loop()
+            self.hub.call_soon_threadsafe(done.set, failure)
+
+        threading.Thread(target=body, name=f"mf:{self.path}", daemon=True).start()
+        self.end(done.wait())
+
+    def loop(self):
+        """Call ``exec`` until the inputs ended; return the failure (as data) or None."""
         failure = None
         try:
             if not self.inboxes:
@@ -186,7 +214,7 @@ class NodeInstance:
             failure = NodeFailure(self.path, f"instance {self.inst}", type(exc).__name__, tb)
             log.error("%s", failure.describe())
             del exc
-        self.end(failure)
+        return failure
 
     def end(self, failure=None) -> None:
         if self.ended:

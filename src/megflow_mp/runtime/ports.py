@@ -13,6 +13,7 @@ import greenlet
 
 from ..envelope import Envelope, mark_moved
 from .channels import CLOSE, DATA, Flush
+from .threads import off_hub, run_on_hub
 
 log = logging.getLogger("megflow_mp")
 
@@ -48,6 +49,8 @@ class InputPort:
         """Block until an envelope arrives; ``None`` when the stream ended (or, in a shared node, when
         one subgraph instance's stream ended)."""
         node = self.node
+        if node.threaded and off_hub(node.hub):
+            return run_on_hub(node.hub, self.recv, cancelled=node.is_cancelled)
         if node.pending_closes:
             node.flush_barriers()
         queue = self.inbox.queue
@@ -61,6 +64,8 @@ class InputPort:
         Returns ``(envelopes, closed)``; ``closed`` is True when the channel ended. A flush marker
         ends the batch early.
         """
+        if self.node.threaded and off_hub(self.node.hub):
+            return run_on_hub(self.node.hub, self.batch_recv, n, timeout_ms, cancelled=self.node.is_cancelled)
         self.node.flush_barriers()
         first = self._next()
         if first is None:
@@ -117,6 +122,9 @@ class OutputPort:
         receivers' channels are full. The envelope is moved: using it afterwards raises."""
         if type(envelope) is not Envelope:
             raise TypeError(f"send() takes an Envelope, got {type(envelope).__name__}: wrap it with Envelope.pack(msg)")
+        node = self.node
+        if node.threaded and off_hub(node.hub):
+            return run_on_hub(node.hub, self.send, envelope, cancelled=node.is_cancelled)
         if self.stamp is not None:  # entering a shared node: the route brings results back here
             envelope.transfer_addr = self.stamp
         payload, segments = self.encode(envelope.to_tuple(), self.copies)
@@ -140,6 +148,9 @@ class RoutedOutputPort:
     def send(self, envelope: Envelope) -> None:
         if not isinstance(envelope, Envelope):
             raise TypeError(f"send() takes an Envelope, got {type(envelope).__name__}")
+        node = self.node
+        if node.threaded and off_hub(node.hub):
+            return run_on_hub(node.hub, self.send, envelope, cancelled=node.is_cancelled)
         dests = self.routes.get(envelope.transfer_addr)
         if dests is None:
             self.node.warn_once(f"shared node {self.node.path!r} port {self.name!r}: no subgraph instance "

@@ -25,7 +25,7 @@ from ..errors import NodeFailure
 from ..plan import IdAllocator, NodeSpec, RouteSpec, plan_instance
 from ..shm import Arena
 from .channels import CLOSE, CREDIT, CTRL, DATA, Credits
-from .hub import Cancelled, Future, Hub
+from .hub import Future, Hub
 from .node import NodeInstance
 from .transport import Transport
 
@@ -167,7 +167,7 @@ class Worker:
         for nodes in self.nodes.values():
             for node in nodes:
                 if not node.inboxes and node.task is not None and not node.task.dead:
-                    self.hub.throw(node.task, Cancelled())
+                    node.cancel()
 
     def on_close_shared(self, src) -> None:
         for node in self.nodes.get(0, []):
