@@ -479,3 +479,129 @@ def test_exclusive_nodes_run_their_instances_concurrently_on_threads(tmp_path):
     assert len(spans) == 4 and len({s[2] for s in spans}) == 4  # one thread per instance
     latest_start, earliest_end = max(s[0] for s in spans), min(s[1] for s in spans)
     assert latest_start < earliest_end, "the blocking calls of the instances did not overlap"
+
+
+def test_megflow_plugin_idioms_run_unchanged(tmp_path):
+    """A shared node that sets the start method itself, untagged envelopes to an "A|B" subgraph
+    (the first type is used), ``sleep`` in milliseconds, a resource passed down by a subgraph node."""
+    files = {
+        "compat.toml": """
+            main = "main"
+            [[resources]]
+            name = "counter"
+            ty = "Count"
+            [[nodes]]
+            name = "shared"
+            ty = "Forking"
+            [[graphs]]
+            name = "A"
+            inputs = [{ name = "whatever", cap = 16, ports = ["shared:inp"] }]
+            connections = [{ cap = 16, ports = ["shared:out", "dest:inp"] }]
+                [[graphs.nodes]]
+                name = "dest"
+                ty = "Dest"
+                res = ["counter", "parent"]
+            [[graphs]]
+            name = "B"
+            inputs = [{ name = "whatever", cap = 16, ports = ["shared:inp"] }]
+            connections = [{ cap = 16, ports = ["shared:out", "dest:inp"] }]
+                [[graphs.nodes]]
+                name = "dest"
+                ty = "Dest"
+                res = ["counter", "parent"]
+            [[graphs]]
+            name = "main"
+            connections = [
+              { cap = 1, ports = ["source:out", "demux:inp"] },
+              { cap = 1, ports = ["demux:out", "destination:whatever"] },
+            ]
+                [[graphs.nodes]]
+                name = "source"
+                ty = "Source"
+                n = 20
+                [[graphs.nodes]]
+                name = "demux"
+                ty = "DynDemux"
+                [[graphs.nodes]]
+                name = "destination"
+                ty = "A|B"
+                res = ["parent"]
+                [[graphs.resources]]
+                name = "parent"
+                ty = "Count"
+        """,
+        "nodes.py": """
+            import multiprocessing as mp
+            from multiprocessing import Pipe, Process
+            from megflow import register, res_register, Envelope, sleep
+
+            def twice(conn):
+                while True:
+                    msg = conn.recv()
+                    if msg is None:
+                        break
+                    conn.send(msg * 2)
+
+            @res_register()
+            class Count:
+                def __init__(self, name, args):
+                    self.i = 0
+                def get(self):
+                    self.i += 1
+                    return self.i
+
+            @register(outputs=["out"])
+            class Source:
+                def __init__(self, name, args):
+                    self.n = args["n"]
+                def exec(self):
+                    for i in range(self.n):
+                        envelope = Envelope.pack(i)
+                        envelope.to_addr = i
+                        self.out.send(envelope)
+                    sleep(5)
+                    for i in range(self.n):
+                        envelope = Envelope.pack(None)
+                        envelope.to_addr = i
+                        self.out.send(envelope)
+
+            @register(inputs=["inp"], outputs=["out"], exclusive=True)
+            class Forking:
+                def __init__(self, name, args):
+                    ours, theirs = Pipe()
+                    self.conn = ours
+                    mp.set_start_method("fork")  # raises if anyone set it before
+                    self.p = Process(target=twice, args=(theirs,))
+                    self.p.start()
+                def __del__(self):
+                    self.conn.send(None)
+                    self.p.join()
+                    print("child joined", flush=True)
+                def exec(self):
+                    envelope = self.inp.recv()
+                    if envelope is None:
+                        return
+                    self.conn.send(envelope.msg)
+                    self.out.send(envelope.repack(self.conn.recv()))
+
+            @register(inputs=["inp"])
+            class Dest:
+                def __init__(self, name, args):
+                    self.got = []
+                def exec(self):
+                    envelope = self.inp.recv()
+                    if envelope is None:
+                        assert len(self.got) == 1 and self.got[0] == 2 * self.addr, self.got
+                        print("instance ok", self.addr, flush=True)
+                        return
+                    self.addr = envelope.to_addr
+                    self.counter.get()
+                    self.parent.get()
+                    self.got.append(envelope.msg)
+        """,
+    }
+    r = run_cli("run", "-p", write_app(tmp_path, "compat", files))
+    assert r.returncode == 0, r.stderr
+    ok = sorted(int(line.split()[-1]) for line in r.stdout.splitlines() if line.startswith("instance ok"))
+    assert ok == list(range(20))
+    assert r.stdout.strip().endswith("child joined")

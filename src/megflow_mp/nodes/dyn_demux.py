@@ -1,7 +1,7 @@
 """DynDemux: one subgraph instance per ``to_addr``.
 
 The first envelope for a new address creates an instance of the subgraph wired to ``out`` (picked
-by the envelope's ``tag`` when the node's type is ``"A|B"``) inside the workers of that subgraph's
+by the envelope's ``tag`` when the node's type is ``"A|B"``; without a tag, the first type) inside the workers of that subgraph's
 nodes (no new process). An empty envelope (``msg is None``) to an address closes that instance's
 input and waits until it has ended. When ``inp`` ends, every instance is closed and awaited.
 An instance whose creation fails is reported; its address's envelopes are dropped.
@@ -55,7 +55,7 @@ class DynDemux:
 
     def _create(self, envelope):
         types = self.dyn.types
-        graph = types[0] if len(types) == 1 else envelope.tag
+        graph = types[0] if len(types) == 1 or envelope.tag is None else envelope.tag
         addr = envelope.to_addr
         if graph not in types:
             log.error("DynDemux %r: envelope for %r has tag %r, expected one of %s; dropped",
