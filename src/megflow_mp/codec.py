@@ -11,6 +11,8 @@ Contracts
   - any other array is copied once (``np.copyto``) into a fresh block of this process, C-contiguous.
 
 * A message without arrays is one plain C pickle (fast path, no Python call per object).
+* A payload larger than ``MAX_INLINE`` (big ``bytes`` or strings) is itself put in a block, so
+  socket messages stay small whatever a message holds.
 * Reference counting: for each reference in the pickle (the pickle memo makes a repeated identical
   array object a single reference) ``encode`` adds ``copies`` references, then drops the holds of the
   blocks it allocated. ``copies`` is the number of destinations the same payload is delivered to;
@@ -55,6 +57,25 @@ class _Pickler(pickle.Pickler):
     def __init__(self, file, dispatch_table: dict):
         self.dispatch_table = dispatch_table  # must exist before the C Pickler's __init__ looks it up
         super().__init__(file, protocol=5)
+
+
+MAX_INLINE = 256 << 10  # larger payloads travel in shared memory, never through the socket
+
+
+class _Spill:
+    """A payload too big for a socket message, carried as a shared-memory array."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: np.ndarray):
+        self.data = data
+
+    def __reduce__(self):
+        return _unspill, (self.data,)
+
+
+def _unspill(data: np.ndarray):
+    return pickle.loads(data)
 
 
 class _Encoder:
@@ -145,8 +166,16 @@ class Codec:
         buffers: list = []
         data = pickle.dumps(obj, 5, buffer_callback=buffers.append)
         if not buffers and b"numpy" not in data:
-            return data, _NO_KEYS
-        del buffers
+            keys = _NO_KEYS
+        else:
+            del buffers
+            data, keys = self._encode_arrays(obj, copies)
+        if len(data) > MAX_INLINE:  # big bytes/str in the message: the payload itself goes to shm
+            spill, spill_keys = self._encode_arrays(_Spill(np.frombuffer(data, np.uint8)), copies)
+            return spill, keys | spill_keys
+        return data, keys
+
+    def _encode_arrays(self, obj, copies: int) -> tuple[bytes, frozenset]:
         enc = self._pickler()
         if enc.busy:  # re-entered (an object's __reduce__ sent a message): use a fresh encoder
             enc = _Encoder(self.arena)

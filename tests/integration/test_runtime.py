@@ -605,3 +605,22 @@ def test_megflow_plugin_idioms_run_unchanged(tmp_path):
     ok = sorted(int(line.split()[-1]) for line in r.stdout.splitlines() if line.startswith("instance ok"))
     assert ok == list(range(20))
     assert r.stdout.strip().endswith("child joined")
+
+
+def test_a_node_that_cannot_be_built_stops_the_app_before_it_starts(tmp_path):
+    app = pipe_app(tmp_path, n=5)
+    (app / "bad.py").write_text("from megflow import register\n\n"
+                                "@register(inputs=['inp'], outputs=['out'])\n"
+                                "class Bad:\n"
+                                "    def __init__(self, name, args):\n"
+                                "        raise KeyError('model file missing')\n"
+                                "    def exec(self):\n"
+                                "        pass\n")
+    cfg = app / "pipe.toml"
+    cfg.write_text(cfg.read_text().replace('ty = "Transform"', 'ty = "Bad"'))
+    r = run_cli("run", "-p", app)
+    assert r.returncode == 1
+    assert "could not be built" in r.stderr and "KeyError: 'model file missing'" in r.stderr
+    assert "'mid'" in r.stderr
+    assert "got " not in r.stdout  # nothing ran
+    assert r.stderr.count("KeyError: 'model file missing'") == 1

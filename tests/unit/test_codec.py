@@ -403,3 +403,16 @@ def test_undeliverable_copy_is_released_by_decoding_it_in_the_sender():
     del delivered
     gc.collect()
     assert a.in_use()["blocks"] == 0
+
+
+def test_big_payloads_travel_in_shared_memory():
+    a, ca, b, cb, c, cc = trio()
+    big = {"blob": bytes(range(256)) * 8192, "text": "x" * 300_000, "arr": np.arange(10)}
+    payload, keys = ca.encode(big)
+    assert len(payload) < 4096  # only a reference goes over the socket
+    out = deliver(a, b, cb, payload, keys)
+    assert out["blob"] == big["blob"] and out["text"] == big["text"]
+    assert np.array_equal(out["arr"], np.arange(10))
+    del out
+    gc.collect()
+    assert a.in_use()["blocks"] == 0

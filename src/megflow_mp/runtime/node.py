@@ -212,7 +212,8 @@ class NodeInstance:
         except BaseException as exc:  # noqa: BLE001 - a plugin failure ends this node only
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             failure = NodeFailure(self.path, f"instance {self.inst}", type(exc).__name__, tb)
-            log.error("%s", failure.describe())
+            if self.creator != self.worker.supervisor:  # the supervisor prints the static ones
+                log.error("%s", failure.describe())
             del exc
         return failure
 
