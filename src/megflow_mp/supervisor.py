@@ -248,7 +248,8 @@ class Supervisor:
         kill_descendants()
 
 
-def _children_of(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc; empty if it is gone)."""
     out = []
     try:
         for task in os.listdir(f"/proc/{pid}/task"):
@@ -263,13 +264,13 @@ def kill_descendants() -> None:
     """SIGKILL and reap every process below this one (plugin children reparented to us)."""
     me = os.getpid()
     for _ in range(50):
-        kids = _children_of(me)
+        kids = children_of(me)
         if not kids:
             return
         stack = list(kids)
         while stack:
             pid = stack.pop()
-            stack += _children_of(pid)
+            stack += children_of(pid)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -6,11 +6,14 @@ import json
 import os
 import re
 import signal
+import textwrap
 import time
 
 import pytest
 
 from conftest import ROOT, run_cli, start_cli, wait_for_line, write_app
+
+from megflow_mp.supervisor import children_of as _children_of
 
 PIPE_TOML = """
 main = "g"
@@ -240,66 +243,75 @@ class Stuck:
 """
 
 
+DYN_TOML = """
+main = "main"
+[[graphs]]
+name = "sub"
+inputs = [{ name = "inp", cap = 4, ports = ["w:inp"] }]
+[[graphs.nodes]]
+name = "w"
+ty = "Work"
+[[graphs]]
+name = "main"
+connections = [
+  { cap = 4, ports = ["src:out", "demux:inp"] },
+  { cap = 4, ports = ["demux:out", "sub:inp"] },
+]
+[[graphs.nodes]]
+name = "src"
+ty = "Src"
+rounds = {rounds}
+[[graphs.nodes]]
+name = "demux"
+ty = "DynDemux"
+[[graphs.nodes]]
+name = "sub"
+ty = "sub"
+"""
+
+DYN_SOURCE = """
+import json, threading, time
+from megflow import register, Envelope
+
+@register(outputs=["out"])
+class Src:  # sends ``rounds`` messages to each of 4 addresses, then ends each address
+    def __init__(self, name, args):
+        self.rounds = args["rounds"]
+    def exec(self):
+        for k in range(self.rounds):
+            for addr in range(4):
+                e = Envelope.pack({"addr": addr, "k": k})
+                e.to_addr = addr
+                self.out.send(e)
+        for addr in range(4):
+            e = Envelope.pack(None)
+            e.to_addr = addr
+            self.out.send(e)
+"""
+
+
+def dyn_app(tmp_path, work: str, rounds: int):
+    """Source -> DynDemux -> 4 instances of a subgraph holding one ``Work`` node (given as code)."""
+    return write_app(tmp_path, "dyn", {"dyn.toml": DYN_TOML.replace("{rounds}", str(rounds)),
+                                       "nodes.py": DYN_SOURCE + textwrap.dedent(work)})
+
+
 def test_exception_in_a_dynamic_instance_ends_only_that_instance(tmp_path):
-    files = {
-        "dyn.toml": """
-            main = "main"
-            [[graphs]]
-            name = "sub"
-            inputs = [{ name = "inp", cap = 4, ports = ["w:inp"] }]
-            [[graphs.nodes]]
-            name = "w"
-            ty = "Work"
-            [[graphs]]
-            name = "main"
-            connections = [
-              { cap = 4, ports = ["src:out", "demux:inp"] },
-              { cap = 4, ports = ["demux:out", "sub:inp"] },
-            ]
-            [[graphs.nodes]]
-            name = "src"
-            ty = "Src"
-            [[graphs.nodes]]
-            name = "demux"
-            ty = "DynDemux"
-            [[graphs.nodes]]
-            name = "sub"
-            ty = "sub"
-        """,
-        "nodes.py": """
-            from megflow import register, Envelope
-
-            @register(outputs=["out"])
-            class Src:
-                def __init__(self, name, args):
-                    pass
-                def exec(self):
-                    for k in range(5):
-                        for addr in range(4):
-                            e = Envelope.pack({"addr": addr, "k": k})
-                            e.to_addr = addr
-                            self.out.send(e)
-                    for addr in range(4):
-                        e = Envelope.pack(None)
-                        e.to_addr = addr
-                        self.out.send(e)
-
-            @register(inputs=["inp"])
-            class Work:
-                def __init__(self, name, args):
-                    self.n = 0
-                def exec(self):
-                    e = self.inp.recv()
-                    if e is None:
-                        print("instance done", self.addr, self.n, flush=True)
-                        return
-                    self.addr = e.msg["addr"]
-                    if self.addr == 2 and e.msg["k"] == 1:
-                        raise RuntimeError("instance 2 broke")
-                    self.n += 1
-        """,
-    }
-    app = write_app(tmp_path, "dyn", files)
+    app = dyn_app(tmp_path, """
+        @register(inputs=["inp"])
+        class Work:
+            def __init__(self, name, args):
+                self.n = 0
+            def exec(self):
+                e = self.inp.recv()
+                if e is None:
+                    print("instance done", self.addr, self.n, flush=True)
+                    return
+                self.addr = e.msg["addr"]
+                if self.addr == 2 and e.msg["k"] == 1:
+                    raise RuntimeError("instance 2 broke")
+                self.n += 1
+    """, rounds=5)
     r = run_cli("run", "-p", app)
     assert "RuntimeError: instance 2 broke" in r.stderr
     assert "main/sub#2/w" in r.stderr  # the failing instance is named
@@ -338,17 +350,6 @@ def test_check_accepts_a_valid_app(tmp_path):
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-
-
-def _children_of(pid: int) -> list[int]:
-    out = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out += [int(x) for x in f.read().split()]
-    except OSError:
-        pass
-    return out
 
 
 def _descendants(pid: int) -> list[int]:
@@ -417,63 +418,20 @@ def test_worker_restarts_when_the_config_asks(tmp_path):
 
 
 def test_exclusive_nodes_run_their_instances_concurrently_on_threads(tmp_path):
-    files = {
-        "excl.toml": """
-            main = "main"
-            [[graphs]]
-            name = "sub"
-            inputs = [{ name = "inp", cap = 4, ports = ["w:inp"] }]
-            [[graphs.nodes]]
-            name = "w"
-            ty = "Blocking"
-            [[graphs]]
-            name = "main"
-            connections = [
-              { cap = 4, ports = ["src:out", "demux:inp"] },
-              { cap = 4, ports = ["demux:out", "sub:inp"] },
-            ]
-            [[graphs.nodes]]
-            name = "src"
-            ty = "Src"
-            [[graphs.nodes]]
-            name = "demux"
-            ty = "DynDemux"
-            [[graphs.nodes]]
-            name = "sub"
-            ty = "sub"
-        """,
-        "nodes.py": """
-            import json, threading, time
-            from megflow import register, Envelope
-
-            @register(outputs=["out"])
-            class Src:
-                def __init__(self, name, args):
-                    pass
-                def exec(self):
-                    for addr in range(4):
-                        e = Envelope.pack({"addr": addr})
-                        e.to_addr = addr
-                        self.out.send(e)
-                    for addr in range(4):
-                        e = Envelope.pack(None)
-                        e.to_addr = addr
-                        self.out.send(e)
-
-            @register(inputs=["inp"], exclusive=True)
-            class Blocking:
-                def __init__(self, name, args):
-                    pass
-                def exec(self):
-                    e = self.inp.recv()
-                    if e is None:
-                        return
-                    start = time.monotonic()
-                    time.sleep(0.5)  # a blocking call: other instances must go on meanwhile
-                    print("span " + json.dumps([start, time.monotonic(), threading.get_ident()]), flush=True)
-        """,
-    }
-    r = run_cli("run", "-p", write_app(tmp_path, "excl", files))
+    app = dyn_app(tmp_path, """
+        @register(inputs=["inp"], exclusive=True)
+        class Work:
+            def __init__(self, name, args):
+                pass
+            def exec(self):
+                e = self.inp.recv()
+                if e is None:
+                    return
+                start = time.monotonic()
+                time.sleep(0.5)  # a blocking call: other instances must go on meanwhile
+                print("span " + json.dumps([start, time.monotonic(), threading.get_ident()]), flush=True)
+    """, rounds=1)
+    r = run_cli("run", "-p", app)
     assert r.returncode == 0, r.stderr
     spans = [json.loads(line[5:]) for line in r.stdout.splitlines() if line.startswith("span ")]
     assert len(spans) == 4 and len({s[2] for s in spans}) == 4  # one thread per instance
@@ -483,7 +441,8 @@ def test_exclusive_nodes_run_their_instances_concurrently_on_threads(tmp_path):
 
 def test_megflow_plugin_idioms_run_unchanged(tmp_path):
     """A shared node that sets the start method itself, untagged envelopes to an "A|B" subgraph
-    (the first type is used), ``sleep`` in milliseconds, a resource passed down by a subgraph node."""
+    (the first type is used), ``sleep`` in milliseconds, a resource passed down by a subgraph node;
+    the two subgraph types come from one template loop."""
     files = {
         "compat.toml": """
             main = "main"
@@ -493,22 +452,16 @@ def test_megflow_plugin_idioms_run_unchanged(tmp_path):
             [[nodes]]
             name = "shared"
             ty = "Forking"
+            {% for g in ["A", "B"] %}
             [[graphs]]
-            name = "A"
+            name = "{{ g }}"
             inputs = [{ name = "whatever", cap = 16, ports = ["shared:inp"] }]
             connections = [{ cap = 16, ports = ["shared:out", "dest:inp"] }]
                 [[graphs.nodes]]
                 name = "dest"
                 ty = "Dest"
                 res = ["counter", "parent"]
-            [[graphs]]
-            name = "B"
-            inputs = [{ name = "whatever", cap = 16, ports = ["shared:inp"] }]
-            connections = [{ cap = 16, ports = ["shared:out", "dest:inp"] }]
-                [[graphs.nodes]]
-                name = "dest"
-                ty = "Dest"
-                res = ["counter", "parent"]
+            {% endfor %}
             [[graphs]]
             name = "main"
             connections = [
