@@ -35,8 +35,8 @@ test: venv
 	$(PY) -m pytest -q tests
 
 bench: venv
-	$(PY) -m pytest -q benchmarks --benchmark-columns=mean,ops --benchmark-sort=name
-	$(PY) benchmarks/report.py
+	$(PY) -m pytest -q benchmarks --benchmark-columns=mean,ops --benchmark-sort=name --benchmark-json=.benchmarks/bench.json
+	$(PY) benchmarks/report.py .benchmarks/bench.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .benchmarks

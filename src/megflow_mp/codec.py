@@ -59,6 +59,32 @@ class _Pickler(pickle.Pickler):
         super().__init__(file, protocol=5)
 
 
+def _holds_array(obj) -> bool:
+    """Whether ``obj`` holds an ndarray within two levels of tuples, lists and dicts (an envelope's
+    msg and its values). Such messages skip the fast path, which would serialise a non-contiguous
+    array into the pickle before noticing it. Written flat: it runs for every message."""
+    ndarray = np.ndarray
+    kind = type(obj)
+    if kind is ndarray:
+        return True
+    if kind is dict:
+        obj = obj.values()
+    elif kind is not tuple and kind is not list:
+        return False
+    for item in obj:
+        kind = type(item)
+        if kind is ndarray:
+            return True
+        if kind is dict:
+            item = item.values()
+        elif kind is not tuple and kind is not list:
+            continue
+        for sub in item:
+            if type(sub) is ndarray:
+                return True
+    return False
+
+
 MAX_INLINE = 256 << 10  # larger payloads travel in shared memory, never through the socket
 
 
@@ -151,25 +177,31 @@ class Codec:
             enc = self._local.encoder = _Encoder(self.arena)
         return enc
 
-    def encode(self, obj, copies: int = 1) -> tuple[bytes, frozenset]:
+    def encode(self, obj, copies: int = 1, probe=...) -> tuple[bytes, frozenset]:
         """``(payload, keys)``: the pickled message and the ``(owner, segment)`` keys of every block it
         references. Adds ``copies`` references per array reference (see module docstring).
 
         Exceptions from pickling propagate; blocks allocated so far are released and no reference
         is added then. ``copies == 0`` (no destination) frees the blocks at once: such a payload must
-        never be decoded. ``ValueError`` if ``copies < 0``.
+        never be decoded. ``ValueError`` if ``copies < 0``. ``probe`` (default: ``obj``) is the part
+        of ``obj`` where arrays are expected (an envelope's msg): only it is looked at before choosing
+        the fast path, which is re-done the array way if an array turns out to be elsewhere.
         """
         if copies < 0:
             raise ValueError(f"copies must be >= 0, got {copies}")
         # Fast path: C pickling with out-of-band buffers caught. No buffer and no numpy global in
         # the stream means the message holds no array: that plain pickle is the payload.
-        buffers: list = []
-        data = pickle.dumps(obj, 5, buffer_callback=buffers.append)
-        if not buffers and b"numpy" not in data:
-            keys = _NO_KEYS
-        else:
+        data = None
+        if not _holds_array(obj if probe is ... else probe):
+            buffers: list = []
+            data = pickle.dumps(obj, 5, buffer_callback=buffers.append)
+            if buffers or b"numpy" in data:  # an array deeper down: pickle again, the array way
+                data = None
             del buffers
+        if data is None:
             data, keys = self._encode_arrays(obj, copies)
+        else:
+            keys = _NO_KEYS
         if len(data) > MAX_INLINE:  # big bytes/str in the message: the payload itself goes to shm
             spill, spill_keys = self._encode_arrays(_Spill(np.frombuffer(data, np.uint8)), copies)
             return spill, keys | spill_keys

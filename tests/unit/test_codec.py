@@ -416,3 +416,17 @@ def test_big_payloads_travel_in_shared_memory():
     del out
     gc.collect()
     assert a.in_use()["blocks"] == 0
+
+
+def test_crops_of_received_frames_are_forwarded_without_pickling_their_bytes():
+    a, ca, b, cb, c, cc = trio()
+    frame = np.arange(1080 * 1920 * 3, dtype=np.uint32).astype(np.uint8).reshape(1080, 1920, 3)
+    got = deliver(a, b, cb, *ca.encode({"data": frame}))
+    crop, channel = got["data"][100:600, 200:1000], got["data"][..., 0]
+    payload, keys = cb.encode({"crop": crop, "chan": channel}, probe={"crop": crop})
+    assert len(payload) < 4096  # references only, no pixel went into the pickle
+    assert b.in_use()["blocks"] == 0  # and nothing was copied in the forwarding process
+    out = deliver(b, c, cc, payload, keys)
+    assert np.array_equal(out["crop"], frame[100:600, 200:1000])
+    assert np.array_equal(out["chan"], frame[..., 0])
+    assert isinstance(out["crop"], np.ndarray) and out["crop"].dtype == np.uint8

@@ -45,7 +45,7 @@ class Inbox:
         self.waiter = None
         self.owed: dict[int, int] = {}
         self.threshold = max(1, cap // 2)
-        self.post = post  # transport.post
+        self.post = post  # sends a CREDIT record to a process (at once: transport.send_now)
         self.hub = hub
         self.shared = shared
         self.route_left: dict[int, int] = {}

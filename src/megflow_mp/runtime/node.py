@@ -79,8 +79,9 @@ class NodeInstance:
         if ispec is None:
             inbox = Inbox(-1, 1, 0, self.worker.transport.post, self.hub)
         else:
-            inbox = Inbox(ispec.chan, ispec.cap, ispec.senders, self.worker.transport.post, self.hub, self.shared,
-                          self.worker.owing)
+            # credits go out at once: a sender waiting for them must not wait for our next batch
+            inbox = Inbox(ispec.chan, ispec.cap, ispec.senders, self.worker.transport.send_now, self.hub,
+                          self.shared, self.worker.owing)
             self.worker.inboxes[ispec.chan] = inbox
             for route in self.worker.early_closes.pop(ispec.chan, ()):
                 inbox.close_one(route)

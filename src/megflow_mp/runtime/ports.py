@@ -127,7 +127,7 @@ class OutputPort:
             return run_on_hub(node.hub, self.send, envelope, cancelled=node.is_cancelled)
         if self.stamp is not None:  # entering a shared node: the route brings results back here
             envelope.transfer_addr = self.stamp
-        payload, segments = self.encode(envelope.to_tuple(), self.copies)
+        payload, segments = self.encode(envelope.to_tuple(), self.copies, envelope.msg)
         mark_moved(envelope)
         size, acquire, post = len(payload), self.acquire, self.post
         for d in self.dests:
@@ -163,7 +163,7 @@ class RoutedOutputPort:
 
 def deliver(worker, dests: list, envelope: Envelope) -> None:
     """Encode once, then post one DATA record per destination (one replica each, by credit)."""
-    payload, segments = worker.codec.encode(envelope.to_tuple(), len(dests))
+    payload, segments = worker.codec.encode(envelope.to_tuple(), len(dests), envelope.msg)
     mark_moved(envelope)
     size = len(payload)
     credits, post = worker.credits, worker.transport.post

@@ -1,0 +1,1 @@
+"""Envelopes benchmark app: small envelopes through source -> Transform -> sink."""
