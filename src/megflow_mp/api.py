@@ -43,10 +43,17 @@ def join(tasks) -> list:
     The first exception raised by a task is re-raised after all of them finished."""
     tasks = list(tasks)
     hub = current_hub()
-    if hub is None or not hub.in_task():
-        return [t() for t in tasks]
     results = [None] * len(tasks)
     errors: list[BaseException] = []
+    if hub is None or not hub.in_task():  # no task to suspend: one after the other
+        for i, fn in enumerate(tasks):
+            try:
+                results[i] = fn()
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the others ran
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return results
     done = Future(hub)
     left = [len(tasks)]
 

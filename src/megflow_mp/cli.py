@@ -7,7 +7,8 @@
     megflow-mp dump  [-c CONFIG] -p PLUGINS -o graph.svg|.png|.dot
 
 Without ``-c`` the config is ``<PLUGINS>/<dirname>.toml`` (MegFlow's rule). Every user error is
-printed as one clear message (file, field, reason) with exit code 1 and no traceback.
+printed as one clear message (file, field, reason) with exit code 1 and no engine traceback; a
+plugin that fails to import is shown with its own traceback, which is what its author needs.
 """
 
 from __future__ import annotations

@@ -56,7 +56,8 @@ class Inbox:
     # -- hub side -------------------------------------------------------------------------------------
     def push(self, src: int, item) -> None:
         if self.discard:
-            self.post(src, (CREDIT, self.chan, 1))
+            if src >= 0:  # a Flush (src -1) is nobody's message: no credit for it
+                self.post(src, (CREDIT, self.chan, 1))
             return
         self.queue.append((src, item))
         if self.waiter is not None:

@@ -53,6 +53,7 @@ class Hub:
         os.set_blocking(self._wake_w, False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
         self.thread_id = threading.get_ident()
+        self._closed = False
         self.idle_hooks: list[Callable[[], None]] = []  # run before the hub waits (flush batches)
 
     # -- tasks -----------------------------------------------------------------------------------
@@ -102,9 +103,11 @@ class Hub:
     def call_soon_threadsafe(self, fn: Callable, *args) -> None:
         """Run ``fn(*args)`` on the hub (from any thread, or a signal handler)."""
         self._calls.append((fn, args))
+        if self._closed:
+            return
         try:
             os.write(self._wake_w, b"x")
-        except BlockingIOError:
+        except (BlockingIOError, OSError):  # full (a wake-up is pending anyway), or closed meanwhile
             pass
 
     def _drain_wakeups(self, _mask) -> None:
@@ -178,6 +181,7 @@ class Hub:
         self._run_due()
 
     def close(self) -> None:
+        self._closed = True
         self.selector.close()
         for fd in (self._wake_r, self._wake_w):
             try:

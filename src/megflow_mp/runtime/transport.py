@@ -117,7 +117,12 @@ class Transport:
         try:
             self._conn(proc).sendmsg([data], anc)
         except (BrokenPipeError, ConnectionRefusedError, ConnectionResetError, FileNotFoundError):
-            self._out.pop(proc, None)  # the peer is gone; the supervisor reports why
+            # the peer is gone (the supervisor reports why); a process that comes back at this
+            # address gets a new connection and every segment fd again
+            sock = self._out.pop(proc, None)
+            if sock is not None:
+                sock.close()
+            self._sent_keys.pop(proc, None)
 
     def _conn(self, proc: int) -> socket.socket:
         sock = self._out.get(proc)
