@@ -201,14 +201,15 @@ def test_sigkill_of_the_supervisor_leaves_no_worker(tmp_path):
     assert not any(_alive(p) for p in workers)
 
 
-def test_ctrl_c_drains_and_exits_zero(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_drains_and_exits_zero(tmp_path, sig):
     os.environ["SLOW_SOURCE"] = "1"
     try:
         proc = start_cli("run", "-p", pipe_app(tmp_path, n=10_000))
     finally:
         os.environ.pop("SLOW_SOURCE")
     lines = wait_for_line(proc, "got ")
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     msgs = got("".join(lines) + out)
