@@ -166,7 +166,8 @@ class Worker:
     def on_drain(self, src) -> None:
         for nodes in self.nodes.values():
             for node in nodes:
-                if not node.inboxes and node.task is not None and not node.task.dead:
+                source = not node.inboxes or getattr(node.decl.ntype.factory, "drain_as_source", False)
+                if source and node.task is not None and not node.task.dead:
                     node.cancel()
 
     def on_close_shared(self, src) -> None:

@@ -1,0 +1,136 @@
+"""HTTP front doors inside the engine: a FastAPI app served by uvicorn on a thread of a node's worker.
+
+A :class:`FrontDoor` belongs to one server node (ImageServer, BytesServer, VideoServer). Its
+socket is bound when the node is built (a port in use fails the app before it starts, naming the
+node); serving starts when the node starts. Requests are turned into envelopes and sent into the
+graph by tasks on the worker's hub (never blocking the event loop); the node's ``exec`` receives
+the results on the hub and :meth:`FrontDoor.deliver` hands each to the request that waits for it,
+matched by ``partial_id``. A request that gets no result within ``timeout`` seconds is answered
+504; at most ``max_inflight`` requests are in the graph at once (more wait their turn).
+
+Drain (Ctrl-C): the server stops accepting, the requests already in the graph are answered, then
+the node ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+import threading
+
+from .envelope import Envelope
+from .errors import MegFlowError
+
+log = logging.getLogger("megflow_mp")
+
+
+class FrontDoorError(MegFlowError):
+    """The server cannot listen (address in use, bad host) or failed to start."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: any free one); FrontDoorError if impossible."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise FrontDoorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(1024)
+    return sock
+
+
+class FrontDoor:
+    """Serves ``app`` and bridges its requests to the graph of the node that owns it."""
+
+    def __init__(self, name: str, host: str = "127.0.0.1", port: int = 8080, timeout: float = 30.0,
+                 max_inflight: int = 64):
+        self.name, self.host, self.timeout = name, host, float(timeout)
+        self.max_inflight = int(max_inflight)
+        self.sock = bind(host, int(port))
+        self.port = self.sock.getsockname()[1]
+        self.pending: dict[int, asyncio.Future] = {}
+        self.ids = itertools.count()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server = None
+        self.thread: threading.Thread | None = None
+        self.hub = None
+        self.send = None
+        self._limit: asyncio.Semaphore | None = None
+        self.accepting = True
+
+    # -- life cycle (hub side) ---------------------------------------------------------------------------
+    def start(self, app, hub, send) -> None:
+        """Serve ``app`` on a thread; ``send(envelope)`` (run as a hub task) puts a request in the graph."""
+        import uvicorn
+
+        self.hub, self.send = hub, send
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                                timeout_graceful_shutdown=max(1, int(self.timeout)))
+        self.server = uvicorn.Server(config)
+        ready = threading.Event()
+
+        def serve():
+            async def main():
+                self.loop = asyncio.get_running_loop()
+                self._limit = asyncio.Semaphore(self.max_inflight)
+                ready.set()
+                await self.server.serve(sockets=[self.sock])
+
+            try:
+                asyncio.run(main())
+            except BaseException as exc:  # noqa: BLE001 - reported, the node goes on answering nothing
+                log.error("front door of %r stopped: %s", self.name, exc)
+            finally:
+                ready.set()
+
+        self.thread = threading.Thread(target=serve, name=f"http:{self.name}", daemon=True)
+        self.thread.start()
+        ready.wait()
+        log.info("%s listening on http://%s:%d (Swagger UI at /docs)", self.name, self.host, self.port)
+
+    def stop_accepting(self) -> None:
+        """Stop taking new requests (those in the graph still get their answers)."""
+        self.accepting = False
+        if self.server is not None:
+            self.server.should_exit = True
+
+    def close(self) -> None:
+        self.stop_accepting()
+        if self.thread is not None:
+            self.thread.join(self.timeout + 5)
+        self.sock.close()
+
+    def deliver(self, envelope: Envelope) -> bool:
+        """A result came back (on the hub): wake the request with that ``partial_id``."""
+        fut = self.pending.pop(envelope.partial_id, None)
+        if fut is None or self.loop is None:
+            return False
+        self.loop.call_soon_threadsafe(_resolve, fut, envelope)
+        return True
+
+    # -- requests (event-loop side) ------------------------------------------------------------------------
+    async def request(self, msg, extra_data=None) -> Envelope:
+        """Send ``msg`` into the graph and wait for its result; raises TimeoutError after ``timeout``."""
+        async with self._limit:
+            pid = next(self.ids)
+            fut = self.loop.create_future()
+            self.pending[pid] = fut
+            envelope = Envelope.pack(msg, info={"partial_id": pid, "extra_data": extra_data})
+            self.hub.call_soon_threadsafe(self.hub.spawn, self.send, envelope)
+            try:
+                return await asyncio.wait_for(fut, self.timeout)
+            finally:
+                self.pending.pop(pid, None)
+
+    def inflight(self) -> int:
+        return len(self.pending)
+
+
+def _resolve(fut: asyncio.Future, value) -> None:
+    if not fut.done():
+        fut.set_result(value)

@@ -1,0 +1,47 @@
+"""BytesServer: ``POST /analyze/{extra_data}`` (``/analyze/bytes`` in MegFlow's clients) with any body.
+
+The graph gets ``{'data': 1-D uint8 array of the body, 'extra_data': extra_data}``; the reply is the
+returned ``msg['data']`` (bytes or a uint8 array) as ``application/octet-stream``.
+"""
+
+
+import asyncio
+
+import numpy as np
+
+from ..registry import register
+from .http_node import HttpServerNode
+from .http_routes import ERRORS, read_body, reply_error
+
+
+@register(name="BytesServer", inputs=["inp"], outputs=["out"])
+class BytesServer(HttpServerNode):
+    def build_app(self):
+        from fastapi import FastAPI, Request, Response
+
+        app = FastAPI(title=f"megflow-mp BytesServer {self.name}", description="Send bytes; get bytes back.")
+        body_spec = {"required": True,
+                     "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+
+        @app.post("/analyze/{extra_data}", summary="Process raw bytes", openapi_extra={"requestBody": body_spec},
+                  responses={200: {"description": "the graph's result",
+                                   "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                       "format": "binary"}}}},
+                             **ERRORS})
+        async def analyze(extra_data: str, request: Request):
+            body = await read_body(request, self.max_body)
+            if isinstance(body, Response):
+                return body
+            data = np.frombuffer(body, np.uint8)
+            try:
+                result = await self.door.request({"data": data, "extra_data": extra_data}, extra_data)
+            except asyncio.TimeoutError:
+                return reply_error(504, f"no result from the graph within {self.door.timeout:g} s")
+            out = result.msg.get("data") if isinstance(result.msg, dict) else result.msg
+            if isinstance(out, np.ndarray):
+                out = out.tobytes()
+            if not isinstance(out, (bytes, bytearray)):
+                return reply_error(500, "the graph's result has no bytes in msg['data']")
+            return Response(bytes(out), media_type="application/octet-stream")
+
+        return app

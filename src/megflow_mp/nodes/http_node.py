@@ -1,0 +1,54 @@
+"""Base of the HTTP server nodes (ImageServer, BytesServer): the node side of a FrontDoor.
+
+Ports: ``out`` carries each request into the graph (``partial_id`` identifies it), ``inp`` brings
+the results back. Args: ``port`` (default 8080), ``host`` (default 127.0.0.1), ``timeout`` (seconds a
+request waits for its result, default 30: then 504), ``max_body`` (bytes, default 32 MiB: then 413),
+``max_inflight`` (requests in the graph at once, default 64).
+"""
+
+from __future__ import annotations
+
+from ..frontdoor import FrontDoor
+from ..runtime.hub import Cancelled
+
+
+class HttpServerNode:
+    drain_as_source = True  # Ctrl-C stops it like a source: no new requests, answer the pending ones
+
+    def __init__(self, name, args):
+        self.name = name
+        self.max_body = int(args.get("max_body", 32 << 20))
+        self.door = FrontDoor(name, host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
+                              timeout=float(args.get("timeout", 30)), max_inflight=int(args.get("max_inflight", 64)))
+        self.draining = False
+
+    def bind_runtime(self, worker, node):
+        self.hub = worker.hub
+
+    def build_app(self):  # pragma: no cover - each server defines its routes
+        raise NotImplementedError
+
+    def exec(self):
+        if self.door.thread is None:
+            self.door.start(self.build_app(), self.hub, self.out.send)
+        try:
+            envelope = self.inp.recv()
+        except Cancelled:
+            self.drain()
+            raise
+        if envelope is not None:
+            self.door.deliver(envelope)
+
+    def drain(self):
+        """Answer what is in the graph, then stop: new requests are refused meanwhile."""
+        self.door.stop_accepting()
+        while self.door.inflight():
+            envelope = self.inp.recv()
+            if envelope is None:
+                break
+            self.door.deliver(envelope)
+
+    def __del__(self):
+        door = getattr(self, "door", None)
+        if door is not None:
+            door.close()

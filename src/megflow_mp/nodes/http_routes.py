@@ -1,0 +1,56 @@
+"""What the HTTP server nodes share: body reading with a size limit, error replies, their schema."""
+
+from __future__ import annotations
+
+ERROR_SCHEMA = {"type": "object", "properties": {"detail": {"type": "string"}}}
+ERRORS = {
+    400: {"description": "the body is empty or not what the server takes",
+          "content": {"application/json": {"schema": ERROR_SCHEMA,
+                                            "example": {"detail": "the body (12 bytes) is not a decodable image"}}}},
+    413: {"description": "the body is larger than the server's max_body",
+          "content": {"application/json": {"schema": ERROR_SCHEMA}}},
+    504: {"description": "the graph gave no result within the server's timeout",
+          "content": {"application/json": {"schema": ERROR_SCHEMA}}},
+}
+
+
+def reply_error(status: int, detail: str):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+async def read_body(request, limit: int):
+    """The request's payload: the raw body, or the first file of a multipart form. Returns bytes,
+    or an error response (400 empty or bad form, 413 too big) that the route returns as is."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return reply_error(413, f"body of {declared} bytes is larger than the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return reply_error(413, f"body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        body = await _form_file(request, body)
+        if not isinstance(body, bytes):
+            return body
+    if not body:
+        return reply_error(400, "empty body: send the data as the body or as a multipart file")
+    return body
+
+
+async def _form_file(request, body: bytes):
+    from starlette.datastructures import UploadFile
+    from starlette.requests import Request
+
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await Request(request.scope, replay).form()
+    for value in form.values():
+        if isinstance(value, UploadFile):
+            return await value.read()
+    return reply_error(400, "multipart form without a file field")

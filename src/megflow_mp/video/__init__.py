@@ -1,0 +1,1 @@
+"""Video sources: decoding files and live streams off the hub."""

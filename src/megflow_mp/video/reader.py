@@ -1,0 +1,319 @@
+"""A video source that decodes files and live streams with PyAV on its own thread.
+
+The engine runs node code on a cooperative hub (see :mod:`megflow_mp.runtime.hub`), so decoding never
+runs there: :class:`StreamReader` owns one daemon decode thread and hands out :class:`Frame` objects
+(BGR ``uint8`` arrays) through a bounded queue; the consumer calls :meth:`StreamReader.get` from one
+thread (a node's worker thread, or the hub with ``timeout=0``).
+
+Contracts:
+
+* **Files** are opened in :meth:`~StreamReader.start`, which raises :class:`ReaderError` at once when
+  that fails (state ``"error"``). The file is decoded to its end, then the state is ``"finished"``.
+* **Live URLs** (rtsp, rtsps, rtmp, http(s), udp, tcp, srt) are opened on the decode thread. EOF or a
+  read/open error is a disconnect: state ``"reconnecting"``, a new attempt after a capped exponential
+  backoff (reset once a connection produced a frame), until ``max_reconnects`` attempts have failed
+  (state ``"error"``, "gave up ..."). ``reconnect=True`` on a file reopens it at EOF (a loop).
+* **Policy** ``"block"`` (files' default) makes the decode thread wait while the queue is full;
+  ``"drop_oldest"`` (live default) drops the oldest queued frame and counts it in ``frames_dropped``.
+* ``get`` returns frames in order, then ``None`` for good (file end, stop, error, gave up); it returns
+  :data:`EMPTY` when ``timeout`` passed first. Frame ``index`` counts across reconnects.
+* ``on_state(state, detail)`` is called on every state change (and on each failed reconnect attempt,
+  with a new detail), from the decode thread, except ``"stopped"`` which comes from the thread calling
+  :meth:`~StreamReader.stop`. It runs under the reader's state lock: keep it cheap, never block.
+  ``"finished"``, ``"stopped"`` and ``"error"`` are final; nothing is reported after them.
+* :meth:`~StreamReader.stop` never hangs: it joins the thread for at most
+  ``max(open_timeout, read_timeout) + 1`` s. A thread still stuck in ``av.open`` exits on its own when
+  PyAV's timeout fires (every blocking PyAV call here is bounded by those timeouts).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import av
+import numpy as np
+
+from ..errors import MegFlowError
+
+log = logging.getLogger(__name__)
+
+LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"})
+FINAL_STATES = frozenset({"finished", "stopped", "error"})
+
+
+class _Empty:
+    def __repr__(self) -> str:
+        return "EMPTY"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+EMPTY = _Empty()
+"""Returned by :meth:`StreamReader.get` when its timeout passed before a frame or the end."""
+
+
+class ReaderError(MegFlowError):
+    """A video source could not be opened; ``str()`` names the URL or path and the reason."""
+
+    def __init__(self, url: str, reason: str):
+        self.url, self.reason = url, reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    transport: str = "tcp"  # rtsp transport ("tcp" or "udp")
+    open_timeout: float = 5.0  # seconds: av.open(timeout=(open, read)) and the "timeout" option (µs)
+    read_timeout: float = 5.0
+    reconnect: bool | None = None  # None: True for live URLs, False for files
+    backoff_initial: float = 0.5  # seconds, doubled per failed attempt, capped at backoff_max
+    backoff_max: float = 10.0
+    max_reconnects: int | None = None  # None: forever
+    policy: str | None = None  # "block" (files' default) or "drop_oldest" (live default)
+    queue_size: int = 8  # decoded frames buffered between the decode thread and the consumer
+    threads: int = 0  # codec threads (0 = auto); thread_type "AUTO"
+    realtime: bool = False  # files: pace frames at their pts; live sources are paced by the source
+
+
+@dataclass
+class Frame:
+    data: np.ndarray  # HxWx3 uint8 BGR, C-contiguous
+    index: int  # 0, 1, 2, ... over the whole stream, continuing across reconnects
+    pts: float | None  # seconds; None when the stream gave none (first RTSP frame)
+
+
+def is_live(url: str) -> bool:
+    return urlsplit(url).scheme.lower() in LIVE_SCHEMES
+
+
+def describe(exc: BaseException, url: str) -> str:
+    """A one-line reason for a failed open or read of ``url``."""
+    if isinstance(exc, ReaderError):
+        return exc.reason
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused: {url}"
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file: {url}"
+    if isinstance(exc, (av.error.ExitError, TimeoutError)):
+        return f"timed out: {url}"
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return f"{text}: {url}"
+
+
+class StreamReader:
+    """Decodes ``url`` (a file path or a live URL) on a background thread; see the module docstring."""
+
+    def __init__(self, url: str, options: ReaderOptions = ReaderOptions(), on_state=None):
+        if options.policy not in (None, "block", "drop_oldest"):
+            raise ValueError(f"unknown queue policy {options.policy!r} (block, drop_oldest)")
+        if options.queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        self.url, self.options, self.on_state = url, options, on_state
+        self.live = is_live(url)
+        self.reconnect = self.live if options.reconnect is None else options.reconnect
+        self.policy = options.policy or ("drop_oldest" if self.live else "block")
+        self.state: str = "starting"
+        self.error: str | None = None
+        self.frames_decoded = self.frames_dropped = self.reconnects = 0
+        self._queue: deque = deque()
+        self._cond = threading.Condition()
+        self._ended = False  # no more frames will be queued
+        self._stop = threading.Event()
+        self._state_lock = threading.RLock()
+        self._stamps: deque = deque()  # monotonic times of recent decoded frames (for fps)
+        self._thread: threading.Thread | None = None
+
+    # -- consumer side -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start decoding. Raises :class:`ReaderError` at once when a file cannot be opened."""
+        if self._thread is not None:
+            raise RuntimeError("StreamReader.start() called twice")
+        container = None
+        if not self.live:
+            try:
+                container = self._open()
+            except Exception as exc:  # noqa: BLE001 - reported as ReaderError
+                reason = describe(exc, self.url)
+                self._set_state("error", reason)
+                self._end()
+                raise ReaderError(self.url, reason) from None
+        self._thread = threading.Thread(
+            target=self._run, args=(container,), name=f"video-reader:{self.url}", daemon=True)
+        self._thread.start()
+
+    def get(self, timeout: float | None = None):
+        """The next :class:`Frame`; ``None`` at the end; :data:`EMPTY` when ``timeout`` passed first."""
+        if self._thread is None and not self._ended:
+            raise RuntimeError("StreamReader.get() before start()")
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._queue or self._ended, timeout):
+                return EMPTY
+            if self._queue:
+                frame = self._queue.popleft()
+                self._cond.notify_all()  # room for a blocked decode thread
+                return frame
+            return None
+
+    def stop(self) -> None:
+        """Stop decoding; ``get`` then returns what is queued, then ``None``. Bounded join."""
+        self._stop.set()
+        self._set_state("stopped", None)
+        self._end()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(self.options.open_timeout, self.options.read_timeout) + 1.0)
+            if thread.is_alive():
+                log.warning("video reader %s: decode thread still blocked in PyAV; left to exit", self.url)
+
+    @property
+    def fps(self) -> float:
+        """Frames decoded per second over the last second; 0.0 when fewer than two were."""
+        now = time.monotonic()
+        with self._cond:
+            recent = [t for t in self._stamps if t > now - 1.0]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(now - recent[0], 1e-6)
+
+    # -- decode thread -------------------------------------------------------------------------
+    def _set_state(self, state: str, detail: str | None) -> None:
+        with self._state_lock:
+            if self.state in FINAL_STATES:
+                return
+            if state == "error":
+                self.error = detail
+            self.state = state
+            if self.on_state is not None:
+                try:
+                    self.on_state(state, detail)
+                except Exception:  # noqa: BLE001 - a callback must not kill the decode thread
+                    log.exception("video reader %s: on_state callback failed", self.url)
+
+    def _end(self) -> None:
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def _open(self):
+        o = self.options
+        options = {}
+        scheme = urlsplit(self.url).scheme.lower()
+        if self.live:
+            options = {"analyzeduration": "200000", "probesize": "32768",
+                       "timeout": str(int(o.open_timeout * 1_000_000))}
+            if scheme in ("rtsp", "rtsps"):
+                options["rtsp_transport"] = o.transport
+        container = av.open(self.url, options=options, timeout=(o.open_timeout, o.read_timeout))
+        if not container.streams.video:
+            container.close()
+            raise ReaderError(self.url, f"no video stream: {self.url}")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = o.threads
+        return container
+
+    def _run(self, container) -> None:
+        delay = self.options.backoff_initial
+        try:
+            while not self._stop.is_set():
+                if container is None:
+                    try:
+                        container = self._open()
+                    except Exception as exc:  # noqa: BLE001 - any failed open is a disconnect
+                        reason = describe(exc, self.url)
+                        if not self.reconnect:
+                            self._set_state("error", reason)
+                            return
+                        if not self._backoff(reason, delay):
+                            return
+                        delay = min(delay * 2, self.options.backoff_max)
+                        continue
+                self._set_state("running", self.url)
+                error, decoded = None, self.frames_decoded
+                try:
+                    self._decode(container)
+                except Exception as exc:  # noqa: BLE001 - a read error ends this connection
+                    error = describe(exc, self.url)
+                finally:
+                    container.close()
+                    container = None
+                if self._stop.is_set():
+                    return
+                if not self.reconnect:
+                    self._set_state("error" if error else "finished", error)
+                    return
+                if self.frames_decoded > decoded:
+                    delay = self.options.backoff_initial
+                if not self._backoff(error or f"end of stream: {self.url}", delay):
+                    return
+                delay = min(delay * 2, self.options.backoff_max)
+        except Exception as exc:  # noqa: BLE001 - never die silently
+            log.exception("video reader %s failed", self.url)
+            self._set_state("error", f"{type(exc).__name__}: {exc}")
+        finally:
+            if container is not None:
+                container.close()
+            self._end()
+
+    def _backoff(self, reason: str, delay: float) -> bool:
+        """Report the disconnect, wait ``delay`` (or until stop); False when giving up or stopped."""
+        limit = self.options.max_reconnects
+        if limit is not None and self.reconnects >= limit:
+            self._set_state("error", f"gave up after {self.reconnects} reconnects: {reason}")
+            return False
+        self._set_state("reconnecting", f"{reason} (retry in {delay:.2f}s)")
+        if self._stop.wait(delay):
+            return False
+        self.reconnects += 1
+        return True
+
+    def _decode(self, container) -> None:
+        """Queue every frame of the container's first video stream until EOF or stop."""
+        stream = container.streams.video[0]
+        pace = self.options.realtime and not self.live
+        origin = None  # (monotonic, pts) of the first paced frame
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                continue  # a corrupt packet (e.g. before the first keyframe): skip it
+            for frame in frames:
+                if self._stop.is_set():
+                    return
+                pts = frame.time
+                if pace and pts is not None:
+                    if origin is None:
+                        origin = (time.monotonic(), pts)
+                    wait = origin[0] + (pts - origin[1]) - time.monotonic()
+                    if wait > 0 and self._stop.wait(wait):
+                        return
+                data = np.ascontiguousarray(frame.to_ndarray(format="bgr24"))
+                if not self._put(Frame(data, self.frames_decoded, pts)):
+                    return
+
+    def _put(self, frame: Frame) -> bool:
+        with self._cond:
+            if self._ended:  # stopped: nothing may follow the None that get() may have returned
+                return False
+            now = time.monotonic()
+            self._stamps.append(now)
+            while self._stamps and self._stamps[0] <= now - 1.0:
+                self._stamps.popleft()
+            self.frames_decoded += 1
+            if self.policy == "block":
+                self._cond.wait_for(
+                    lambda: len(self._queue) < self.options.queue_size or self._stop.is_set())
+                if self._stop.is_set():
+                    return False
+            elif len(self._queue) >= self.options.queue_size:
+                self._queue.popleft()
+                self.frames_dropped += 1
+            self._queue.append(frame)
+            self._cond.notify_all()
+            return True
