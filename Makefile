@@ -18,11 +18,16 @@ $(STAMP): setup.cfg pyproject.toml requirements.txt
 
 venv: $(STAMP) models system-deps
 
-# Debian packages the tests use (graphviz's `dot` draws graphs); installed when missing and possible
+# Debian packages the tests use, installed when missing (needs root and apt-get):
+# graphviz (`dot` draws graphs), chromium (Swagger UI checked in a real browser)
+DEBS := graphviz chromium
 system-deps:
-	@command -v dot >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends graphviz >/dev/null; \
-	  else echo "graphviz not installed: 'megflow-mp dump' can only write .dot"; fi; }
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (install them as root)"; fi; fi
 
 # models -> ../shared/models when that folder exists (models stay outside the repository)
 models:

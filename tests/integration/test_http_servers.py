@@ -4,8 +4,10 @@ client styles (curl-like raw body, multipart), concurrency and bad inputs."""
 from __future__ import annotations
 
 import json
-import socket
+import shutil
 import signal
+import socket
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -179,3 +181,15 @@ def test_swagger_and_openapi_describe_the_endpoint(serve):
     assert "image/jpeg" in op["responses"]["200"]["content"]
     docs = requests.get(f"{url}/docs", timeout=30)
     assert docs.status_code == 200 and "swagger-ui" in docs.text
+
+
+def test_swagger_ui_renders_the_endpoints_in_headless_chromium(serve, tmp_path):
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed (make test installs it)"
+    url = serve("ImageServer", "Flip")
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+                          f"{url}/docs"], capture_output=True, text=True, timeout=90).stdout
+    assert 'data-path="/analyze/{extra_data}"' in dom  # rendered by Swagger UI's JavaScript, served locally
+    assert "Analyze an image" in dom

@@ -11,15 +11,15 @@ import numpy as np
 
 from ..registry import register
 from .http_node import HttpServerNode
-from .http_routes import ERRORS, read_body, reply_error
+from .http_routes import ERRORS, make_app, read_body, reply_error
 
 
 @register(name="BytesServer", inputs=["inp"], outputs=["out"])
 class BytesServer(HttpServerNode):
     def build_app(self):
-        from fastapi import FastAPI, Request, Response
+        from fastapi import Request, Response
 
-        app = FastAPI(title=f"megflow-mp BytesServer {self.name}", description="Send bytes; get bytes back.")
+        app = make_app(f"megflow-mp BytesServer {self.name}", "Send bytes; get bytes back.")
         body_spec = {"required": True,
                      "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
 

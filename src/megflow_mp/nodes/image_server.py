@@ -17,7 +17,7 @@ import numpy as np
 
 from ..registry import register
 from .http_node import HttpServerNode
-from .http_routes import ERRORS, read_body, reply_error
+from .http_routes import ERRORS, make_app, read_body, reply_error
 
 IMAGE_BODY = {
     "required": True,
@@ -38,10 +38,9 @@ class ImageServer(HttpServerNode):
             raise ValueError(f"ImageServer {name!r}: response must be 'image' or 'json', got {self.response!r}")
 
     def build_app(self):
-        from fastapi import FastAPI, Request, Response
+        from fastapi import Request, Response
 
-        app = FastAPI(title=f"megflow-mp ImageServer {self.name}",
-                      description="Send an image; the graph's answer comes back.")
+        app = make_app(f"megflow-mp ImageServer {self.name}", "Send an image; the graph's answer comes back.")
         ok = ({"application/json": {"example": '{"label": "cat", "score": 0.93}'}} if self.response == "json"
               else {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}})
 
