@@ -22,9 +22,9 @@ import traceback
 
 from ..codec import Codec
 from ..errors import NodeFailure
-from ..plan import IdAllocator, NodeSpec, RouteSpec, plan_instance
+from ..plan import Dest, IdAllocator, NodeSpec, RouteSpec, plan_instance
 from ..shm import Arena
-from .channels import CLOSE, CREDIT, CTRL, DATA, Credits
+from .channels import CLOSE, CREDIT, CTRL, DATA, Credits, Inbox
 from .hub import Future, Hub
 from .node import NodeInstance
 from .transport import Transport
@@ -39,6 +39,7 @@ class Child:
 
     def __init__(self, plan, expected: int, hosts, future: Future):
         self.plan, self.expected, self.hosts, self.done = plan, expected, hosts, future
+        self.exits: dict = {}  # graph output name -> Inbox in the creator's process
         self.ended: set = set()
         self.failures: list[NodeFailure] = []
 
@@ -179,12 +180,22 @@ class Worker:
         self.exiting = True
 
     # -- creating instances (creator side) ------------------------------------------------------------------
-    def create_instance(self, graph: str, path: str, dyn, exit_dests=None) -> Child:
+    def create_instance(self, graph: str, path: str, dyn, exits=None) -> Child:
         """Plan, install and start one instance of ``graph``; blocks the calling task until every
-        host built its part. Raises RuntimeError (with the hosts' tracebacks) if one failed."""
+        host built its part. Raises RuntimeError (with the hosts' tracebacks) if one failed.
+
+        ``exits`` names graph outputs whose results come back to this process: ``{output: cap}``;
+        the child then has ``child.exits[output]``, an Inbox here that closes when the instance's
+        senders on that output all ended."""
         inst = self.ids()
+        exit_chans = {name: (self.ids(), cap) for name, cap in (exits or {}).items()}
+        exit_dests = {name: [Dest(chan, (self.index,), False, cap)] for name, (chan, cap) in exit_chans.items()}
         plan = plan_instance(self.app, graph, inst, self.ids, self.index, path, dyn.visible, dyn.args,
                              entry_senders=1, exit_dests=exit_dests)
+        inboxes = {}
+        for name, (chan, cap) in exit_chans.items():
+            inboxes[name] = self.inboxes[chan] = Inbox(chan, cap, plan.exits.get(name, 0),
+                                                       self.transport.send_now, self.hub, False, self.owing)
         hosts = plan.hosts(self.app)
         fut = Future(self.hub)
         self.installing[inst] = (set(hosts), [], fut)
@@ -196,6 +207,7 @@ class Worker:
                 self.control(proc, "destroy", inst)
             raise RuntimeError(f"could not create {path}:\n" + "\n".join(errors))
         child = Child(plan, plan.node_count(self.app), list(hosts), Future(self.hub))
+        child.exits = inboxes
         self.children[inst] = child
         for proc in hosts:
             self.control(proc, "start", inst)
@@ -239,6 +251,9 @@ class Worker:
 
     def _finish(self, top: int, child: Child) -> None:
         del self.children[top]
+        for inbox in child.exits.values():
+            if self.inboxes.get(inbox.chan) is inbox and inbox.closed and not inbox.queue:
+                del self.inboxes[inbox.chan]
         for proc in child.hosts:
             self.control(proc, "destroy", top)
         child.done.set(child.failures)

@@ -1,0 +1,145 @@
+"""VideoServer: one subgraph instance per video stream, driven over HTTP.
+
+``POST /start/{url}`` (percent-encoded rtsp/rtsps/http(s) URL or a file path under ``allow_dirs``)
+starts decoding and creates the stream's subgraph instance (its light nodes live in their
+existing workers; nodes declared at top level are shared by every stream); ``POST /stop/{id}``
+closes its input (queued frames are still processed, FAQ semantics); ``GET /list`` gives each
+stream's id, url, state (starting, running, reconnecting, finished, stopped, error + reason),
+frames decoded and dropped and current fps; ``GET /get_msgs/{id}`` returns and clears the string
+messages the stream's subgraph sent out (bounded: ``max_msgs``, the oldest dropped and counted).
+
+Args: ``port``, ``host``, ``timeout`` as the other servers; ``allow_dirs`` (default: the working
+directory); ``max_msgs`` (default 1000); reader options ``transport`` ("tcp"), ``open_timeout``,
+``read_timeout``, ``backoff_initial``, ``backoff_max``, ``max_reconnects``, ``policy`` ("block" or
+"drop_oldest"; default block for files, drop_oldest for live sources), ``queue_size``, ``threads``.
+"""
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+from ..frontdoor import FrontDoor
+from ..registry import register
+from ..runtime.hub import Cancelled, Future
+from ..runtime.threads import run_on_hub
+from ..video.reader import ReaderError, ReaderOptions, is_live
+from ..video.stream import Stream
+from .http_routes import make_app, reply_error
+
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+READER_ARGS = ("transport", "open_timeout", "read_timeout", "backoff_initial", "backoff_max", "max_reconnects",
+               "policy", "queue_size", "threads", "realtime")
+
+
+def reader_options(args) -> ReaderOptions:
+    return ReaderOptions(**{k: args[k] for k in READER_ARGS if k in args})
+
+
+@register(name="VideoServer", inputs=["inp"], outputs=["out"])
+class VideoServer:
+    dynamic_outputs = ("out",)
+    dynamic_inputs = ("inp",)
+    drain_as_source = True
+
+    def __init__(self, name, args):
+        self.name = name
+        self.options = reader_options(args)
+        self.max_msgs = int(args.get("max_msgs", 1000))
+        dirs = args.get("allow_dirs", [os.getcwd()])
+        self.allow_dirs = [Path(d).resolve() for d in ([dirs] if isinstance(dirs, str) else dirs)]
+        self.door = FrontDoor(name, host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
+                              timeout=float(args.get("timeout", 30)))
+        self.streams: dict[int, Stream] = {}
+        self.lock = threading.Lock()
+        self.next_id = 0
+
+    def bind_runtime(self, worker, node):
+        self.worker, self.node, self.hub = worker, node, worker.hub
+        self.dyn = node.spec.dynamic["out"]
+        back = node.spec.dynamic.get("inp")  # the subgraph output whose messages come back, if wired
+        self.results = back.port if back else None
+
+    def exec(self):
+        self.door.start(self.build_app(), self.hub, None)
+        try:
+            Future(self.hub).wait()  # serve until drained
+        except Cancelled:
+            self.door.stop_accepting()
+            for stream in list(self.streams.values()):
+                stream.stop()
+            for stream in list(self.streams.values()):
+                stream.done.wait()
+
+    # -- stream control (HTTP threads) ---------------------------------------------------------------------
+    def check_url(self, url: str) -> str | None:
+        """None when ``url`` may be opened, else the reason it is refused."""
+        if url.startswith(LIVE_SCHEMES):
+            return None
+        if "://" in url:
+            return f"only rtsp, rtsps, http and https URLs or files are accepted, not {url.split('://')[0]}://"
+        path = Path(url).resolve()
+        if not any(path == d or d in path.parents for d in self.allow_dirs):
+            return f"{url} is not under an allowed directory ({', '.join(map(str, self.allow_dirs))})"
+        if not path.is_file():
+            return f"no such file: {url}"
+        return None
+
+    def start_stream(self, url: str) -> Stream:
+        with self.lock:
+            sid, self.next_id = self.next_id, self.next_id + 1
+        stream = Stream(sid, url, self.options, self.worker, self.node, self.dyn, self.results, self.max_msgs)
+        stream.open()  # a file that cannot be decoded fails here, before any instance exists
+        self.streams[sid] = stream
+        run_on_hub(self.hub, stream.attach, self.dyn.path)
+        return stream
+
+    def build_app(self):
+        from fastapi import Response
+
+        app = make_app(f"megflow-mp VideoServer {self.name}",
+                       "Start and stop video streams; each runs in its own subgraph instance.")
+        not_found = {404: {"description": "no stream with this id"}}
+
+        @app.post("/start/{url:path}", summary="Start a stream",
+                  responses={200: {"content": {"text/plain": {"example": "start stream whose id is 0"}}},
+                             400: {"description": "refused URL or path, or a file that cannot be decoded"}})
+        async def start(url: str):
+            reason = self.check_url(url)
+            if reason:
+                return reply_error(400, f"refused: {reason}")
+            loop = asyncio.get_running_loop()
+            try:
+                stream = await loop.run_in_executor(None, self.start_stream, url)
+            except ReaderError as exc:
+                return reply_error(400, f"cannot decode: {exc}")
+            return Response(f"start stream whose id is {stream.id}", media_type="text/plain")
+
+        @app.post("/stop/{sid}", summary="Stop a stream", responses=not_found)
+        async def stop(sid: int):
+            stream = self.streams.get(sid)
+            if stream is None:
+                return reply_error(404, f"no stream {sid}")
+            stream.stop()
+            return Response(f"stop stream {sid} success", media_type="text/plain")
+
+        @app.get("/list", summary="List the streams")
+        async def list_streams():
+            return [s.info() for s in self.streams.values()]
+
+        @app.get("/get_msgs/{sid}", summary="Take the messages a stream's subgraph sent", responses=not_found)
+        async def get_msgs(sid: int):
+            stream = self.streams.get(sid)
+            if stream is None:
+                return reply_error(404, f"no stream {sid}")
+            return stream.take_messages()
+
+        return app
+
+    def __del__(self):
+        door = getattr(self, "door", None)
+        if door is not None:
+            door.close()
+
+
+__all__ = ["VideoServer", "reader_options", "is_live"]

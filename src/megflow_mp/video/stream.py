@@ -1,0 +1,132 @@
+"""One video stream feeding one subgraph instance (used by VideoServer and VideoInput).
+
+Threads and tasks of a stream, all in the creator node's worker:
+- the reader's decode thread (PyAV, :mod:`.reader`) fills a small frame queue;
+- a pump thread takes frames from it and hands each to the hub (``run_on_hub``), where it is sent
+  into the instance as ``{'data': BGR frame}`` with ``from_addr`` = stream id and ``partial_id`` =
+  frame index; a full pipeline blocks the pump (backpressure), and the reader's policy decides
+  what happens to frames meanwhile (block for files, drop-oldest for live sources);
+- a hub task collects what the instance sends out of its graph output (the stream's messages).
+When the reader ends (file end, stop, gave up) the instance's input is closed; frames already
+queued are processed, the instance ends, and ``done`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+
+from ..envelope import Envelope
+from ..runtime.hub import Future
+from ..runtime.ports import InputPort, close_dests
+from ..runtime.threads import run_on_hub
+from .reader import ReaderOptions, StreamReader
+
+log = logging.getLogger("megflow_mp")
+
+
+class Stream:
+    def __init__(self, sid: int, url: str, options: ReaderOptions, worker, node, dyn, results: str | None,
+                 max_msgs: int = 1000):
+        self.id, self.url = sid, url
+        self.worker, self.node, self.dyn, self.results = worker, node, dyn, results
+        self.hub = worker.hub
+        self.reader = StreamReader(url, options, on_state=self._on_state)
+        self.messages: deque = deque()
+        self.max_msgs = max_msgs
+        self.msgs_dropped = 0
+        self.state, self.reason = "starting", None
+        self.stopped = False
+        self.child = None
+        self.done = Future(self.hub)
+        self._pump: threading.Thread | None = None
+
+    # -- any thread ----------------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Start decoding; raises ReaderError at once when a file cannot be opened."""
+        self.reader.start()
+
+    def stop(self) -> None:
+        """Close the stream's input: queued frames are still processed, then the instance ends."""
+        self.stopped = True
+        self.reader.stop()
+
+    def info(self) -> dict:
+        return {"id": self.id, "url": self.url, "state": self.state, "reason": self.reason,
+                "frames": self.reader.frames_decoded, "dropped": self.reader.frames_dropped,
+                "fps": round(self.reader.fps, 2), "reconnects": self.reader.reconnects,
+                "messages_dropped": self.msgs_dropped}
+
+    def take_messages(self) -> list:
+        out = []
+        while self.messages:
+            out.append(self.messages.popleft())
+        return out
+
+    def _on_state(self, state: str, detail) -> None:
+        if self.state in ("stopped", "finished", "error") and state != "error":
+            return
+        self.state = "stopped" if state == "stopped" or (self.stopped and state == "finished") else state
+        if state == "error" or state == "reconnecting":
+            self.reason = detail
+            log.warning("stream %d (%s): %s%s", self.id, self.url, state, f": {detail}" if detail else "")
+
+    # -- hub side ------------------------------------------------------------------------------------------
+    def attach(self, path: str) -> None:
+        """Create the instance (a hub task; parks until every host built it) and start pumping."""
+        graph = self.dyn.types[0]
+        exits = {self.results: self.node.spec.dynamic[self.results_port].cap} if self.results else None
+        self.child = self.worker.create_instance(graph, f"{path}#{self.id}", self.dyn, exits=exits)
+        self.entry = self.child.plan.entry[self.dyn.port]
+        self.route = next((d.route for d in self.entry if d.shared), None)
+        if self.results:
+            self.hub.spawn(self._collect, self.child.exits[self.results])
+        self.hub.spawn(self._wait_done)
+        self._pump = threading.Thread(target=self._pump_frames, name=f"pump:{self.id}", daemon=True)
+        self._pump.start()
+
+    results_port = "inp"  # the creator's dynamic input that brings an instance's results back
+
+    def _send(self, frame) -> None:
+        envelope = Envelope.pack({"data": frame.data}, info={"from_addr": self.id, "partial_id": frame.index})
+        if self.route is not None:
+            envelope.transfer_addr = self.route
+        self.node.deliver(self.entry, envelope)
+
+    def _close_input(self) -> None:
+        close_dests(self.worker, [(d, d.route) for d in self.entry])
+
+    def _collect(self, inbox) -> None:
+        port = InputPort(self.node, inbox, f"{self.results}#{self.id}")
+        while (envelope := port.recv()) is not None:
+            msg = envelope.msg
+            if len(self.messages) >= self.max_msgs:
+                self.messages.popleft()
+                self.msgs_dropped += 1
+            self.messages.append(msg if isinstance(msg, str) else json.dumps(msg, default=str))
+
+    def _wait_done(self) -> None:
+        self.child.done.wait()
+        if self.state in ("running", "starting", "reconnecting"):
+            self.state = "stopped" if self.stopped else "finished"
+        self.done.set(self)
+
+    # -- pump thread -----------------------------------------------------------------------------------------
+    def _pump_frames(self) -> None:
+        try:
+            while True:
+                frame = self.reader.get()
+                if frame is None:
+                    break
+                run_on_hub(self.hub, self._send, frame)
+        except Exception as exc:  # noqa: BLE001 - the stream ends with the reason, the app goes on
+            self.state, self.reason = "error", f"{type(exc).__name__}: {exc}"
+            log.error("stream %d (%s): %s", self.id, self.url, self.reason)
+            self.reader.stop()
+        finally:
+            try:
+                run_on_hub(self.hub, self._close_input)
+            except Exception:  # noqa: BLE001 - the hub is gone: the app is ending anyway
+                pass
