@@ -1,7 +1,8 @@
 """Built-in node types (MegFlow's): one module each. ``BUILTIN_MODULES`` is what the registry loads."""
 
 BUILTIN_MODULES = tuple(f"{__name__}.{m}" for m in ("transform", "bcast", "demux", "dyn_demux", "reorder", "noop",
-                                                   "image_server", "bytes_server", "video_server"))
+                                                   "image_server", "bytes_server", "video_server",
+                                                   "image_input", "video_input"))
 
 for _m in BUILTIN_MODULES:
     __import__(_m)

@@ -136,6 +136,11 @@ class OutputPort:
     def close_targets(self):
         return [(d, d.route) for d in self.dests]
 
+    def close(self) -> None:
+        """End this output now (receivers see the end of stream); later sends are an error."""
+        close_dests(self.node.worker, self.close_targets())
+        self.dests, self.copies = [], 0
+
 
 class RoutedOutputPort:
     """An output of a shared node: destinations depend on the envelope's route (its instance)."""
