@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -96,3 +97,31 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 30) -> l
         if needle in line:
             return lines
     raise AssertionError(f"{needle!r} not seen; got {lines[-5:]}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(app, timeout: float = 30) -> tuple[subprocess.Popen, str]:
+    """Run the app of plugin dir ``app`` whose server node logs ``listening on URL``; return the
+    process and the URL. Stop it with :func:`drain`."""
+    proc = start_cli("run", "-p", app)
+    deadline = time.monotonic() + timeout
+    for line in iter(proc.stderr.readline, ""):
+        if "listening on" in line:
+            return proc, line.split("listening on ")[1].split()[0]
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise AssertionError("server did not start: " + proc.communicate()[1])
+
+
+def drain(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    """Ctrl-C the app and wait for it; it must exit 0. Returns its remaining (stdout, stderr)."""
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return out, err

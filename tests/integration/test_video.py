@@ -1,0 +1,215 @@
+"""VideoServer, VideoInput and ImageInput with real clips encoded by PyAV from the shared photos."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import drain, free_port, run_cli, write_app
+from conftest import start_server
+from tests.support.clips import make_clip
+from tests.support.fixtures import clip_dir  # noqa: F401 - a fixture
+
+from megflow_mp.supervisor import children_of
+
+VIDEO_TOML = """
+main = "video"
+[[nodes]]                    # heavy node: declared at top level, shared by every stream
+name = "det"
+ty = "Measure"
+[[graphs]]
+name = "subgraph"
+inputs = [{ name = "inp", cap = 16, ports = ["det:inp"] }]
+outputs = [{ name = "out", cap = 16, ports = ["fmt:out"] }]
+connections = [ { cap = 16, ports = ["det:out", "fmt:inp"] } ]
+    [[graphs.nodes]]         # light node: one per stream, in its existing worker
+    name = "fmt"
+    ty = "Fmt"
+[[graphs]]
+name = "video"
+connections = [
+  { cap = 16, ports = ["source:out", "destination:inp"] },
+  { cap = 16, ports = ["source:inp", "destination:out"] },
+]
+    [[graphs.nodes]]
+    name = "source"
+    ty = "{source}"
+    {args}
+    [[graphs.nodes]]
+    name = "destination"
+    ty = "subgraph"
+"""
+
+NODES = """
+import json
+from megflow import register
+
+@register(inputs=["inp"], outputs=["out"])
+class Measure:
+    def __init__(self, name, args): pass
+    def exec(self):
+        e = self.inp.recv()
+        if e is None: return
+        frame = e.msg["data"]
+        self.out.send(e.repack({"shape": list(frame.shape), "mean": float(frame.mean())}))
+
+@register(inputs=["inp"], outputs=["out"])
+class Fmt:
+    def __init__(self, name, args): pass
+    def exec(self):
+        e = self.inp.recv()
+        if e is None: return
+        self.out.send(e.repack(json.dumps({"stream": e.from_addr, "frame": e.partial_id, **e.msg})))
+"""
+
+
+def video_app(tmp_path, source: str, args: str) -> Path:
+    toml = VIDEO_TOML.replace("{source}", source).replace("{args}", args)
+    return write_app(tmp_path, "video", {"video.toml": toml, "nodes.py": NODES})
+
+
+def server_args(allow: Path, **extra) -> str:
+    lines = [f"port = {free_port()}", f'allow_dirs = ["{allow}"]'] + [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+    return "\n    ".join(lines)
+
+
+def wait_state(url: str, sid: int, states, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = next(s for s in requests.get(f"{url}/list", timeout=10).json() if s["id"] == sid)
+        if info["state"] in states:
+            return info
+        time.sleep(0.05)
+    raise AssertionError(f"stream {sid} never reached {states}: {info}")
+
+
+def messages(url: str, sid: int) -> list[dict]:
+    return [json.loads(m) for m in requests.get(f"{url}/get_msgs/{sid}", timeout=10).json()]
+
+
+def test_eight_file_streams_through_a_shared_node_each_complete_and_in_order(tmp_path, clip_dir):  # noqa: F811
+    proc, url = start_server(video_app(tmp_path, "VideoServer", server_args(clip_dir)))
+    try:
+        clip = clip_dir / "cat.mp4"
+        quoted = requests.utils.quote(str(clip), safe="")
+        ids = []
+        for _ in range(8):
+            r = requests.post(f"{url}/start/{quoted}", timeout=30)
+            assert r.status_code == 200 and r.text.startswith("start stream whose id is "), r.text
+            ids.append(int(r.text.rsplit(" ", 1)[1]))
+        assert ids == list(range(8))
+        got = {sid: [] for sid in ids}
+        for sid in ids:
+            info = wait_state(url, sid, {"finished"})
+            assert info["frames"] == 50 and info["dropped"] == 0
+        deadline = time.monotonic() + 30
+        while any(len(v) < 50 for v in got.values()) and time.monotonic() < deadline:
+            for sid in ids:
+                got[sid] += messages(url, sid)
+            time.sleep(0.05)
+        for sid in ids:
+            assert [m["frame"] for m in got[sid]] == list(range(50)), f"stream {sid}"
+            assert all(m["stream"] == sid and m["shape"] == [360, 640, 3] for m in got[sid])
+        assert messages(url, 3) == []  # taken means cleared
+    finally:
+        drain(proc)
+
+
+def test_stop_refusals_and_a_dead_rtsp_source_next_to_a_working_stream(tmp_path, clip_dir):  # noqa: F811
+    slow = make_clip(tmp_path / "clips" / "long.mp4", frames=250, size=(320, 180))
+    (tmp_path / "clips" / "notes.txt").write_text("not a video")
+    args = server_args(tmp_path / "clips", realtime=True, backoff_initial=0.1, backoff_max=0.5)
+    proc, url = start_server(video_app(tmp_path, "VideoServer", args))
+    try:
+        dead = f"rtsp://127.0.0.1:{free_port()}/nothing"
+        r = requests.post(f"{url}/start/{requests.utils.quote(dead, safe='')}", timeout=30)
+        assert r.status_code == 200
+        dead_id = int(r.text.rsplit(" ", 1)[1])
+        r = requests.post(f"{url}/start/{requests.utils.quote(str(slow), safe='')}", timeout=30)
+        live_id = int(r.text.rsplit(" ", 1)[1])
+        info = wait_state(url, dead_id, {"reconnecting"})
+        assert "refused" in info["reason"]
+        wait_state(url, live_id, {"running"})
+        time.sleep(1.0)  # let both run side by side
+        assert requests.post(f"{url}/stop/{live_id}", timeout=10).text == f"stop stream {live_id} success"
+        info = wait_state(url, live_id, {"stopped"})
+        assert 0 < info["frames"] < 250
+        assert len(messages(url, live_id)) > 0
+        assert wait_state(url, dead_id, {"reconnecting"})["reconnects"] >= 2  # still retrying, not stuck
+        for path, code, words in [("/etc/hostname", 400, "not under an allowed directory"),
+                                  (str(tmp_path / "clips" / "notes.txt"), 400, "cannot decode"),
+                                  ("ftp://example/x", 400, "only rtsp"),
+                                  (str(tmp_path / "clips" / "missing.mp4"), 400, "no such file")]:
+            r = requests.post(f"{url}/start/{requests.utils.quote(path, safe='')}", timeout=30)
+            assert r.status_code == code and words in r.json()["detail"], (path, r.text)
+        assert requests.post(f"{url}/stop/99", timeout=10).status_code == 404
+        assert requests.get(f"{url}/get_msgs/99", timeout=10).status_code == 404
+    finally:
+        drain(proc)
+
+
+def _rss_kib(pids) -> int:
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return total
+
+
+@pytest.mark.slow
+def test_100_start_stop_cycles_leave_memory_flat(tmp_path):
+    clip = make_clip(tmp_path / "clips" / "short.mp4", frames=10, size=(320, 180))
+    proc, url = start_server(video_app(tmp_path, "VideoServer", server_args(tmp_path / "clips")))
+    try:
+        quoted = requests.utils.quote(str(clip), safe="")
+
+        def cycles(n):
+            for _ in range(n):
+                sid = int(requests.post(f"{url}/start/{quoted}", timeout=30).text.rsplit(" ", 1)[1])
+                requests.post(f"{url}/stop/{sid}", timeout=10)
+                wait_state(url, sid, {"stopped", "finished"})
+                messages(url, sid)
+
+        workers = children_of(proc.pid)
+        cycles(30)  # warm up: allocator pools, caches, first segments
+        before = _rss_kib(workers)
+        cycles(100)
+        after = _rss_kib(workers)
+        assert after <= before * 1.02, f"RSS grew from {before} KiB to {after} KiB"
+        assert len(children_of(proc.pid)) == len(workers)
+    finally:
+        drain(proc)
+
+
+def test_video_input_runs_every_url_and_repeat_then_ends(tmp_path, clip_dir):  # noqa: F811
+    args = f'urls = ["{clip_dir / "cat.mp4"}", "{clip_dir / "cat_exit.mp4"}"]\n    repeat = 2\n    print_msgs = true'
+    r = run_cli("run", "-p", video_app(tmp_path, "VideoInput", args), timeout=120)
+    assert r.returncode == 0, r.stderr
+    per_stream = {}
+    for line in r.stderr.splitlines():
+        if "INFO stream " in line:
+            msg = json.loads(line.split(": ", 1)[1])
+            per_stream.setdefault(msg["stream"], []).append(msg["frame"])
+    assert sorted(per_stream) == [0, 1, 2, 3]
+    assert all(frames == list(range(50)) for frames in per_stream.values())
+
+
+def test_image_input_sends_each_image_of_the_directories(tmp_path):
+    data = Path(__file__).resolve().parents[3] / "shared" / "data" / "images"
+    toml = VIDEO_TOML.replace('ty = "{source}"', 'ty = "ImageInput"').replace("{args}", f'urls = ["{data}"]')
+    toml = toml.replace("[[nodes]]                    # heavy node: declared at top level, shared by every stream\nname = \"det\"\nty = \"Measure\"\n", "")
+    toml = toml.replace('inputs = [{ name = "inp", cap = 16, ports = ["det:inp"] }]', 'inputs = [{ name = "inp", cap = 16, ports = ["fmt:inp"] }]')
+    toml = toml.replace('connections = [ { cap = 16, ports = ["det:out", "fmt:inp"] } ]\n', "")
+    nodes = NODES.replace('self.out.send(e.repack(json.dumps({"stream": e.from_addr, "frame": e.partial_id, **e.msg})))',
+                          'self.out.send(e.repack(json.dumps({"stem": e.msg["extra_data"], "shape": list(e.msg["data"].shape)})))')
+    app = write_app(tmp_path, "images", {"images.toml": toml, "nodes.py": nodes})
+    r = run_cli("run", "-p", app, timeout=120)
+    assert r.returncode == 0, r.stderr
+    stems = sorted(json.loads(line.split(": ", 1)[1])["stem"] for line in r.stderr.splitlines()
+                   if "INFO " in line and '"stem"' in line)
+    expected = sorted(p.stem for p in data.iterdir() if p.suffix in (".jpg", ".bmp"))
+    assert stems == expected
