@@ -19,8 +19,10 @@ $(STAMP): setup.cfg pyproject.toml requirements.txt
 venv: $(STAMP) models system-deps
 
 # Debian packages the tests use, installed when missing (needs root and apt-get):
-# graphviz (`dot` draws graphs), chromium (Swagger UI checked in a real browser)
-DEBS := graphviz chromium
+# graphviz (`dot` draws graphs), chromium (Swagger UI checked in a real browser), GStreamer's RTSP
+# server (a real RTSP source for the video tests; run by the system python3, which has `gi`)
+DEBS := graphviz chromium gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
 system-deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -28,6 +30,7 @@ system-deps:
 	    echo "installing Debian packages:$$missing"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing (install them as root)"; fi; fi
+	@/usr/bin/python3 tests/support/rtsp_server.py --check >/dev/null 2>&1 || echo "GStreamer RTSP server not usable"
 
 # models -> ../shared/models when that folder exists (models stay outside the repository)
 models:
