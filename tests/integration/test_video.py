@@ -12,7 +12,7 @@ import requests
 from conftest import drain, free_port, run_cli, write_app
 from conftest import start_server
 from tests.support.clips import make_clip
-from tests.support.fixtures import clip_dir  # noqa: F401 - a fixture
+from tests.support.fixtures import clip_dir, rtsp_packages, rtsp_server, rtsp_server_factory  # noqa: F401
 
 from megflow_mp.supervisor import children_of
 
@@ -213,3 +213,41 @@ def test_image_input_sends_each_image_of_the_directories(tmp_path):
                    if "INFO " in line and '"stem"' in line)
     expected = sorted(p.stem for p in data.iterdir() if p.suffix in (".jpg", ".bmp"))
     assert stems == expected
+
+
+def test_rtsp_stream_reconnects_after_its_server_dies_and_a_file_stream_goes_on(tmp_path, clip_dir,  # noqa: F811
+                                                                                   rtsp_server):  # noqa: F811
+    slow = make_clip(tmp_path / "clips" / "long.mp4", frames=200, size=(320, 180))
+    args = server_args(tmp_path / "clips", realtime=True, backoff_initial=0.2, backoff_max=1.0)
+    proc, url = start_server(video_app(tmp_path, "VideoServer", args))
+    try:
+        q = requests.utils.quote
+        live = int(requests.post(f"{url}/start/{q(rtsp_server.url, safe='')}", timeout=30).text.rsplit(" ", 1)[1])
+        files = int(requests.post(f"{url}/start/{q(str(slow), safe='')}", timeout=30).text.rsplit(" ", 1)[1])
+        wait_state(url, live, {"running"})
+        before = wait_frames(url, live, 10)
+        rtsp_server.kill()
+        info = wait_state(url, live, {"reconnecting"})
+        file_frames = wait_frames(url, files, 1)
+        time.sleep(0.5)  # the dead camera must not stall the file stream
+        assert wait_frames(url, files, file_frames + 5) > file_frames
+        rtsp_server.restart()
+        wait_state(url, live, {"running"})
+        after = wait_frames(url, live, before + 10)
+        assert after > before and info["reason"]
+        got = messages(url, live)
+        assert [m["frame"] for m in got] == sorted(m["frame"] for m in got)  # indexes go on across reconnects
+        requests.post(f"{url}/stop/{live}", timeout=10)
+        assert wait_state(url, live, {"stopped"})["reconnects"] >= 1
+    finally:
+        drain(proc)
+
+
+def wait_frames(url: str, sid: int, at_least: int, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = next(s for s in requests.get(f"{url}/list", timeout=10).json() if s["id"] == sid)
+        if info["frames"] >= at_least:
+            return info["frames"]
+        time.sleep(0.05)
+    raise AssertionError(f"stream {sid} stuck at {info}")
