@@ -58,6 +58,16 @@ class Measure:
         self.out.send(e.repack({"shape": list(frame.shape), "mean": float(frame.mean())}))
 
 @register(inputs=["inp"], outputs=["out"])
+class Slow:  # slower than a live camera: 10 frames/s
+    def __init__(self, name, args): pass
+    def exec(self):
+        import time
+        e = self.inp.recv()
+        if e is None: return
+        time.sleep(0.1)
+        self.out.send(e.repack({"shape": list(e.msg["data"].shape), "mean": 0.0}))
+
+@register(inputs=["inp"], outputs=["out"])
 class Fmt:
     def __init__(self, name, args): pass
     def exec(self):
@@ -251,3 +261,26 @@ def wait_frames(url: str, sid: int, at_least: int, timeout: float = 30) -> int:
             return info["frames"]
         time.sleep(0.05)
     raise AssertionError(f"stream {sid} stuck at {info}")
+
+
+def test_a_slow_pipeline_drops_the_oldest_live_frames_and_counts_them(tmp_path, rtsp_server):  # noqa: F811
+    app = video_app(tmp_path, "VideoServer", server_args(tmp_path))
+    toml = app / "video.toml"
+    toml.write_text(toml.read_text().replace('ty = "Measure"', 'ty = "Slow"'))
+    proc, url = start_server(app)
+    try:
+        sid = int(requests.post(f"{url}/start/{requests.utils.quote(rtsp_server.url, safe='')}",
+                                timeout=30).text.rsplit(" ", 1)[1])
+        wait_state(url, sid, {"running"})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            info = next(s for s in requests.get(f"{url}/list", timeout=10).json() if s["id"] == sid)
+            if info["dropped"] > 10:
+                break
+            time.sleep(0.1)
+        assert info["dropped"] > 10 and info["state"] == "running", info
+        got = messages(url, sid)
+        frames = [m["frame"] for m in got]
+        assert frames == sorted(frames) and len(frames) < info["frames"]  # what was kept is in order
+    finally:
+        drain(proc)
