@@ -284,3 +284,16 @@ def test_a_slow_pipeline_drops_the_oldest_live_frames_and_counts_them(tmp_path, 
         assert frames == sorted(frames) and len(frames) < info["frames"]  # what was kept is in order
     finally:
         drain(proc)
+
+
+def test_video_server_openapi_lists_its_endpoints_with_schemas(tmp_path):
+    proc, url = start_server(video_app(tmp_path, "VideoServer", server_args(tmp_path)))
+    try:
+        spec = requests.get(f"{url}/openapi.json", timeout=10).json()
+        assert {"/start/{url}", "/stop/{sid}", "/list", "/get_msgs/{sid}"} <= set(spec["paths"])
+        listed = spec["paths"]["/list"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert listed["items"]["$ref"].endswith("/StreamInfo")
+        assert {"state", "frames", "fps", "dropped"} <= set(spec["components"]["schemas"]["StreamInfo"]["properties"])
+        assert requests.get(f"{url}/docs", timeout=10).status_code == 200
+    finally:
+        drain(proc)

@@ -19,6 +19,8 @@ import os
 import threading
 from pathlib import Path
 
+from pydantic import BaseModel, Field
+
 from ..frontdoor import FrontDoor
 from ..registry import register
 from ..runtime.hub import Cancelled, Future
@@ -34,6 +36,23 @@ READER_ARGS = ("transport", "open_timeout", "read_timeout", "backoff_initial", "
 
 def reader_options(args) -> ReaderOptions:
     return ReaderOptions(**{k: args[k] for k in READER_ARGS if k in args})
+
+
+class StreamInfo(BaseModel):
+    """One stream as ``GET /list`` shows it."""
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "id": 0, "url": "rtsp://127.0.0.1:8554/test", "state": "running", "reason": None, "frames": 1250,
+        "dropped": 3, "fps": 25.0, "reconnects": 0, "messages_dropped": 0}]}}
+    id: int
+    url: str
+    state: str = Field(description="starting, running, reconnecting, finished, stopped or error")
+    reason: str | None = Field(None, description="why it is reconnecting or failed")
+    frames: int = Field(description="frames decoded")
+    dropped: int = Field(description="frames dropped because the pipeline was slower than a live source")
+    fps: float = Field(description="decode rate over the last second")
+    reconnects: int
+    messages_dropped: int = Field(description="oldest messages dropped because get_msgs was not called")
 
 
 @register(name="VideoServer", inputs=["inp"], outputs=["out"])
@@ -123,11 +142,12 @@ class VideoServer:
             stream.stop()
             return Response(f"stop stream {sid} success", media_type="text/plain")
 
-        @app.get("/list", summary="List the streams")
+        @app.get("/list", summary="List the streams", response_model=list[StreamInfo])
         async def list_streams():
             return [s.info() for s in self.streams.values()]
 
-        @app.get("/get_msgs/{sid}", summary="Take the messages a stream's subgraph sent", responses=not_found)
+        @app.get("/get_msgs/{sid}", summary="Take the messages a stream's subgraph sent", responses=not_found,
+                 response_model=list[str])
         async def get_msgs(sid: int):
             stream = self.streams.get(sid)
             if stream is None:
