@@ -72,8 +72,9 @@ class VideoInput:
                 log.info("stream %d: %s", stream.id, msg)
 
     def report(self, streams):
-        frames = sum(s.reader.frames_decoded for s in streams)
-        fps = sum(s.reader.fps for s in streams)
+        infos = [s.info() for s in streams]
+        frames = sum(i["frames"] for i in infos)
+        fps = sum(i["fps"] for i in infos)
         done = sum(1 for s in streams if s.done.done)
         eta = f"  ETA {(self.total - frames) / fps:.0f} s" if self.total and fps > 0 else ""
         sys.stderr.write(f"\r[{self.name}] streams {done}/{len(streams)}  frames {frames}"

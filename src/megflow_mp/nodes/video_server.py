@@ -9,7 +9,8 @@ frames decoded and dropped and current fps; ``GET /get_msgs/{id}`` returns and c
 messages the stream's subgraph sent out (bounded: ``max_msgs``, the oldest dropped and counted).
 
 Args: ``port``, ``host``, ``timeout`` as the other servers; ``allow_dirs`` (default: the working
-directory); ``max_msgs`` (default 1000); reader options ``transport`` ("tcp"), ``open_timeout``,
+directory); ``max_msgs`` (default 1000); ``history`` (ended streams /list keeps, default 1000);
+reader options ``transport`` ("tcp"), ``open_timeout``,
 ``read_timeout``, ``backoff_initial``, ``backoff_max``, ``max_reconnects``, ``policy`` ("block" or
 "drop_oldest"; default block for files, drop_oldest for live sources), ``queue_size``, ``threads``.
 """
@@ -65,6 +66,7 @@ class VideoServer:
         self.name = name
         self.options = reader_options(args)
         self.max_msgs = int(args.get("max_msgs", 1000))
+        self.history = int(args.get("history", 1000))
         dirs = args.get("allow_dirs", [os.getcwd()])
         self.allow_dirs = [Path(d).resolve() for d in ([dirs] if isinstance(dirs, str) else dirs)]
         self.door = FrontDoor(name, host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
@@ -110,6 +112,9 @@ class VideoServer:
         stream = Stream(sid, url, self.options, self.worker, self.node, self.dyn, self.results, self.max_msgs)
         stream.open()  # a file that cannot be decoded fails here, before any instance exists
         self.streams[sid] = stream
+        ended = [k for k, s in self.streams.items() if s.done.done]
+        for k in ended[: max(0, len(ended) - self.history)]:  # /list keeps the latest ended streams
+            self.streams.pop(k, None)
         run_on_hub(self.hub, stream.attach, self.dyn.path)
         return stream
 

@@ -149,6 +149,7 @@ class NodeInstance:
             for port in self.routed.values():
                 dests = port.routes.pop(route, [])
                 close_dests(self.worker, [(d, d.route) for d in dests])
+                self.worker.forget({d.chan for d in dests if not d.shared})
 
     def deliver(self, dests, envelope) -> None:
         deliver(self.worker, dests, envelope)

@@ -102,6 +102,17 @@ class Worker:
                 msg = pickle.loads(rec[1])
                 getattr(self, "on_" + msg[0])(src, *msg[1:])
 
+    def forget(self, chans: set) -> None:
+        """Channels of an ended instance: drop their credit windows and logged ends (no leak per
+        instance in a long-running app)."""
+        if not chans:
+            return
+        avail = self.credits.avail
+        for key in [k for k in avail if k[1] in chans]:
+            del avail[key]
+        for proc, entries in self.closed_log.items():
+            entries[:] = [e for e in entries if e[0] not in chans]
+
     def return_credits(self) -> None:
         for inbox in self.owing:
             inbox.return_credits()
@@ -141,6 +152,8 @@ class Worker:
             for inbox in node.inboxes:
                 if self.inboxes.get(inbox.chan) is inbox:
                     del self.inboxes[inbox.chan]
+            self.forget({d.chan for port in node.output_ports() if hasattr(port, "dests")
+                         for d in port.dests if not d.shared})
         for key in [k for k in self.resources if self.scope_top.get(k[0]) == top]:
             del self.resources[key]
 
@@ -251,6 +264,7 @@ class Worker:
 
     def _finish(self, top: int, child: Child) -> None:
         del self.children[top]
+        self.forget({d.chan for dests in child.plan.entry.values() for d in dests if not d.shared})
         for inbox in child.exits.values():
             if self.inboxes.get(inbox.chan) is inbox and inbox.closed and not inbox.queue:
                 del self.inboxes[inbox.chan]

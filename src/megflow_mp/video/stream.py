@@ -51,12 +51,16 @@ class Stream:
     def stop(self) -> None:
         """Close the stream's input: queued frames are still processed, then the instance ends."""
         self.stopped = True
-        self.reader.stop()
+        reader = self.reader
+        if reader is not None:
+            reader.stop()
 
     def info(self) -> dict:
-        return {"id": self.id, "url": self.url, "state": self.state, "reason": self.reason,
-                "frames": self.reader.frames_decoded, "dropped": self.reader.frames_dropped,
-                "fps": round(self.reader.fps, 2), "reconnects": self.reader.reconnects,
+        reader = self.reader
+        counts = self.final if reader is None else {
+            "frames": reader.frames_decoded, "dropped": reader.frames_dropped, "fps": round(reader.fps, 2),
+            "reconnects": reader.reconnects}
+        return {"id": self.id, "url": self.url, "state": self.state, "reason": self.reason, **counts,
                 "messages_dropped": self.msgs_dropped}
 
     def take_messages(self) -> list:
@@ -111,6 +115,12 @@ class Stream:
         self.child.done.wait()
         if self.state in ("running", "starting", "reconnecting"):
             self.state = "stopped" if self.stopped else "finished"
+        if self._pump is not None:
+            self._pump.join(timeout=1)
+        r = self.reader
+        self.final = {"frames": r.frames_decoded, "dropped": r.frames_dropped, "fps": 0.0, "reconnects": r.reconnects}
+        # an ended stream keeps only what /list shows: the reader, plan and threads are let go
+        self.reader, self.child, self.entry, self._pump = None, None, None, None
         self.done.set(self)
 
     # -- pump thread -----------------------------------------------------------------------------------------
