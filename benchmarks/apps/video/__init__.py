@@ -1,0 +1,1 @@
+"""Video benchmark app: VideoServer or VideoInput feeding one counting sink per stream."""
