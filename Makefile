@@ -19,9 +19,9 @@ $(STAMP): setup.cfg pyproject.toml requirements.txt
 venv: $(STAMP) models system-deps
 
 # Debian packages the tests use, installed when missing (needs root and apt-get):
-# graphviz (`dot` draws graphs), chromium (Swagger UI checked in a real browser), GStreamer's RTSP
+# graphviz (`dot` draws graphs), redis-server (apps that store features), chromium (Swagger UI checked in a real browser), GStreamer's RTSP
 # server (a real RTSP source for the video tests; run by the system python3, which has `gi`)
-DEBS := graphviz chromium gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good \
+DEBS := graphviz chromium redis-server gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
 system-deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

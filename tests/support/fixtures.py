@@ -10,6 +10,7 @@ them into a nested conftest: ``from tests.support.fixtures import clip_dir, rtsp
 - ``rtsp_packages`` (session): installs/checks the GStreamer RTSP server once.
 - ``rtsp_server`` (function): an :class:`RtspServer` looping ``clip_dir / "cat.ts"`` at ``.url``;
   stopped (and reaped) at teardown, so the integration conftest's leak check stays green.
+- ``redis_server`` (function): a private :class:`RedisServer` on a free port, stopped at teardown.
 - ``rtsp_server_factory`` (function): ``rtsp_server_factory(file=... | pattern=...)`` for more
   servers or other sources, all stopped at teardown.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.clips import make_clip
+from tests.support.redis import RedisServer
 from tests.support.rtsp import RtspServer, ensure_rtsp_packages
 
 CLIPS = {
@@ -58,3 +60,9 @@ def rtsp_server_factory(rtsp_packages):
 @pytest.fixture
 def rtsp_server(rtsp_server_factory, clip_dir):
     return rtsp_server_factory(file=clip_dir / "cat.ts")
+
+
+@pytest.fixture
+def redis_server():
+    with RedisServer() as server:
+        yield server

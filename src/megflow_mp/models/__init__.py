@@ -11,6 +11,7 @@ from .classify import Classifier
 from .detect import Detection, Detector
 from .embed import Embedder, cosine
 from .labels import load_labels
+from .track import IouTracker, Track, TrackUpdate, iou
 
 __all__ = ["Model", "ModelError", "load_model", "Detector", "Detection", "Classifier", "Embedder", "cosine",
-           "load_labels"]
+           "load_labels", "IouTracker", "Track", "TrackUpdate", "iou"]
