@@ -269,6 +269,24 @@ class Arena:
         weakref.finalize(root_mv, self._finalize, id(root_mv), seg, block.offset)
         return np.ndarray(shape, dtype, buffer=root, offset=data_offset, strides=strides)
 
+    def empty(self, shape, dtype=np.uint8) -> np.ndarray:
+        """A new C-contiguous, uninitialised array in this process's own shared memory.
+
+        For producers that fill a frame in place (a decoder): sending it later costs no copy, the
+        codec finds its block and sends a reference. The array stands for the owner's hold, which is
+        dropped when it and every array derived from it are garbage. Any thread may call it.
+        """
+        dtype = np.dtype(dtype)
+        shape = tuple(int(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+        if any(n < 0 for n in shape):
+            raise ValueError(f"negative dimension in shape {shape}")
+        strides, step = [], dtype.itemsize
+        for n in reversed(shape):
+            strides.insert(0, step)
+            step *= n
+        block = self.alloc(step)
+        return self.view(block, 0, shape, tuple(strides), dtype)  # the view stands for alloc's hold
+
     def _finalize(self, mv_id: int, seg: _Segment, offset: int) -> None:
         if os.getpid() != self._pid:
             return  # forked child: the reference belongs to the parent

@@ -309,3 +309,23 @@ def test_threads_with_finalizers_in_any_thread():
     assert not errors
     gc.collect()
     assert a.in_use()["blocks"] == 0 and b.in_use()["views"] == 0
+
+
+def test_empty_is_an_own_shared_array_found_by_the_codec_and_freed_with_it():
+    arena = Arena(0, 2, segment_size=1 << 20)
+    try:
+        a = arena.empty((4, 5, 3), np.uint8)
+        assert a.shape == (4, 5, 3) and a.flags.c_contiguous and a.flags.writeable
+        a[:] = 7
+        block, offset = arena.find(a[1:])
+        assert offset == 15 and block.owner == 0
+        assert arena.in_use()["blocks"] == 1 and arena.in_use()["views"] == 1
+        del a
+        gc.collect()
+        assert arena.in_use()["blocks"] == 0 and arena.in_use()["views"] == 0
+        f = arena.empty((2, 2), np.float32)
+        assert f.strides == (8, 4)
+        with pytest.raises(ValueError):
+            arena.empty((-1, 2))
+    finally:
+        arena.close()

@@ -277,3 +277,25 @@ def test_stop_is_bounded_while_av_open_blocks_on_a_silent_server():
         assert wait_until(lambda: not reader._thread.is_alive(), timeout=5)
     finally:
         server.close()
+
+
+def test_to_bgr_matches_pyav_and_fills_the_given_array(tmp_path):
+    import av
+
+    from megflow_mp.video.reader import to_bgr
+
+    made = []
+
+    def alloc(shape, dtype):
+        made.append(np.zeros(shape, dtype))
+        return made[-1]
+
+    from tests.support.clips import make_clip as make_photo_clip
+
+    path = make_photo_clip(tmp_path / "odd.mp4", frames=3, size=(322, 182))  # lines padded past 3 * width
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            out = to_bgr(frame, alloc)
+            assert out is made[-1] and out.flags.c_contiguous
+            np.testing.assert_array_equal(out, frame.to_ndarray(format="bgr24"))
+    assert len(made) == 3

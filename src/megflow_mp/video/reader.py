@@ -15,6 +15,8 @@ Contracts:
   (state ``"error"``, "gave up ..."). ``reconnect=True`` on a file reopens it at EOF (a loop).
 * **Policy** ``"block"`` (files' default) makes the decode thread wait while the queue is full;
   ``"drop_oldest"`` (live default) drops the oldest queued frame and counts it in ``frames_dropped``.
+* Frames are decoded into arrays made by ``alloc(shape, dtype)`` (``np.empty`` by default; the engine
+  passes its shared-memory arena's, so a frame is written once and sent on without a copy).
 * ``get`` returns frames in order, then ``None`` for good (file end, stop, error, gave up); it returns
   :data:`EMPTY` when ``timeout`` passed first. Frame ``index`` counts across reconnects.
 * ``on_state(state, detail)`` is called on every state change (and on each failed reconnect attempt,
@@ -106,15 +108,30 @@ def describe(exc: BaseException, url: str) -> str:
     return f"{text}: {url}"
 
 
+def to_bgr(frame: av.VideoFrame, alloc=np.empty) -> np.ndarray:
+    """``frame`` as an ``HxWx3 uint8`` BGR array made by ``alloc(shape, dtype)`` (C-contiguous): the
+    converted picture is copied once, straight into that array (a shared-memory block when ``alloc``
+    makes one), as ``frame.to_ndarray(format="bgr24")`` would copy it into a new one."""
+    if frame.format.name != "bgr24":
+        frame = frame.reformat(format="bgr24")
+    plane = frame.planes[0]
+    h, w = frame.height, frame.width
+    src = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, : w * 3].reshape(h, w, 3)
+    out = alloc((h, w, 3), np.uint8)
+    np.copyto(out, src)
+    return out
+
+
 class StreamReader:
     """Decodes ``url`` (a file path or a live URL) on a background thread; see the module docstring."""
 
-    def __init__(self, url: str, options: ReaderOptions = ReaderOptions(), on_state=None):
+    def __init__(self, url: str, options: ReaderOptions = ReaderOptions(), on_state=None, alloc=None):
         if options.policy not in (None, "block", "drop_oldest"):
             raise ValueError(f"unknown queue policy {options.policy!r} (block, drop_oldest)")
         if options.queue_size < 1:
             raise ValueError("queue_size must be at least 1")
         self.url, self.options, self.on_state = url, options, on_state
+        self.alloc = alloc or np.empty  # (shape, dtype) -> the C-contiguous array a frame is decoded into
         self.live = is_live(url)
         self.reconnect = self.live if options.reconnect is None else options.reconnect
         self.policy = options.policy or ("drop_oldest" if self.live else "block")
@@ -293,7 +310,7 @@ class StreamReader:
                     wait = origin[0] + (pts - origin[1]) - time.monotonic()
                     if wait > 0 and self._stop.wait(wait):
                         return
-                data = np.ascontiguousarray(frame.to_ndarray(format="bgr24"))
+                data = to_bgr(frame, self.alloc)
                 if not self._put(Frame(data, self.frames_decoded, pts)):
                     return
 
