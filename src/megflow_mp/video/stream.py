@@ -1,8 +1,10 @@
 """One video stream feeding one subgraph instance (used by VideoServer and VideoInput).
 
 Threads and tasks of a stream, all in the creator node's worker:
-- the reader's decode thread (PyAV, :mod:`.reader`) fills a small frame queue;
-- a pump thread takes frames from it and hands each to the hub (``run_on_hub``), where it is sent
+- the reader's decode thread (PyAV, :mod:`.reader`) decodes each frame straight into this worker's
+  shared memory (written once, sent on by reference) and fills a small frame queue;
+- a pump thread takes the frames queued so far and hands them to the hub in one call
+  (``run_on_hub``: one thread hand-off per batch, not per frame), where each is sent
   into the instance as ``{'data': BGR frame}`` with ``from_addr`` = stream id and ``partial_id`` =
   frame index; a full pipeline blocks the pump (backpressure), and the reader's policy decides
   what happens to frames meanwhile (block for files, drop-oldest for live sources);
@@ -33,7 +35,7 @@ class Stream:
         self.id, self.url = sid, url
         self.worker, self.node, self.dyn, self.results = worker, node, dyn, results
         self.hub = worker.hub
-        self.reader = StreamReader(url, options, on_state=self._on_state)
+        self.reader = StreamReader(url, options, on_state=self._on_state, alloc=worker.arena.empty)
         self.messages: deque = deque()
         self.max_msgs = max_msgs
         self.msgs_dropped = 0
@@ -85,6 +87,7 @@ class Stream:
         self.child = self.worker.create_instance(graph, f"{path}#{self.id}", self.dyn, exits=exits)
         self.entry = self.child.plan.entry[self.dyn.port]
         self.route = next((d.route for d in self.entry if d.shared), None)
+        self._collected = Future(self.hub) if self.results else None
         if self.results:
             self.hub.spawn(self._collect, self.child.exits[self.results])
         self.hub.spawn(self._wait_done)
@@ -99,20 +102,30 @@ class Stream:
             envelope.transfer_addr = self.route
         self.node.deliver(self.entry, envelope)
 
+    def _send_all(self, frames) -> None:
+        for frame in frames:
+            self._send(frame)
+        frames.clear()  # the frames' arrays are the pipeline's now: hold no reference to them
+
     def _close_input(self) -> None:
         close_dests(self.worker, [(d, d.route) for d in self.entry])
 
     def _collect(self, inbox) -> None:
         port = InputPort(self.node, inbox, f"{self.results}#{self.id}")
-        while (envelope := port.recv()) is not None:
-            msg = envelope.msg
-            if len(self.messages) >= self.max_msgs:
-                self.messages.popleft()
-                self.msgs_dropped += 1
-            self.messages.append(msg if isinstance(msg, str) else json.dumps(msg, default=str))
+        try:
+            while (envelope := port.recv()) is not None:
+                msg = envelope.msg
+                if len(self.messages) >= self.max_msgs:
+                    self.messages.popleft()
+                    self.msgs_dropped += 1
+                self.messages.append(msg if isinstance(msg, str) else json.dumps(msg, default=str))
+        finally:
+            self._collected.set(None)
 
     def _wait_done(self) -> None:
         self.child.done.wait()
+        if self._collected is not None:  # results may still cross shared nodes after the instance's nodes ended
+            self._collected.wait()
         if self.state in ("running", "starting", "reconnecting"):
             self.state = "stopped" if self.stopped else "finished"
         if self._pump is not None:
@@ -125,12 +138,22 @@ class Stream:
 
     # -- pump thread -----------------------------------------------------------------------------------------
     def _pump_frames(self) -> None:
+        reader = self.reader
         try:
-            while True:
-                frame = self.reader.get()
+            ended = False
+            while not ended:
+                frame = reader.get()
                 if frame is None:
                     break
-                run_on_hub(self.hub, self._send, frame)
+                batch = [frame]
+                while len(batch) < reader.options.queue_size:
+                    frame = reader.get(timeout=0)
+                    ended = frame is None
+                    if not frame:  # EMPTY (nothing queued yet) or None (the end)
+                        break
+                    batch.append(frame)
+                del frame  # the batch holds the frames until the hub sent them, then nothing does
+                run_on_hub(self.hub, self._send_all, batch)
         except Exception as exc:  # noqa: BLE001 - the stream ends with the reason, the app goes on
             self.state, self.reason = "error", f"{type(exc).__name__}: {exc}"
             log.error("stream %d (%s): %s", self.id, self.url, self.reason)
