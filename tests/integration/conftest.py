@@ -105,10 +105,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(app, timeout: float = 30) -> tuple[subprocess.Popen, str]:
+def start_server(app, timeout: float = 30, extra=()) -> tuple[subprocess.Popen, str]:
     """Run the app of plugin dir ``app`` whose server node logs ``listening on URL``; return the
-    process and the URL. Stop it with :func:`drain`."""
-    proc = start_cli("run", "-p", app)
+    process and the URL. ``extra``: more ``run`` arguments (``-c CONFIG``, ``--dynamic VARS``).
+    Stop it with :func:`drain`."""
+    proc = start_cli("run", "-p", app, *extra)
     deadline = time.monotonic() + timeout
     for line in iter(proc.stderr.readline, ""):
         if "listening on" in line:

@@ -9,9 +9,8 @@ import av
 import pytest
 
 from tests.support.clips import frame_count, make_clip, positions, probe, read_index
+from tests.support.fixtures import clip_dir, rtsp_packages, rtsp_server, rtsp_server_factory  # noqa: F401
 from tests.support.rtsp import CLIENT_OPTIONS, CLIENT_TIMEOUT
-
-pytest_plugins = ["tests.support.fixtures"]
 
 LOOP = 100  # frames in clip_dir/"cat.ts", which the rtsp_server fixture loops
 

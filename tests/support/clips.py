@@ -81,8 +81,10 @@ def positions(frames: int, size: tuple[int, int], sprite: tuple[int, int], motio
         start, end = 0, w - sw
     elif motion == "exit":          # starts centred, ends fully outside on the right
         start, end = (w - sw) // 2, w
+    elif motion == "enter":         # starts fully outside on the left, ends centred
+        start, end = -sw, (w - sw) // 2
     else:
-        raise ValueError(f"motion must be 'slide', 'static' or 'exit', not {motion!r}")
+        raise ValueError(f"motion must be 'slide', 'static', 'exit' or 'enter', not {motion!r}")
     if frames == 1:
         return [start]
     return [round(start + (end - start) * i / (frames - 1)) for i in range(frames)]
@@ -142,8 +144,9 @@ def make_clip(path, frames: int = 50, size: tuple[int, int] = (640, 360), fps: i
               motion: str = "slide", codec: str = "h264", container: str | None = None, gop: int = 25,
               counter: bool = True) -> Path:
     """Encode a clip of ``frames`` frames: ``image`` (default the cat) on a gradient background,
-    sliding left -> right (``motion="slide"``), standing still (``"static"``) or sliding out of the
-    frame on the right (``"exit"``, the last frame has no photo in it).
+    sliding left -> right (``motion="slide"``), standing still (``"static"``), sliding out of the
+    frame on the right (``"exit"``, the last frame has no photo in it) or into it from the left
+    (``"enter"``, the first frame has no photo in it, the last has it centred).
 
     ``container`` defaults from the suffix (.mp4, .ts, .mkv); ``container="mpegts"`` without a
     suffix writes ``.ts``. H.264 is written without B-frames, with a keyframe every ``gop`` frames
