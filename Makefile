@@ -36,8 +36,19 @@ system-deps:
 models:
 	@if [ ! -e models ] && [ -d ../shared/models ]; then ln -s ../shared/models models; fi
 
+# the engine's self-check, then the image classification service until Ctrl-C
+DEMO_PORT ?= 8084
+DEMO_PHOTO := $(firstword $(wildcard ../shared/data/images/cat_720p.jpg) path/to/photo.jpg)
 demo: venv
 	$(VENV)/bin/megflow-mp run -p plugins/logical_test
+	@echo
+	@echo "MobileNetV2 classification service (simple_classification, onnxruntime on the CPU):"
+	@echo "  Swagger UI: http://127.0.0.1:$(DEMO_PORT)/docs  (POST /analyze/{extra} -> Try it out -> pick a photo)"
+	@echo "  or:  curl -X POST -H 'Content-Type: image/jpeg' --data-binary @$(DEMO_PHOTO) http://127.0.0.1:$(DEMO_PORT)/analyze/my_cat"
+	@echo "  Ctrl-C stops it."
+	@echo 'port = $(DEMO_PORT)' > $(VENV)/demo-vars.toml
+	$(VENV)/bin/megflow-mp run -c configs/simple_classification/image_cpu.toml -p plugins/simple_classification \
+		--dynamic $(VENV)/demo-vars.toml
 
 test: venv
 	$(PY) -m pytest -q tests

@@ -273,9 +273,12 @@ def test_megenginelite_is_imported_only_for_mge_files():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_gpu_request_runs_somewhere(zoo):
-    model = load_model(model_path("onnx", CLS), device="gpu")
+@pytest.mark.parametrize("fmt", ["onnx", "mge"])
+def test_gpu_request_runs_on_the_gpu_or_says_it_fell_back(zoo, fmt, caplog):
+    model = load_model(model_path(fmt, CLS), device="gpu")
     assert model.device in ("cpu", "gpu")
+    fell_back = [r.getMessage() for r in caplog.records if "running on the CPU" in r.getMessage()]
+    assert bool(fell_back) == (model.device == "cpu"), fell_back
     assert model.infer(np.zeros((1, 3, 224, 224), np.float32))[0].shape == (1, 1001)
 
 

@@ -27,6 +27,7 @@ Contracts
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -39,6 +40,8 @@ __all__ = ["ModelError", "Model", "load_model", "MEGENGINE_INSTALL", "ONNXRUNTIM
 
 MEGENGINE_INSTALL = 'pip install "megengine==1.13.0" "numpy<2" "opencv-python<4.12"'
 ONNXRUNTIME_INSTALL = "pip install onnxruntime"
+
+log = logging.getLogger("megflow_mp")
 _ONNX_DTYPES = {f"tensor({k})": np.dtype(v) for k, v in [("float", "float32"), ("float16", "float16"), (
     "double", "float64"), ("uint8", "uint8"), ("int8", "int8"), ("int32", "int32"), ("int64", "int64")]}
 
@@ -125,6 +128,11 @@ class Model:
             raise ModelError(f"{self.path}: input {self.input_name!r} expects shape {_shape_str((None,) + want[1:])}, "
                              f"got {tuple(x.shape)}")
 
+    def _no_gpu(self, why: str) -> None:
+        """``device = "gpu"`` asked for, no GPU usable: run on the CPU and say so once."""
+        log.warning("%s: device = \"gpu\" but %s; running on the CPU", self.path, why)
+        self.device = "cpu"
+
     def _load(self, device_id: int, threads: int | None) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -150,7 +158,8 @@ class LiteModel(Model):
             except Exception:
                 has_gpu = False
             device_type = lite.LiteDeviceType.LITE_CUDA if has_gpu else device_type
-            self.device = "gpu" if has_gpu else "cpu"
+            if not has_gpu:
+                self._no_gpu("megenginelite sees no CUDA device")
         try:
             net = lite.LiteNetwork(config=lite.LiteConfig(device_type=device_type))
             if self.device == "gpu":
@@ -205,7 +214,7 @@ class OrtModel(Model):
         except Exception as e:
             raise ModelError(f"{self.path}: onnxruntime cannot load it: {str(e).splitlines()[0]}") from None
         if self.device == "gpu" and "CUDAExecutionProvider" not in sess.get_providers():
-            self.device = "cpu"
+            self._no_gpu(f"onnxruntime has no CUDA provider here ({', '.join(ort.get_available_providers())})")
         inp = sess.get_inputs()[0]
         self.input_name = inp.name
         self.input_shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
