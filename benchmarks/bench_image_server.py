@@ -29,14 +29,13 @@ interleaved.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from harness import APPS, ROOT, interleaved
-from serving import Server, closed_loop, engine_server, tree_cpu
+from serving import Server, closed_loop_cpu, engine_server, warmed
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -74,13 +73,7 @@ def servers(photo):
                                           {"cap": CAP, "max_inflight": 64}, name="engine ImageServer")
         started["plain"] = _plain("asyncio")
         started["plain-uvloop"] = _plain("auto")
-        out = {}
-        for variant, server in started.items():
-            url = f"{server.url}/analyze/bench"
-            warm = closed_loop(url, photo, WARMUP, CLIENTS, check=_is_jpeg)
-            assert warm["bad"] == 0 and warm["errors"] == 0, (variant, warm, server.output()[-2000:])
-            out[variant] = (url, server.proc.pid, len(server.pids()))
-        yield out
+        yield warmed(started, photo, WARMUP, CLIENTS, _is_jpeg)
     finally:
         codes = {variant: server.stop() for variant, server in started.items()}
     assert codes.get("engine") == 0, f"the engine app did not drain cleanly: {codes}\n{started['engine'].output()}"
@@ -88,12 +81,7 @@ def servers(photo):
 
 def measured(url: str, pid: int, photo: bytes) -> dict:
     """One round, with the CPU time the server (its whole process tree) and this client used."""
-    server0, client0 = tree_cpu(pid), os.times()
-    result = closed_loop(url, photo, N, CLIENTS, check=_is_jpeg)
-    server1, client1 = tree_cpu(pid), os.times()
-    result["server_cpu_ms"] = 1000 * (server1 - server0) / N
-    result["client_cpu_ms"] = 1000 * (client1.user - client0.user + client1.system - client0.system) / N
-    return result
+    return closed_loop_cpu(url, photo, N, CLIENTS, pid, check=_is_jpeg)
 
 
 @pytest.mark.benchmark(group="image_server")

@@ -1,8 +1,10 @@
 """N video files decoded at once: the engine's VideoServer and VideoInput vs PyAV decode-only, frames/s.
 
-``STREAMS`` H.264 clips of ``FRAMES`` frames, 640x360, 25 fps, encoded once per session with
+``STREAMS`` H.264 clips per size of ``SIZES``, 25 fps, encoded once per session with
 tests/support/clips.make_clip (a different COCO photo sliding across each; yuv420p, no B-frames,
-keyframe every 25 frames, x264 ultrafast). The same files, in every variant, all at once:
+keyframe every 25 frames, x264 ultrafast): 640x360 (600 frames per file), where decoding is so cheap
+(~0.5 ms of CPU a frame) that the engine's fixed cost per frame shows, and 1920x1080, a camera's
+frames (200 per file, about as long a round). The same files, in every variant, all at once:
 
 * server: the app benchmarks/apps/video (video_server.toml), started once for the module (startup
   excluded). Each round POSTs ``/start/{file}`` for the N files from N threads at once, then polls
@@ -44,8 +46,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 STREAMS = 4
-FRAMES = 600  # per file: 24 s of video; about 2 s of engine work per round on 2 shared cores
-SIZE = (640, 360)
+# "WxH" -> frames per file: each about 2-3 s of engine work per round on 2 shared cores
+SIZES = {"640x360": 600, "1920x1080": 200}
 PHOTOS = ["coco/000000000139.jpg", "coco/000000000285.jpg", "coco/000000000632.jpg", "coco/000000000724.jpg",
           "coco/000000000776.jpg", "coco/000000000785.jpg", "coco/000000000802.jpg", "coco/000000000872.jpg"]
 CAP = 16  # subgraph channel capacity
@@ -56,19 +58,36 @@ ROUNDS = {"server": 4, "input": 4, "decode": 4}
 APP = APPS / "video"
 
 
+def dims(size: str) -> tuple[int, int]:
+    w, h = size.split("x")
+    return int(w), int(h)
+
+
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> list[str]:
+def clip_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("clips")
+
+
+@pytest.fixture(scope="module")
+def all_clips(clip_folder) -> dict[str, list[str]]:
+    """size -> its ``STREAMS`` files (every size made on first use, in one folder)."""
+    return {}
+
+
+@pytest.fixture
+def clips(all_clips, clip_folder, size) -> list[str]:
     from tests.support.clips import make_clip
 
-    folder = tmp_path_factory.mktemp("clips")
-    return [str(make_clip(folder / f"clip{i}.mp4", frames=FRAMES, size=SIZE, image=PHOTOS[i % len(PHOTOS)]))
-            for i in range(STREAMS)]
+    if size not in all_clips:
+        all_clips[size] = [str(make_clip(clip_folder / f"clip{size}_{i}.mp4", frames=SIZES[size], size=dims(size),
+                                         image=PHOTOS[i % len(PHOTOS)])) for i in range(STREAMS)]
+    return all_clips[size]
 
 
 @pytest.fixture(scope="module")
-def video_server(clips):
+def video_server(clip_folder):
     server = engine_server(APP / "video_server.toml", APP, {"cap": CAP, "queue_size": QUEUE, "threads": THREADS,
-                                                            "allow_dir": os.path.dirname(clips[0])},
+                                                            "allow_dir": str(clip_folder)},
                            name="engine VideoServer")
     try:
         yield server
@@ -77,15 +96,16 @@ def video_server(clips):
     assert code == 0, f"the VideoServer app did not drain cleanly ({code}):\n{server.output()[-3000:]}"
 
 
-def _check_counts(msgs: list[dict], n_files: int) -> int:
+def _check_counts(msgs: list[dict], n_files: int, size: str) -> int:
     assert len(msgs) == n_files, f"{len(msgs)} of {n_files} streams reported"
+    w, h = dims(size)
     for m in msgs:
-        assert m["count"] == FRAMES and m["bad"] == 0, m
-        assert m["shape"] == [SIZE[1], SIZE[0], 3], m
+        assert m["count"] == SIZES[size] and m["bad"] == 0, m
+        assert m["shape"] == [h, w, 3], m
     return sum(m["count"] for m in msgs)
 
 
-def run_server(server, files: list[str], timeout: float = 120) -> dict:
+def run_server(server, files: list[str], size: str, timeout: float = 120) -> dict:
     import requests
 
     url = server.url
@@ -134,8 +154,8 @@ def run_server(server, files: list[str], timeout: float = 120) -> dict:
             time.sleep(POLL)
     cpu = tree_cpu(server.proc.pid) - cpu0
     for i in ids:
-        assert streams[i]["frames"] == FRAMES and streams[i]["dropped"] == 0, streams[i]
-    frames = _check_counts(list(msgs.values()), len(files))
+        assert streams[i]["frames"] == SIZES[size] and streams[i]["dropped"] == 0, streams[i]
+    frames = _check_counts(list(msgs.values()), len(files), size)
     end = max(m["t_last"] for m in msgs.values())
     return {"rate": frames / (end - t0), "frames": frames, "seconds": end - t0,
             "rate_from_instances": frames / (end - min(m["t_init"] for m in msgs.values())),
@@ -143,7 +163,7 @@ def run_server(server, files: list[str], timeout: float = 120) -> dict:
             "finished_seen_s": finished_at - t0, "cpu_ms_per_frame": 1000 * cpu / frames}
 
 
-def run_input(files: list[str], timeout: float = 120) -> dict:
+def run_input(files: list[str], size: str, timeout: float = 120) -> dict:
     vars_file = write_vars({"cap": CAP, "queue_size": QUEUE, "threads": THREADS, "urls": files})
     try:
         t0 = time.time()
@@ -155,33 +175,34 @@ def run_input(files: list[str], timeout: float = 120) -> dict:
     assert r.returncode == 0, f"VideoInput run exited with {r.returncode}:\n{r.stderr[-3000:]}"
     msgs = [json.loads(line.split(": ", 1)[1]) for line in r.stderr.splitlines()
             if " INFO stream " in f" {line}" and '"count"' in line]
-    frames = _check_counts(msgs, len(files))
+    frames = _check_counts(msgs, len(files), size)
     start, end = min(m["t_init"] for m in msgs), max(m["t_last"] for m in msgs)
     return {"rate": frames / (end - start), "frames": frames, "seconds": end - start, "wall": wall,
             "startup_s": start - t0}
 
 
-def run_decode(files: list[str], timeout: float = 120) -> dict:
+def run_decode(files: list[str], size: str, timeout: float = 120) -> dict:
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "video_decode.py"), "--threads", str(THREADS),
                         *files], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
-    assert result["per_file"] == [FRAMES] * len(files), result
+    assert result["per_file"] == [SIZES[size]] * len(files), result
     result["cpu_ms_per_frame"] = 1000 * result["cpu_s"] / result["frames"]
     return result
 
 
 @pytest.mark.benchmark(group="video")
 @pytest.mark.parametrize("variant,round_", interleaved(ROUNDS))
-def test_video(benchmark, request, clips, variant, round_):
+@pytest.mark.parametrize("size", SIZES)
+def test_video(benchmark, request, clips, size, variant, round_):
     if variant == "server":
         server = request.getfixturevalue("video_server")
-        result = benchmark.pedantic(run_server, args=(server, clips), rounds=1, iterations=1)
+        result = benchmark.pedantic(run_server, args=(server, clips, size), rounds=1, iterations=1)
     elif variant == "input":
-        result = benchmark.pedantic(run_input, args=(clips,), rounds=1, iterations=1)
+        result = benchmark.pedantic(run_input, args=(clips, size), rounds=1, iterations=1)
     else:
-        result = benchmark.pedantic(run_decode, args=(clips,), rounds=1, iterations=1)
+        result = benchmark.pedantic(run_decode, args=(clips, size), rounds=1, iterations=1)
     benchmark.extra_info.update({
         "variant": variant, "round": round_ + 1, "unit": "frames/s", "streams": len(clips),
-        "frames_per_file": FRAMES, "size": list(SIZE), "codec_threads": THREADS,
+        "frames_per_file": SIZES[size], "size": list(dims(size)), "codec_threads": THREADS,
         **{k: v for k, v in result.items() if isinstance(v, (int, float))}})

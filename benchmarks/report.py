@@ -9,8 +9,12 @@ median and the best round, and the engine's median divided by each baseline's me
 range of the round-by-round ratios (engine round k / baseline round k, neighbours in time).
 
 The server benchmarks have tables of their own: ``image_server`` (requests/s and latency of the
-ImageServer round trip next to plain FastAPI + uvicorn servers) and ``video`` (frames/s of
-VideoServer and VideoInput over N files next to PyAV decode-only, and the engine's overhead).
+ImageServer round trip next to plain FastAPI + uvicorn servers), ``classify_server`` (a MobileNetV2
+service with dynamic batching next to plain FastAPI + onnxruntime endpoints) and ``video`` (frames/s
+of VideoServer and VideoInput over N files next to PyAV decode-only, and the engine's overhead, one
+block per frame size). So do the apps (``det_classify``: batch_recv on vs off; ``electric_bicycle``:
+the app vs decode-only and vs a plain decode + detect loop) and the model layer (``models``:
+megenginelite vs onnxruntime latency; ``batching``: rebatched vs chunked inference).
 """
 
 from __future__ import annotations
@@ -61,12 +65,13 @@ def _machine(data: dict) -> list[str]:
     return lines
 
 
-def _rounds(benches: list[dict], group: str) -> dict[str, dict[int, dict]]:
-    """variant -> round -> extra_info, in the order the variants first appear."""
+def _rounds(benches: list[dict], group: str, select=None) -> dict[str, dict[int, dict]]:
+    """variant -> round -> extra_info, in the order the variants first appear (only the entries
+    whose extra_info ``select`` accepts, when given)."""
     out: dict[str, dict[int, dict]] = {}
     for b in benches:
         info = b.get("extra_info", {})
-        if b.get("group") == group and "variant" in info:
+        if b.get("group") == group and "variant" in info and (select is None or select(info)):
             out.setdefault(info["variant"], {})[info.get("round", len(out.get(info["variant"], {})) + 1)] = info
     return out
 
@@ -159,7 +164,12 @@ def render(data: dict) -> str:
         out += ["Targets:", "", *verdicts, ""]
     out += _instances(benches)
     out += _image_server(benches)
+    out += _classify_server(benches)
     out += _video(benches)
+    out += _det_classify(benches)
+    out += _electric_bicycle(benches)
+    out += _models(benches)
+    out += _batching(benches)
     return "\n".join(out)
 
 
@@ -236,29 +246,50 @@ VIDEO_MAX_OVERHEAD = 0.10
 
 
 def _video(benches: list[dict]) -> list[str]:
-    variants = _rounds(benches, "video")
-    if not variants:
+    sizes: list[tuple] = []
+    for b in benches:
+        size = tuple(b.get("extra_info", {}).get("size") or ())
+        if b.get("group") == "video" and size not in sizes:
+            sizes.append(size)
+    blocks = [_video_block(_rounds(benches, "video", lambda i, z=z: tuple(i.get("size") or ()) == z)) for z in sizes]
+    blocks = [b for b in blocks if b[0]]
+    if not blocks:
         return []
-    order = [v for v in VIDEO_LABELS if v in variants] + [v for v in variants if v not in VIDEO_LABELS]
-    first = next(iter(variants[order[0]].values()))
-    w, h = first.get("size", ["?", "?"])
+    first = next(iter(next(iter(blocks[0][2].values())).values()))
     threads = first.get("codec_threads", "?")
     codec_threads = "FFmpeg's choice" if threads == 0 else threads
-    med = {v: statistics.median(i["rate"] for i in variants[v].values()) for v in order}
-    base = med.get("decode")
     out = ["## Video: N files decoded at once", "",
-           f"{first.get('streams', '?')} H.264 files of {first.get('frames_per_file', '?')} frames, {w}x{h}, all "
-           f"at once (clips made by tests/support/clips.make_clip); codec threads per stream: "
-           f"{codec_threads} in every variant. Each engine stream "
-           "feeds its own subgraph instance, a sink that only counts (and checks the order of) the frames; "
+           f"{first.get('streams', '?')} H.264 files of each size, all at once (clips made by "
+           f"tests/support/clips.make_clip); codec threads per stream: {codec_threads} in every variant. Each engine "
+           "stream feeds its own subgraph instance, a sink that only counts (and checks the order of) the frames; "
            "engine startup is excluded. frames/s = all frames / the time span below. "
            "Overhead = 1 - engine / decode-only. CPU per frame: user + system time of every thread of the "
            "engine app (supervisor, both workers) over a server round, of the decode-only process over its "
            "timed span.", "",
-           "| variant | timed span | frames/s (median) | best | rounds | CPU per frame (ms) "
+           "| frames | variant | timed span | frames/s (median) | best | rounds | CPU per frame (ms) "
            "| engine / decode-only (per-round range) | overhead |",
-           "|---|---|---:|---:|---:|---:|---:|---:|"]
+           "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     verdicts = []
+    for rows, block_verdicts, _ in blocks:
+        out += rows
+        verdicts += block_verdicts
+    out.append("")
+    if verdicts:
+        out += ["Targets:", "", *verdicts, ""]
+    return out
+
+
+def _video_block(variants: dict) -> tuple[list[str], list[str], dict]:
+    """The rows and verdicts of one frame size."""
+    if not variants:
+        return [], [], variants
+    order = [v for v in VIDEO_LABELS if v in variants] + [v for v in variants if v not in VIDEO_LABELS]
+    first = next(iter(variants[order[0]].values()))
+    w, h = first.get("size", ["?", "?"])
+    what = f"{w}x{h}, {first.get('frames_per_file', '?')} per file"
+    med = {v: statistics.median(i["rate"] for i in variants[v].values()) for v in order}
+    base = med.get("decode")
+    rows, verdicts = [], []
     for v in order:
         rates = [i["rate"] for _, i in sorted(variants[v].items())]
         ratio = overhead = ""
@@ -267,15 +298,210 @@ def _video(benches: list[dict]) -> list[str]:
             ratio = f"**{r:.2f}**{_range(_paired(variants, v, 'decode'))}"
             overhead = f"**{100 * (1 - r):.0f}%**"
             verdict = "met" if 1 - r <= VIDEO_MAX_OVERHEAD else "MISSED"
-            verdicts.append(f"- video {v}: engine overhead {100 * (1 - r):.1f}% vs decode-only, target <= "
+            verdicts.append(f"- video {v} {w}x{h}: engine overhead {100 * (1 - r):.1f}% vs decode-only, target <= "
                             f"{100 * VIDEO_MAX_OVERHEAD:.0f}%: **{verdict}**")
-        out.append(f"| {VIDEO_LABELS.get(v, v)} | {VIDEO_SPAN.get(v, '')} | {_fmt(med[v])} frames/s "
-                   f"| {_fmt(max(rates))} | {len(rates)} "
-                   f"| {_median_of(list(variants[v].values()), 'cpu_ms_per_frame', 3)} | {ratio} | {overhead} |")
+        rows.append(f"| {what if v == order[0] else ''} | {VIDEO_LABELS.get(v, v)} | {VIDEO_SPAN.get(v, '')} "
+                    f"| {_fmt(med[v])} frames/s | {_fmt(max(rates))} | {len(rates)} "
+                    f"| {_median_of(list(variants[v].values()), 'cpu_ms_per_frame', 3)} | {ratio} | {overhead} |")
+    return rows, verdicts, variants
+
+
+CLASSIFY_LABELS = {
+    "engine": "engine: ImageServer -> BatchClassify x{cloned} ({threads} thread each, batch_recv({max_batch}, "
+              "{wait_ms} ms), batches {inference}) -> ImageServer",
+    "plain-sync": "plain FastAPI `def` route (thread pool), 2 classifiers x 1 thread",
+    "plain-one": "plain FastAPI `def` route (thread pool), 1 classifier x 2 threads",
+    "plain-async": "plain FastAPI `async def` route (inline on the loop), 2 threads",
+}
+CLASSIFY_TARGET = (1.3, 1.5)  # engine QPS >= 1.3x the best plain one, with p95 <= 1.5x its p95
+
+
+def _classify_server(benches: list[dict]) -> list[str]:
+    variants = _rounds(benches, "classify_server")
+    if not variants:
+        return []
+    order = [v for v in CLASSIFY_LABELS if v in variants] + [v for v in variants if v not in CLASSIFY_LABELS]
+    first = next(iter(variants[order[0]].values()))
+    med = {v: {k: statistics.median(i[k] for i in variants[v].values()) for k in ("rate", "p50_ms", "p95_ms",
+                                                                                   "p99_ms")} for v in order}
+    eng = med.get("engine")
+    out = ["## MobileNetV2 classification service (ImageServer + dynamic batching vs plain FastAPI)", "",
+           f"{first.get('clients', '?')} concurrent clients in a closed loop POST a COCO photo "
+           f"({first.get('photo', '?')}, {first.get('photo_bytes', 0) / 1024:.0f} KiB JPEG) and get the JSON top 5 of "
+           f"`models/mobilenet_v2_1.0_224_fp32.onnx` (onnxruntime); {first.get('requests', '?')} requests per round, "
+           "every answer checked. Both sides run the same decode, pre-processing, inference and top-k code "
+           "(megflow_mp.models.Classifier), each server in a subprocess of its own, warmed before the first round. "
+           "Requests/s = requests / wall time of the round; latency percentiles of each round, median over the "
+           "rounds; CPU per request of the server's whole process tree and of the client.", "",
+           "| variant | requests/s (median) | best | p50 (ms) | p95 (ms) | p99 (ms) | mean batch "
+           "| server CPU per request (ms) | client CPU per request (ms) | processes | rounds "
+           "| engine / this: requests/s (per-round range) | engine / this: p95 |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for v in order:
+        infos = [i for _, i in sorted(variants[v].items())]
+        ratio = p95 = ""
+        if v != "engine" and eng:
+            ratio = f"**{eng['rate'] / med[v]['rate']:.2f}**{_range(_paired(variants, 'engine', v))}"
+            p95 = f"{eng['p95_ms'] / med[v]['p95_ms']:.2f}"
+        label = CLASSIFY_LABELS.get(v, v).format(**{k: first.get(k, "?") for k in (
+            "cloned", "threads", "max_batch", "wait_ms", "inference")})
+        out.append(f"| {label} | {_fmt(med[v]['rate'])} | {_fmt(max(i['rate'] for i in infos))} "
+                   f"| {med[v]['p50_ms']:.1f} | {med[v]['p95_ms']:.1f} | {med[v]['p99_ms']:.1f} "
+                   f"| {_median_of(infos, 'mean_batch')} | {_median_of(infos, 'server_cpu_ms')} "
+                   f"| {_median_of(infos, 'client_cpu_ms')} | {infos[0].get('procs', '?')} | {len(infos)} "
+                   f"| {ratio} | {p95} |")
     out.append("")
-    if verdicts:
-        out += ["Targets:", "", *verdicts, ""]
+    plains = [v for v in order if v.startswith("plain")]
+    if eng and plains:
+        best = max(plains, key=lambda v: med[v]["rate"])
+        q, l95 = eng["rate"] / med[best]["rate"], eng["p95_ms"] / med[best]["p95_ms"]
+        ok = q >= CLASSIFY_TARGET[0] and l95 <= CLASSIFY_TARGET[1]
+        out += ["Targets:", "",
+                f"- classify_server: engine / best plain ({best}) = {q:.2f}x requests/s, p95 {l95:.2f}x; target "
+                f">= {CLASSIFY_TARGET[0]}x with p95 <= {CLASSIFY_TARGET[1]}x: **{'met' if ok else 'MISSED'}**", ""]
     return out
+
+
+def _net_rows(variants: dict, order: list[str], labels: dict, base: str | None, extra: tuple = ()) -> list[str]:
+    """Rows of an app table: frames/s (median, best), rounds, CPU per frame, ``extra`` medians, and
+    the ratio to ``base`` with the per-round range."""
+    med = {v: statistics.median(i["rate"] for i in variants[v].values()) for v in order}
+    rows = []
+    for v in order:
+        infos = [i for _, i in sorted(variants[v].items())]
+        ratio = ""
+        if base and v != base and base in variants:
+            ratio = f"**{med[v] / med[base]:.2f}**{_range(_paired(variants, v, base))}"
+        cells = " | ".join(_median_of(infos, k) for k in extra)
+        rows.append(f"| {labels.get(v, v)} | {_fmt(med[v])} frames/s | {_fmt(max(i['rate'] for i in infos))} "
+                    f"| {len(infos)} | {_median_of(infos, 'cpu_ms_per_frame')} | "
+                    + (f"{cells} | " if extra else "") + f"{ratio} |")
+    return rows
+
+
+def _startup_note(variants: dict) -> str:
+    walls = [i["wall"] for i in variants.get("startup", {}).values()]
+    return f" The startup runs took {statistics.median(walls):.2f} s (median)." if walls else ""
+
+
+def _det_classify(benches: list[dict]) -> list[str]:
+    variants = _rounds(benches, "det_classify")
+    order = [v for v in ("batch-8", "batch-1") if v in variants]
+    if not order:
+        return []
+    first = next(iter(variants[order[0]].values()))
+    w, h = first.get("size", ["?", "?"])
+    labels = {"batch-8": "batching on: `max_batch = 8`, `wait_time = 20` (the app's defaults)",
+              "batch-1": "batching off: `max_batch = 1`"}
+    out = ["## simple_det_classify: the classifier's batch_recv on vs off", "",
+           f"`configs/simple_det_classify/video_test.toml` (VideoInput) over {first.get('streams', '?')} clips of "
+           f"{first.get('frames_per_file', '?')} frames, {w}x{h}, all at once; YOLOX-nano on every frame, "
+           "MobileNetV2 on every crop, 1 thread each (the app's settings), the `.onnx` files, which fix N=1: a "
+           "batch of crops runs as single inferences. frames/s = (frames - streams) / (wall of the run - wall "
+           "of a run of the same app on one-frame clips, the same round); CPU per frame likewise, over the app's "
+           "whole process tree." + _startup_note(variants), "",
+           "| variant | frames/s (median) | best | rounds | CPU per frame (ms) | mean batch (frames) "
+           "| objects per frame | this / batching off (per-round range) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out += _net_rows(variants, order, labels, "batch-1", ("mean_batch", "objects_per_frame"))
+    return out + [""]
+
+
+BICYCLE_LABELS = {
+    "engine": "engine: electric_bicycle, video_test.toml (VideoInput)",
+    "detect": "plain: PyAV decode + the same YOLOX calls + IoU tracks, one process (video_detect.py)",
+    "decode": "PyAV decode-only, one thread per file (video_decode.py)",
+}
+
+
+def _electric_bicycle(benches: list[dict]) -> list[str]:
+    variants = _rounds(benches, "electric_bicycle")
+    order = [v for v in ("engine", "detect", "decode") if v in variants]
+    if "engine" not in order:
+        return []
+    first = next(iter(variants["engine"].values()))
+    w, h = first.get("size", ["?", "?"])
+    med = {v: statistics.median(i["rate"] for i in variants[v].values()) for v in order}
+    out = ["## electric_bicycle over N files at once", "",
+           f"{first.get('streams', '?')} clips of {first.get('frames_per_file', '?')} frames, {w}x{h}, all at once. "
+           f"The app's defaults: YOLOX-nano `.onnx` on {first.get('threads', '?')} thread, `interval = "
+           f"{first.get('interval', '?')}` (every 5th frame of each stream is detected), IoU tracks, `min_hits = 3`, "
+           "alerts to a private redis-server. Engine frames/s = (frames - streams) / (wall of the run - wall of "
+           "a run on one-frame clips, the same round); CPU per frame likewise, over the app's whole process tree. "
+           "Baselines: frames / their own timed span, CPU of their process over it." + _startup_note(variants), "",
+           "| variant | frames/s (median) | best | rounds | CPU per frame (ms) | engine / this (per-round range) |",
+           "|---|---:|---:|---:|---:|---:|"]
+    rows = _net_rows(variants, order, BICYCLE_LABELS, None)
+    for k, v in enumerate(order):
+        if v != "engine":
+            rows[k] = rows[k][:-2] + f"**{med['engine'] / med[v]:.2f}**{_range(_paired(variants, 'engine', v))} |"
+    out += rows + [""]
+    verdicts = []
+    for v in ("decode", "detect"):
+        if v in med:
+            over = 1 - med["engine"] / med[v]
+            target = (f", target <= {100 * VIDEO_MAX_OVERHEAD:.0f}%: **{'met' if over <= VIDEO_MAX_OVERHEAD else 'MISSED'}**"
+                      if v == "decode" else " (no target: the share of the engine itself)")
+            verdicts.append(f"- electric_bicycle: engine overhead {100 * over:.1f}% vs {BICYCLE_LABELS[v]}{target}")
+    return out + ["Targets:", "", *verdicts, ""] if verdicts else out
+
+
+def _pooled(infos: list[dict], key: str, name: str) -> list[float]:
+    return [ms for i in infos for ms in i[key][name]["all_ms"]]
+
+
+def _models(benches: list[dict]) -> list[str]:
+    entries = [b["extra_info"] for b in benches if b.get("group") == "models" and "backends" in b.get("extra_info", {})]
+    if not entries:
+        return []
+    out = ["## megenginelite vs onnxruntime (the same networks)", "",
+           "Latency of one inference (batch of 1, a real photo pre-processed by the model layer), in the "
+           "benchmark process; the `.onnx` file on onnxruntime and the `.mge` file on megenginelite called "
+           "alternately with the same thread count; median and p90 over all calls of all rounds.", "",
+           "| network | threads | onnxruntime median (ms) | p90 | megenginelite median (ms) | p90 "
+           "| megenginelite / onnxruntime (medians) | calls each |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    keys = []
+    for e in entries:
+        if (e["network"], e["threads"]) not in keys:
+            keys.append((e["network"], e["threads"]))
+    for network, threads in keys:
+        infos = [e for e in entries if (e["network"], e["threads"]) == (network, threads)]
+        ort, mge = _pooled(infos, "backends", "onnxruntime"), _pooled(infos, "backends", "megenginelite")
+        out.append(f"| {network} | {threads} | {statistics.median(ort):.2f} | {_p90(ort):.2f} "
+                   f"| {statistics.median(mge):.2f} | {_p90(mge):.2f} "
+                   f"| **{statistics.median(mge) / statistics.median(ort):.2f}** | {len(ort)} |")
+    return out + [""]
+
+
+def _p90(values: list[float]) -> float:
+    """The 0.9-quantile, linear between the closest ranks (as serving.percentile)."""
+    return statistics.quantiles(values, n=10, method="inclusive")[8] if len(values) > 1 else values[0]
+
+
+def _batching(benches: list[dict]) -> list[str]:
+    entries = [b["extra_info"] for b in benches if b.get("group") == "batching" and "modes" in b.get("extra_info", {})]
+    if not entries:
+        return []
+    out = ["## Real batches vs chunks (MobileNetV2 .onnx, N fixed to 1 in the file)", "",
+           "`chunked`: the file as shipped, a batch of B runs as B inferences; `rebatched`: the same file with its "
+           "batch axis made symbolic in memory (megflow_mp.models.rebatch, outputs checked equal to single runs), "
+           "one inference per batch. B different photos, the two called alternately in the benchmark process. "
+           "Wall time and process CPU time per image (median over the calls; CPU summed over them).", "",
+           "| batch | threads | chunked: ms per image | rebatched: ms per image | rebatched / chunked "
+           "| chunked: CPU ms per image | rebatched: CPU ms per image |",
+           "|---:|---:|---:|---:|---:|---:|---:|"]
+    keys = []
+    for e in entries:
+        if (e["batch"], e["threads"]) not in keys:
+            keys.append((e["batch"], e["threads"]))
+    for batch, threads in sorted(keys, key=lambda k: (k[1], k[0])):
+        infos = [e for e in entries if (e["batch"], e["threads"]) == (batch, threads)]
+        chunk, whole = (statistics.median(_pooled(infos, "modes", m)) for m in ("chunked", "rebatched"))
+        cpu = {m: statistics.median(i["modes"][m]["cpu_ms"] for i in infos) for m in ("chunked", "rebatched")}
+        out.append(f"| {batch} | {threads} | {chunk:.2f} | {whole:.2f} | **{whole / chunk:.2f}** "
+                   f"| {cpu['chunked']:.2f} | {cpu['rebatched']:.2f} |")
+    return out + [""]
 
 
 def main(argv=None) -> int:

@@ -149,7 +149,7 @@ def closed_loop(url: str, body: bytes, n: int, clients: int, headers: dict | Non
     """POST ``body`` to ``url`` ``n`` times from ``clients`` threads (closed loop, keep-alive).
 
     ``check(response)`` returns True for a good answer (default: status 200). Returns ``rate``
-    (answered requests per second of the batch's wall time), ``p50_ms``, ``p99_ms``, ``mean_ms``,
+    (answered requests per second of the batch's wall time), ``p50_ms``, ``p95_ms``, ``p99_ms``, ``mean_ms``,
     ``count``, ``bad`` (wrong answers) and ``errors`` (exceptions, first one kept)."""
     import requests
 
@@ -193,6 +193,38 @@ def closed_loop(url: str, body: bytes, n: int, clients: int, headers: dict | Non
         t.join()
     wall = time.perf_counter() - t0
     return {"rate": len(lat) / wall if wall > 0 else 0.0, "count": len(lat), "seconds": wall,
-            "p50_ms": 1000 * percentile(lat, 0.50), "p99_ms": 1000 * percentile(lat, 0.99),
+            "p50_ms": 1000 * percentile(lat, 0.50), "p95_ms": 1000 * percentile(lat, 0.95),
+            "p99_ms": 1000 * percentile(lat, 0.99),
             "mean_ms": 1000 * sum(lat) / len(lat) if lat else float("nan"),
             "bad": bad[0], "errors": len(errors), "first_error": errors[0] if errors else None}
+
+
+def warmed(servers: dict[str, Server], body: bytes, n: int, clients: int, check) -> dict:
+    """POST ``body`` ``n`` times to ``/analyze/bench`` of every server (all must answer well);
+    returns variant -> (that url, the server's pid, its process count)."""
+    out = {}
+    for variant, server in servers.items():
+        url = f"{server.url}/analyze/bench"
+        warm = closed_loop(url, body, n, clients, check=check)
+        assert warm["bad"] == 0 and warm["errors"] == 0, (variant, warm, server.output()[-2000:])
+        out[variant] = (url, server.proc.pid, len(server.pids()))
+    return out
+
+
+def assert_all_answered(result: dict, n: int, wrong: str) -> None:
+    """Fail unless a :func:`closed_loop` result has ``n`` answers, no errors and no wrong answers
+    (``wrong`` says what a wrong one was, e.g. "answers were no JPEG")."""
+    assert result["errors"] == 0, result["first_error"]
+    assert result["bad"] == 0, f"{result['bad']} {wrong}"
+    assert result["count"] == n, f"{result['count']} of {n} requests answered"
+
+
+def closed_loop_cpu(url: str, body: bytes, n: int, clients: int, pid: int, check=None) -> dict:
+    """:func:`closed_loop`, plus the CPU time per request (ms) of the server (``pid`` and its whole
+    process tree: ``server_cpu_ms``) and of this client process (``client_cpu_ms``) over it."""
+    server0, client0 = tree_cpu(pid), os.times()
+    result = closed_loop(url, body, n, clients, check=check)
+    server1, client1 = tree_cpu(pid), os.times()
+    result["server_cpu_ms"] = 1000 * (server1 - server0) / n
+    result["client_cpu_ms"] = 1000 * (client1.user - client0.user + client1.system - client0.system) / n
+    return result

@@ -19,6 +19,11 @@ Contracts
   larger batches fail or, for YOLOX, silently mix samples) is run in chunks of that size and the
   outputs are concatenated. A dynamic ``N`` (a symbolic ONNX dimension, or ``dynamic_batch=True``)
   sends the whole batch in one call; an output whose first axis is not ``N`` is then a ModelError.
+  ``rebatch=True`` asks for real batches from an ``.onnx`` graph that fixes ``N``: the graph is given
+  a symbolic ``N`` in memory (:mod:`.rebatch`, needs the ``onnx`` package) and used only if a probe
+  batch gives the same outputs as single runs; otherwise the model runs in chunks. Either way
+  :attr:`Model.batching` says what happens (``"dynamic"``, ``"rebatched"`` or ``"chunked"``) and
+  :attr:`Model.batching_note` why a requested rebatch was not used. ``.mge`` traces cannot be rebatched.
 * Every input is checked before it reaches the backend: ``np.ndarray``, the model's dtype, the
   model's rank and non-batch dimensions. A mismatch is a :class:`ModelError` naming expected vs got.
 * A :class:`Model` serialises its own calls (a lock), so threads may share one; processes each load
@@ -60,12 +65,15 @@ class Model:
     Attributes: ``path``, ``backend`` (``"megenginelite"`` or ``"onnxruntime"``), ``device``
     (``"cpu"``/``"gpu"``, the one really used), ``input_name``, ``input_shape`` (declared, batch axis
     included; ``None`` for a dynamic dimension), ``dtype`` (numpy dtype of the input), ``batch`` (the
-    declared batch size, ``None`` when dynamic), ``output_names``.
+    declared batch size, ``None`` when dynamic), ``output_names``, ``batching`` (``"dynamic"``: whole
+    batches in one call; ``"rebatched"``: the same, for a graph given a symbolic ``N``; ``"chunked"``:
+    runs of ``batch`` samples), ``batching_note`` (why ``rebatch`` was not used, else ``""``).
     """
 
     backend = ""
 
-    def __init__(self, path: Path, device: str, device_id: int, threads: int | None, dynamic_batch: bool):
+    def __init__(self, path: Path, device: str, device_id: int, threads: int | None, dynamic_batch: bool,
+                 rebatch: bool = False):
         self.path = path
         self.device = device
         self.input_name = ""
@@ -74,7 +82,18 @@ class Model:
         self.output_names: list[str] = []
         self._lock = threading.Lock()
         self._load(device_id, threads)
+        self.batching, self.batching_note = "dynamic", ""
+        fixed = bool(self.input_shape) and self.input_shape[0] is not None and not dynamic_batch
+        if rebatch and fixed:
+            why = self._rebatch()
+            if why is None:
+                self.batching, self.input_shape = "rebatched", (None,) + tuple(self.input_shape[1:])
+            else:
+                self.batching_note = f"not rebatched: {why}"
+                log.info("%s: %s; batches run in chunks of %s", path, self.batching_note, self.input_shape[0])
         self.batch = None if dynamic_batch or not self.input_shape else self.input_shape[0]
+        if self.batch is not None:
+            self.batching = "chunked"
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} {self.path.name} {self.backend}/{self.device} "
@@ -132,6 +151,10 @@ class Model:
         """``device = "gpu"`` asked for, no GPU usable: run on the CPU and say so once."""
         log.warning("%s: device = \"gpu\" but %s; running on the CPU", self.path, why)
         self.device = "cpu"
+
+    def _rebatch(self) -> str | None:
+        """Make the loaded graph, which fixes ``N``, take any batch size: ``None`` when done, else why not."""
+        return f"{self.backend} models cannot be rebatched (only .onnx graphs can)"
 
     def _load(self, device_id: int, threads: int | None) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -209,8 +232,9 @@ class OrtModel(Model):
         opts.log_severity_level = 3  # errors only
         if threads:
             opts.intra_op_num_threads = int(threads)
+        self._session_args = {"sess_options": opts, "providers": providers}
         try:
-            sess = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
+            sess = ort.InferenceSession(str(self.path), **self._session_args)
         except Exception as e:
             raise ModelError(f"{self.path}: onnxruntime cannot load it: {str(e).splitlines()[0]}") from None
         if self.device == "gpu" and "CUDAExecutionProvider" not in sess.get_providers():
@@ -224,9 +248,30 @@ class OrtModel(Model):
         self.output_names = [o.name for o in sess.get_outputs()]
         self._sess = sess
 
-    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+    def _rebatch(self) -> str | None:
+        import onnxruntime as ort
+
+        from .rebatch import RebatchError, batch_mismatch, symbolic_batch
+
+        original = self._sess
         try:
-            return list(self._sess.run(self.output_names, {self.input_name: x}))
+            sess = ort.InferenceSession(symbolic_batch(self.path.read_bytes()), **self._session_args)
+            self._sess = sess
+            why = batch_mismatch(self._run, lambda x: self._run_on(original, x), self.input_shape[1:], self.dtype)
+        except (RebatchError, ModelError) as e:
+            why = str(e)
+        except Exception as e:  # onnxruntime refusing the rewritten graph
+            why = f"onnxruntime cannot run the rewritten graph: {str(e).splitlines()[0]}"
+        if why is not None:
+            self._sess = original
+        return why
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        return self._run_on(self._sess, x)
+
+    def _run_on(self, sess, x: np.ndarray) -> list[np.ndarray]:
+        try:
+            return list(sess.run(self.output_names, {self.input_name: x}))
         except Exception as e:
             raise ModelError(f"{self.path}: onnxruntime failed on input {tuple(x.shape)}: "
                              f"{str(e).splitlines()[0]}") from None
@@ -236,11 +281,12 @@ _BACKENDS = {".mge": LiteModel, ".onnx": OrtModel}
 
 
 def load_model(path, device: str = "cpu", device_id: int = 0, threads: int | None = None,
-               dynamic_batch: bool = False) -> Model:
+               dynamic_batch: bool = False, rebatch: bool = False) -> Model:
     """Load ``path`` (``.mge`` or ``.onnx``) for ``device`` (``"cpu"`` or ``"gpu"``).
 
     ``dynamic_batch=True`` declares that the network really accepts any batch size (only then is a
-    whole batch sent in one call to a model whose file declares a fixed ``N``).
+    whole batch sent in one call to a model whose file declares a fixed ``N``). ``rebatch=True`` tries
+    to make such a ``.onnx`` graph take real batches, checked on a probe batch (see the module doc).
     Raises :class:`ModelError` for a missing file, an unknown extension, an unknown device, a missing
     backend library, or a file the backend rejects.
     """
@@ -255,4 +301,4 @@ def load_model(path, device: str = "cpu", device_id: int = 0, threads: int | Non
         raise ModelError(f"{p}: unknown device {device!r}; expected 'cpu' or 'gpu'")
     if threads is not None and (not isinstance(threads, int) or threads < 0):
         raise ModelError(f"{p}: threads must be a non-negative int or None, got {threads!r}")
-    return kind(p, dev, int(device_id), threads, dynamic_batch)
+    return kind(p, dev, int(device_id), threads, dynamic_batch, bool(rebatch))

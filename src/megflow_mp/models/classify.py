@@ -45,12 +45,13 @@ class Classifier:
     """MobileNetV2 on a ``.onnx`` or ``.mge`` file.
 
     ``topk``: pairs per image; ``labels``: ``None`` (``labels/imagenet_labels.txt`` near the model), a
-    label file path or a list of names; ``device``/``device_id``/``threads``: see ``load_model``.
+    label file path or a list of names; ``device``/``device_id``/``threads``/``rebatch`` (real batches
+    from an ``.onnx`` file that fixes ``N``, see ``backend``): see ``load_model``.
     """
 
     def __init__(self, path, topk: int = 5, labels=None, device: str = "cpu", device_id: int = 0,
-                 threads: int | None = None):
-        self.model = load_model(path, device=device, device_id=device_id, threads=threads)
+                 threads: int | None = None, rebatch: bool = False):
+        self.model = load_model(path, device=device, device_id=device_id, threads=threads, rebatch=rebatch)
         self.size = input_size(self.model)
         if self.size[0] != self.size[1]:
             raise ModelError(f"{path}: expected a square input, the file declares {self.model.input_shape}")

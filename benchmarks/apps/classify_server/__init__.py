@@ -1,0 +1,1 @@
+"""Classification service benchmark app: ImageServer -> BatchClassify (MobileNetV2, batch_recv) -> JSON."""
