@@ -17,6 +17,8 @@ Contracts:
   ``"drop_oldest"`` (live default) drops the oldest queued frame and counts it in ``frames_dropped``.
 * Frames are decoded into arrays made by ``alloc(shape, dtype)`` (``np.empty`` by default; the engine
   passes its shared-memory arena's, so a frame is written once and sent on without a copy).
+* ``drain(waker)`` is the non-blocking way (a hub task's): every queued frame at once, or ``[]`` and
+  ``waker()`` called once when there is more.
 * ``get`` returns frames in order, then ``None`` for good (file end, stop, error, gave up); it returns
   :data:`EMPTY` when ``timeout`` passed first. Frame ``index`` counts across reconnects.
 * ``on_state(state, detail)`` is called on every state change (and on each failed reconnect attempt,
@@ -145,6 +147,7 @@ class StreamReader:
         self._state_lock = threading.RLock()
         self._stamps: deque = deque()  # monotonic times of recent decoded frames (for fps)
         self._thread: threading.Thread | None = None
+        self._waker = None  # called once when a frame or the end arrives after drain() found nothing
 
     # -- consumer side -------------------------------------------------------------------------
     def start(self) -> None:
@@ -176,6 +179,31 @@ class StreamReader:
                 self._cond.notify_all()  # room for a blocked decode thread
                 return frame
             return None
+
+    def drain(self, waker):
+        """Every queued frame, without blocking (a list, maybe empty); ``None`` at the end.
+
+        For a consumer that must not block (a cooperative task): when the list is empty,
+        ``waker()`` is called once, from another thread, as soon as a frame or the end arrives.
+        """
+        if self._thread is None and not self._ended:
+            raise RuntimeError("StreamReader.drain() before start()")
+        with self._cond:
+            if self._queue:
+                frames = list(self._queue)
+                self._queue.clear()
+                self._cond.notify_all()  # room for a blocked decode thread
+                return frames
+            if self._ended:
+                return None
+            self._waker = waker
+            return []
+
+    def _wake(self) -> None:
+        """Under ``_cond``: call the waker drain() left, once."""
+        waker, self._waker = self._waker, None
+        if waker is not None:
+            waker()
 
     def stop(self) -> None:
         """Stop decoding; ``get`` then returns what is queued, then ``None``. Bounded join."""
@@ -216,6 +244,7 @@ class StreamReader:
         with self._cond:
             self._ended = True
             self._cond.notify_all()
+            self._wake()
 
     def _open(self):
         o = self.options
@@ -333,4 +362,5 @@ class StreamReader:
                 self.frames_dropped += 1
             self._queue.append(frame)
             self._cond.notify_all()
+            self._wake()
             return True

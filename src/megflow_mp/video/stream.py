@@ -3,10 +3,10 @@
 Threads and tasks of a stream, all in the creator node's worker:
 - the reader's decode thread (PyAV, :mod:`.reader`) decodes each frame straight into this worker's
   shared memory (written once, sent on by reference) and fills a small frame queue;
-- a pump thread takes the frames queued so far and hands them to the hub in one call
-  (``run_on_hub``: one thread hand-off per batch, not per frame), where each is sent
+- a hub task (the feeder) takes every frame queued so far (``drain``: no thread hand-off per frame;
+  the decode thread wakes it only when it found the queue empty) and sends each
   into the instance as ``{'data': BGR frame}`` with ``from_addr`` = stream id and ``partial_id`` =
-  frame index; a full pipeline blocks the pump (backpressure), and the reader's policy decides
+  frame index; a full pipeline parks the feeder (backpressure), and the reader's policy decides
   what happens to frames meanwhile (block for files, drop-oldest for live sources);
 - a hub task collects what the instance sends out of its graph output (the stream's messages).
 When the reader ends (file end, stop, gave up) the instance's input is closed; frames already
@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections import deque
 
 from ..envelope import Envelope
 from ..runtime.hub import Future
 from ..runtime.ports import InputPort, close_dests
-from ..runtime.threads import run_on_hub
 from .reader import ReaderOptions, StreamReader
 
 log = logging.getLogger("megflow_mp")
@@ -43,7 +41,6 @@ class Stream:
         self.stopped = False
         self.child = None
         self.done = Future(self.hub)
-        self._pump: threading.Thread | None = None
 
     # -- any thread ----------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -81,7 +78,7 @@ class Stream:
 
     # -- hub side ------------------------------------------------------------------------------------------
     def attach(self, path: str) -> None:
-        """Create the instance (a hub task; parks until every host built it) and start pumping."""
+        """Create the instance (a hub task; parks until every host built it) and start feeding it."""
         graph = self.dyn.types[0]
         exits = {self.results: self.node.spec.dynamic[self.results_port].cap} if self.results else None
         self.child = self.worker.create_instance(graph, f"{path}#{self.id}", self.dyn, exits=exits)
@@ -91,8 +88,7 @@ class Stream:
         if self.results:
             self.hub.spawn(self._collect, self.child.exits[self.results])
         self.hub.spawn(self._wait_done)
-        self._pump = threading.Thread(target=self._pump_frames, name=f"pump:{self.id}", daemon=True)
-        self._pump.start()
+        self.hub.spawn(self._feed)
 
     results_port = "inp"  # the creator's dynamic input that brings an instance's results back
 
@@ -128,38 +124,28 @@ class Stream:
             self._collected.wait()
         if self.state in ("running", "starting", "reconnecting"):
             self.state = "stopped" if self.stopped else "finished"
-        if self._pump is not None:
-            self._pump.join(timeout=1)
         r = self.reader
         self.final = {"frames": r.frames_decoded, "dropped": r.frames_dropped, "fps": 0.0, "reconnects": r.reconnects}
         # an ended stream keeps only what /list shows: the reader, plan and threads are let go
-        self.reader, self.child, self.entry, self._pump = None, None, None, None
+        self.reader, self.child, self.entry = None, None, None
         self.done.set(self)
 
-    # -- pump thread -----------------------------------------------------------------------------------------
-    def _pump_frames(self) -> None:
-        reader = self.reader
+    # -- feeder task ---------------------------------------------------------------------------------------
+    def _feed(self) -> None:
+        reader, hub = self.reader, self.hub
         try:
-            ended = False
-            while not ended:
-                frame = reader.get()
-                if frame is None:
+            while True:
+                ready = Future(hub)
+                frames = reader.drain(lambda: hub.call_soon_threadsafe(ready.set, None))
+                if frames is None:
                     break
-                batch = [frame]
-                while len(batch) < reader.options.queue_size:
-                    frame = reader.get(timeout=0)
-                    ended = frame is None
-                    if not frame:  # EMPTY (nothing queued yet) or None (the end)
-                        break
-                    batch.append(frame)
-                del frame  # the batch holds the frames until the hub sent them, then nothing does
-                run_on_hub(self.hub, self._send_all, batch)
+                if not frames:
+                    ready.wait()
+                    continue
+                self._send_all(frames)  # may park on credits: backpressure reaches the reader's queue
         except Exception as exc:  # noqa: BLE001 - the stream ends with the reason, the app goes on
             self.state, self.reason = "error", f"{type(exc).__name__}: {exc}"
             log.error("stream %d (%s): %s", self.id, self.url, self.reason)
-            self.reader.stop()
+            reader.stop()
         finally:
-            try:
-                run_on_hub(self.hub, self._close_input)
-            except Exception:  # noqa: BLE001 - the hub is gone: the app is ending anyway
-                pass
+            self._close_input()
