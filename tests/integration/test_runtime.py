@@ -271,7 +271,7 @@ ty = "sub"
 """
 
 DYN_SOURCE = """
-import json, threading, time
+import json, sys, threading, time
 from megflow import register, Envelope
 
 @register(outputs=["out"])
@@ -430,7 +430,10 @@ def test_exclusive_nodes_run_their_instances_concurrently_on_threads(tmp_path):
                     return
                 start = time.monotonic()
                 time.sleep(0.5)  # a blocking call: other instances must go on meanwhile
-                print("span " + json.dumps([start, time.monotonic(), threading.get_ident()]), flush=True)
+                # one write per line: print() writes the text and the newline apart, so lines of
+                # concurrent threads could interleave
+                sys.stdout.write("span " + json.dumps([start, time.monotonic(), threading.get_ident()]) + "\\n")
+                sys.stdout.flush()
     """, rounds=1)
     r = run_cli("run", "-p", app)
     assert r.returncode == 0, r.stderr

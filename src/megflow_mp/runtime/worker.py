@@ -12,6 +12,7 @@ tuples inside CTRL records:
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
@@ -289,6 +290,16 @@ class Worker:
         self.transport.flush_all()
 
 
+def _tune_gc() -> None:
+    """Before serving: what startup built (modules, plugins, models) leaves the collector's view
+    (``gc.freeze``), and young collections run every 20,000 allocations instead of 700. A worker
+    allocates envelopes and task objects per message; collecting them that often cost several
+    percent of a video worker's CPU. Cycles are still collected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def _set_title(title: str) -> None:
     """Name the process (``ps``, ``top``, /proc/PID/comm): ``mf:<node>``, cut to 15 bytes."""
     try:
@@ -326,6 +337,7 @@ def worker_main(app, index: int, run_id: str, listener, supervisor: int, parent:
         for top, creator, its in items:
             worker.control(supervisor, "installed", top, index, worker.install(top, creator, its))
         worker.transport.flush_all()
+        _tune_gc()
         profile_dir = os.environ.get("MEGFLOW_MP_PROFILE")
         if profile_dir:  # a cProfile of each worker, for performance work: <dir>/<node>-<replica>.prof
             import cProfile
