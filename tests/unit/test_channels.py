@@ -10,6 +10,7 @@ import pytest
 from megflow_mp.plan import Dest
 from megflow_mp.runtime.channels import CREDIT, Credits, Flush, Inbox
 from megflow_mp.runtime.hub import Hub
+from tests.support.isolation import run_tasks
 
 CHAN = 42
 
@@ -37,17 +38,7 @@ def inbox(hub, posted, cap=4, senders=1, shared=False, owing=None) -> Inbox:
     return Inbox(CHAN, cap, senders, posted, hub, shared, owing)
 
 
-def run(hub: Hub, *fns, timeout: float = 10) -> None:
-    """Spawn each function as a task and run the hub until all of them returned."""
-    left = [len(fns)]
-
-    def wrap(fn):
-        fn()
-        left[0] -= 1
-
-    for fn in fns:
-        hub.spawn(wrap, fn)
-    assert hub.run_until(lambda: left[0] == 0, timeout=timeout), "tasks did not finish"
+run = run_tasks
 
 
 # --- Inbox: queue and credits ------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from megflow_mp import registry as regmod
+from tests.support.isolation import isolated_imports  # noqa: F401
+
 from megflow_mp.cli import config_path, main
 from megflow_mp.registry import builtin_registry
 
@@ -51,16 +52,7 @@ connections = [
 '''
 
 
-@pytest.fixture(autouse=True)
-def isolated_imports():
-    """Undo what importing plugins does to sys.path, sys.modules and the catalog."""
-    path, modules, catalog = list(sys.path), set(sys.modules), dict(regmod._CATALOG)
-    yield
-    sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        del sys.modules[name]
-    regmod._CATALOG.clear()
-    regmod._CATALOG.update(catalog)
+pytestmark = pytest.mark.usefixtures("isolated_imports")
 
 
 _counter = iter(range(1_000_000))

@@ -9,6 +9,7 @@ import greenlet
 import pytest
 
 from megflow_mp.runtime.hub import Future, Hub
+from tests.support.isolation import run_tasks
 
 
 @pytest.fixture
@@ -18,17 +19,7 @@ def hub():
     h.close()
 
 
-def run(hub: Hub, *fns, timeout: float = 10) -> None:
-    """Spawn each function as a task and run the hub until all of them returned."""
-    left = [len(fns)]
-
-    def wrap(fn):
-        fn()
-        left[0] -= 1
-
-    for fn in fns:
-        hub.spawn(wrap, fn)
-    assert hub.run_until(lambda: left[0] == 0, timeout=timeout), "tasks did not finish"
+run = run_tasks
 
 
 # --- tasks ---------------------------------------------------------------------------------------------

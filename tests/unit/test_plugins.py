@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from megflow_mp import registry as regmod
+from tests.support.isolation import isolated_imports  # noqa: F401
+
 from megflow_mp.errors import PluginError
 from megflow_mp.plugins import import_plugins, load_registry
 from megflow_mp.registry import builtin_registry
@@ -17,16 +18,7 @@ from megflow_mp.registry import builtin_registry
 BUILTINS = set(builtin_registry().nodes)
 
 
-@pytest.fixture(autouse=True)
-def isolated_imports():
-    """Undo what importing plugins does to sys.path, sys.modules and the catalog."""
-    path, modules, catalog = list(sys.path), set(sys.modules), dict(regmod._CATALOG)
-    yield
-    sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        del sys.modules[name]
-    regmod._CATALOG.clear()
-    regmod._CATALOG.update(catalog)
+pytestmark = pytest.mark.usefixtures("isolated_imports")
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
