@@ -32,13 +32,19 @@ system-deps:
 	  else echo "missing Debian packages:$$missing (install them as root)"; fi; fi
 	@/usr/bin/python3 tests/support/rtsp_server.py --check >/dev/null 2>&1 || echo "GStreamer RTSP server not usable"
 
-# models -> ../shared/models when that folder exists (models stay outside the repository)
+# The shared folder (models and test photos, kept outside the repository): ../shared, else
+# $MEGFLOW_MP_SHARED, else the one beside the repository this checkout was cloned from.
+ORIGIN := $(shell git config --get remote.origin.url 2>/dev/null)
+SHARED := $(firstword $(wildcard $(abspath ../shared) $(MEGFLOW_MP_SHARED) $(if $(ORIGIN),$(abspath $(ORIGIN)/../shared))))
+export MEGFLOW_MP_SHARED := $(SHARED)
+
+# models -> <shared>/models when that folder exists
 models:
-	@if [ ! -e models ] && [ -d ../shared/models ]; then ln -s ../shared/models models; fi
+	@if [ ! -e models ] && [ -n "$(SHARED)" ] && [ -d "$(SHARED)/models" ]; then ln -s "$(SHARED)/models" models; fi
 
 # the engine's self-check, then the image classification service until Ctrl-C
 DEMO_PORT ?= 8084
-DEMO_PHOTO := $(firstword $(wildcard ../shared/data/images/cat_720p.jpg) path/to/photo.jpg)
+DEMO_PHOTO := $(firstword $(wildcard $(SHARED)/data/images/cat_720p.jpg) path/to/photo.jpg)
 demo: venv
 	$(VENV)/bin/megflow-mp run -p plugins/logical_test
 	@echo

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,8 +16,9 @@ import pytest
 import requests
 
 from conftest import start_cli, write_app
+from tests.support.clips import data_dir
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = data_dir()
 
 SERVER_TOML = """
 main = "serve"

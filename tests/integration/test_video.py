@@ -11,7 +11,7 @@ import requests
 
 from conftest import drain, free_port, run_cli, write_app
 from conftest import start_server
-from tests.support.clips import make_clip
+from tests.support.clips import data_dir, make_clip
 from tests.support.fixtures import clip_dir, rtsp_packages, rtsp_server, rtsp_server_factory  # noqa: F401
 
 from megflow_mp.supervisor import children_of
@@ -211,7 +211,7 @@ def test_video_input_runs_every_url_and_repeat_then_ends(tmp_path, clip_dir):  #
 
 
 def test_image_input_sends_each_image_of_the_directories(tmp_path):
-    data = Path(__file__).resolve().parents[3] / "shared" / "data" / "images"
+    data = data_dir() / "images"
     toml = VIDEO_TOML.replace('ty = "{source}"', 'ty = "ImageInput"').replace("{args}", f'urls = ["{data}"]')
     toml = toml.replace("[[nodes]]                    # heavy node: declared at top level, shared by every stream\nname = \"det\"\nty = \"Measure\"\n", "")
     toml = toml.replace('inputs = [{ name = "inp", cap = 16, ports = ["det:inp"] }]', 'inputs = [{ name = "inp", cap = 16, ports = ["fmt:inp"] }]')

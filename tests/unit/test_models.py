@@ -18,8 +18,12 @@ import pytest
 from megflow_mp.errors import MegFlowError
 from megflow_mp.models import Classifier, Detector, Embedder, ModelError, cosine, load_labels, load_model
 from megflow_mp.models.labels import COCO_LABELS, IMAGENET_LABELS, labels_near
+from tests.support.clips import data_dir
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+try:
+    SHARED = data_dir().parent  # ../shared, or $MEGFLOW_MP_SHARED
+except FileNotFoundError:
+    SHARED = Path(__file__).resolve().parents[3] / "shared"  # missing: the tests fail and say where
 MODELS, DATA = SHARED / "models", SHARED / "data"
 FORMATS = ["onnx", "mge"]
 YOLOX, CLS, FEAT, REID = ("yolox_nano", "mobilenet_v2_1.0_224_fp32", "mobilenet_v2_1.0_224_feat",

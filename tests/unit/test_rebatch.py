@@ -7,7 +7,6 @@ time; a graph whose batch outputs differ (the person re-id net) must be refused 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,8 +14,9 @@ import pytest
 
 from megflow_mp.models import Classifier, ModelError, load_model
 from megflow_mp.models.rebatch import RebatchError, batch_mismatch, symbolic_batch
+from tests.support.clips import data_dir
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+SHARED = data_dir().parent  # ../shared, or $MEGFLOW_MP_SHARED
 MODELS, DATA = SHARED / "models", SHARED / "data"
 CLS, YOLOX = MODELS / "mobilenet_v2_1.0_224_fp32.onnx", MODELS / "yolox_nano.onnx"
 REID = MODELS / "person-reidentification-retail-0288.onnx"
