@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from conftest import ROOT, cli, env, free_port
-from tests.support.clips import load_image, make_clip, render_frames
+from tests.support.clips import data_dir, load_image, make_clip, render_frames
 from tests.support.fixtures import redis_server  # noqa: F401
 from tests.support.redis import RedisServer
 
@@ -33,7 +33,7 @@ from megflow_mp.models import Detector, Embedder, cosine
 from megflow_mp.plugins import load_registry
 from megflow_mp.testing import run_node
 
-DATA = ROOT.parent / "shared" / "data"
+DATA = data_dir()  # ../shared/data, or under $MEGFLOW_MP_SHARED
 CONFIGS = ROOT / "configs" / "cat_finder"
 PLUGINS = ROOT / "plugins" / "cat_finder"
 MODELS = {

@@ -14,8 +14,9 @@ import pytest
 import requests
 
 from conftest import ROOT, drain, free_port, run_cli, start_server
+from tests.support.clips import data_dir
 
-DATA = ROOT.parent / "shared" / "data"
+DATA = data_dir()  # ../shared/data, or under $MEGFLOW_MP_SHARED
 PLUGINS = "plugins/simple_classification"
 MODELS = {"onnx": "models/mobilenet_v2_1.0_224_fp32.onnx", "mge": "models/mge/mobilenet_v2_1.0_224_fp32.mge"}
 CAT_CLASSES = {"tabby, tabby cat", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat, Siamese"}

@@ -21,13 +21,13 @@ import pytest
 import requests
 
 from conftest import ROOT, drain, free_port, run_cli, start_server
-from tests.support.clips import make_clip
+from tests.support.clips import data_dir, make_clip
 
 from megflow_mp import Envelope
 from megflow_mp.plugins import load_registry
 from megflow_mp.testing import FLUSH, run_node
 
-DATA = ROOT.parent / "shared" / "data"
+DATA = data_dir()  # ../shared/data, or under $MEGFLOW_MP_SHARED
 PLUGINS = "plugins/simple_det_classify"
 MODELS = {"onnx": {"det_model": "models/yolox_nano.onnx", "cls_model": "models/mobilenet_v2_1.0_224_fp32.onnx"},
           "mge": {"det_model": "models/mge/yolox_nano.mge", "cls_model": "models/mge/mobilenet_v2_1.0_224_fp32.mge"}}
