@@ -2,8 +2,12 @@
 
 ``python benchmarks/video_decode.py [--threads T] FILE...`` decodes every FILE on its own thread of
 this one process, as the engine's StreamReader does it (``av.open``, the first video stream with
-``thread_type = "AUTO"`` and ``thread_count = T`` (0: FFmpeg's choice), ``packet.decode()``,
-``frame.to_ndarray(format="bgr24")`` made C-contiguous), and throws each frame away. Prints one JSON
+``thread_type = "AUTO"`` and ``thread_count = T`` (0: FFmpeg's choice), ``packet.decode()``, the frame
+as a C-contiguous BGR array), and throws each frame away. ``--convert`` says how a frame becomes that
+array: ``reuse`` (default) converts with one ``VideoReformatter`` per file, kept across frames, one
+swscale thread (the engine's conversion, minus its copy into shared memory: the array is a view of
+PyAV's frame); ``to_ndarray`` is PyAV's one-liner ``frame.to_ndarray(format="bgr24")``, which builds
+and frees a swscale context (and its slice threads) for every frame. Prints one JSON
 line: ``frames`` (all files), ``seconds`` (from just before the first ``av.open`` to the last frame
 decoded; interpreter start and imports excluded), ``rate`` (frames / seconds), ``per_file`` and
 ``first_frame_s`` (when the first frame of any file was ready) and ``cpu_s`` (CPU seconds of this
@@ -21,10 +25,18 @@ import time
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
+
+CONVERTERS = {
+    "to_ndarray": lambda: lambda frame: frame.to_ndarray(format="bgr24"),
+    "reuse": lambda: (lambda r: lambda frame: r.reformat(frame, format="bgr24", threads=1).to_ndarray())(
+        VideoReformatter()),
+}
 
 
-def decode(path: str, threads: int, out: dict, key: int) -> None:
+def decode(path: str, threads: int, convert: str, out: dict, key: int) -> None:
     count, first = 0, None
+    to_bgr = CONVERTERS[convert]()
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -35,7 +47,7 @@ def decode(path: str, threads: int, out: dict, key: int) -> None:
             except av.error.InvalidDataError:
                 continue
             for frame in frames:
-                data = np.ascontiguousarray(frame.to_ndarray(format="bgr24"))
+                data = np.ascontiguousarray(to_bgr(frame))
                 if first is None:
                     first = time.perf_counter()
                 count += 1
@@ -46,10 +58,11 @@ def decode(path: str, threads: int, out: dict, key: int) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=0, help="codec threads per file (0: FFmpeg's choice)")
+    p.add_argument("--convert", choices=sorted(CONVERTERS), default="reuse", help="frame -> BGR array (see above)")
     p.add_argument("files", nargs="+")
     args = p.parse_args(argv)
     out: dict = {}
-    workers = [threading.Thread(target=decode, args=(f, args.threads, out, i)) for i, f in enumerate(args.files)]
+    workers = [threading.Thread(target=decode, args=(f, args.threads, args.convert, out, i)) for i, f in enumerate(args.files)]
     c0 = os.times()
     t0 = time.perf_counter()
     for w in workers:

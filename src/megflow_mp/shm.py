@@ -6,10 +6,13 @@ Contracts
   is a list of *segments*: anonymous ``memfd`` files (never ``/dev/shm`` names), so the kernel frees
   a segment when the last process holding a mapping or an fd of it exits, even after SIGKILL.
   Segments are created lazily, never shrunk and never unmapped while the arena lives.
-* A segment is a ring of variable-size *blocks*. A block is a header followed by a 64-byte aligned
-  payload. The header holds the payload size and two int64 vectors of length ``nprocs``:
-  ``added[p]`` and ``dropped[p]``. Cell ``p`` is written only by process ``p`` (single writer, plain
-  aligned 8-byte stores, no atomics). A block is free when ``sum(dropped) == sum(added)``.
+* A segment is a ring of variable-size *blocks*, allocated at its head. The head wraps to the start
+  as soon as the free space there is at least as large as the live span, so a ring with few blocks in
+  flight (a video stream's frames) cycles through a small, already mapped, cache-warm part of it.
+  A block is a header followed by a 64-byte aligned payload. The header holds the payload size and
+  two int64 vectors of length ``nprocs``: ``added[p]`` and ``dropped[p]``. Cell ``p`` is written
+  only by process ``p`` (single writer, plain aligned 8-byte stores, no atomics). A block is free
+  when ``sum(dropped) == sum(added)``.
 * Rule every process follows: increment ``added[me]`` for a reference BEFORE dropping the reference
   it got it from. The owner reads all ``dropped`` cells first and THEN all ``added`` cells, so a
   block it sees as free is really free (a transient false "free" is impossible).
@@ -97,6 +100,8 @@ class _Ring:
             return 0 if need <= self.seg.size else None
         tail = self.live[0][0]
         if self.live[-1][0] >= tail:  # not wrapped: free space is [head, end) and [0, tail)
+            if need <= tail and 2 * tail >= self.head:
+                return 0  # wrap early: the free front is as large as the live span (a small, hot ring)
             if self.head + need <= self.seg.size:
                 return self.head
             return 0 if need <= tail else None

@@ -106,6 +106,29 @@ def test_file_is_read_completely_in_order(clip):
     assert reader.get(timeout=0) is None  # the end is for good
 
 
+def test_drain_wakes_a_file_consumer_once_per_half_queue(clip):
+    """drain(waker): every frame in order; after a wake-up a file's consumer finds at least half a
+    queue (4 of 8) ready, except for the last batch, which the end wakes."""
+    reader = StreamReader(clip, ReaderOptions(queue_size=8))
+    reader.start()
+    woke = threading.Event()
+    batches, frames = [], []
+    while True:
+        woke.clear()
+        got = reader.drain(woke.set)
+        if got is None:
+            break
+        if not got:
+            assert woke.wait(10), "drain consumer never woken"
+            got = reader.drain(woke.set)
+            if got is None:
+                break
+            batches.append(len(got))
+        frames.extend(got)
+    assert [f.index for f in frames] == list(range(N))
+    assert batches and all(n >= 4 for n in batches[:-1]), batches
+
+
 def test_block_policy_never_drops_with_a_slow_consumer(clip):
     reader = StreamReader(clip, ReaderOptions(queue_size=2))
     reader.start()
@@ -279,10 +302,10 @@ def test_stop_is_bounded_while_av_open_blocks_on_a_silent_server():
         server.close()
 
 
-def test_to_bgr_matches_pyav_and_fills_the_given_array(tmp_path):
+def test_bgr_converter_matches_pyav_and_fills_the_given_array(tmp_path):
     import av
 
-    from megflow_mp.video.reader import to_bgr
+    from megflow_mp.video.reader import BGRConverter
 
     made = []
 
@@ -293,9 +316,15 @@ def test_to_bgr_matches_pyav_and_fills_the_given_array(tmp_path):
     from tests.support.clips import make_clip as make_photo_clip
 
     path = make_photo_clip(tmp_path / "odd.mp4", frames=3, size=(322, 182))  # lines padded past 3 * width
+    to_bgr = BGRConverter(alloc)
     with av.open(str(path)) as c:
         for frame in c.decode(video=0):
-            out = to_bgr(frame, alloc)
+            out = to_bgr(frame)
             assert out is made[-1] and out.flags.c_contiguous
             np.testing.assert_array_equal(out, frame.to_ndarray(format="bgr24"))
     assert len(made) == 3
+    other = make_photo_clip(tmp_path / "bigger.mp4", frames=2, size=(640, 360))
+    with av.open(str(other)) as c:  # a new size through the same converter (its context is remade)
+        for frame in c.decode(video=0):
+            np.testing.assert_array_equal(to_bgr(frame), frame.to_ndarray(format="bgr24"))
+    assert made[-1].shape == (360, 640, 3)

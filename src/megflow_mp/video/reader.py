@@ -18,7 +18,9 @@ Contracts:
 * Frames are decoded into arrays made by ``alloc(shape, dtype)`` (``np.empty`` by default; the engine
   passes its shared-memory arena's, so a frame is written once and sent on without a copy).
 * ``drain(waker)`` is the non-blocking way (a hub task's): every queued frame at once, or ``[]`` and
-  ``waker()`` called once when there is more.
+  ``waker()`` called once when there is more: at the next frame of a live or paced (``realtime``)
+  source; for a file decoded at full speed when half the queue is filled (fewer thread wake-ups; the
+  decode thread never blocks before that); at the end in every case.
 * ``get`` returns frames in order, then ``None`` for good (file end, stop, error, gave up); it returns
   :data:`EMPTY` when ``timeout`` passed first. Frame ``index`` counts across reconnects.
 * ``on_state(state, detail)`` is called on every state change (and on each failed reconnect attempt,
@@ -41,6 +43,7 @@ from urllib.parse import urlsplit
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from ..errors import MegFlowError
 
@@ -110,18 +113,30 @@ def describe(exc: BaseException, url: str) -> str:
     return f"{text}: {url}"
 
 
-def to_bgr(frame: av.VideoFrame, alloc=np.empty) -> np.ndarray:
-    """``frame`` as an ``HxWx3 uint8`` BGR array made by ``alloc(shape, dtype)`` (C-contiguous): the
-    converted picture is copied once, straight into that array (a shared-memory block when ``alloc``
-    makes one), as ``frame.to_ndarray(format="bgr24")`` would copy it into a new one."""
-    if frame.format.name != "bgr24":
-        frame = frame.reformat(format="bgr24")
-    plane = frame.planes[0]
-    h, w = frame.height, frame.width
-    src = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, : w * 3].reshape(h, w, 3)
-    out = alloc((h, w, 3), np.uint8)
-    np.copyto(out, src)
-    return out
+class BGRConverter:
+    """Converts decoded frames to ``HxWx3 uint8`` BGR arrays made by ``alloc(shape, dtype)``.
+
+    One converter per stream (not thread-safe): it keeps one swscale context, made on the first frame
+    and remade only when the size or pixel format changes, and converts on the calling thread
+    (swscale ``threads = 1``; streams convert in parallel on their own decode threads). The result is
+    what ``frame.to_ndarray(format="bgr24")`` gives, copied once, straight into the array ``alloc``
+    made (a shared-memory block when the engine passes its arena's), C-contiguous. PyAV's one-liner
+    would build and free a context and its slice threads for every frame.
+    """
+
+    def __init__(self, alloc=np.empty):
+        self.alloc = alloc
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        if frame.format.name != "bgr24":
+            frame = self._reformatter.reformat(frame, format="bgr24", threads=1)
+        plane = frame.planes[0]
+        h, w = frame.height, frame.width
+        src = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, : w * 3].reshape(h, w, 3)
+        out = self.alloc((h, w, 3), np.uint8)
+        np.copyto(out, src)
+        return out
 
 
 class StreamReader:
@@ -147,7 +162,9 @@ class StreamReader:
         self._state_lock = threading.RLock()
         self._stamps: deque = deque()  # monotonic times of recent decoded frames (for fps)
         self._thread: threading.Thread | None = None
-        self._waker = None  # called once when a frame or the end arrives after drain() found nothing
+        self._waker = None  # called once when frames or the end arrive after drain() found nothing
+        # a file decoded at full speed wakes its drain() consumer once per half queue, not per frame
+        self._wake_at = 1 if self.live or options.realtime else max(1, options.queue_size // 2)
 
     # -- consumer side -------------------------------------------------------------------------
     def start(self) -> None:
@@ -324,6 +341,7 @@ class StreamReader:
         stream = container.streams.video[0]
         pace = self.options.realtime and not self.live
         origin = None  # (monotonic, pts) of the first paced frame
+        to_bgr = BGRConverter(self.alloc)
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
@@ -339,7 +357,7 @@ class StreamReader:
                     wait = origin[0] + (pts - origin[1]) - time.monotonic()
                     if wait > 0 and self._stop.wait(wait):
                         return
-                data = to_bgr(frame, self.alloc)
+                data = to_bgr(frame)
                 if not self._put(Frame(data, self.frames_decoded, pts)):
                     return
 
@@ -362,5 +380,6 @@ class StreamReader:
                 self.frames_dropped += 1
             self._queue.append(frame)
             self._cond.notify_all()
-            self._wake()
+            if len(self._queue) >= self._wake_at:
+                self._wake()
             return True
