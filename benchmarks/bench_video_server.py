@@ -18,9 +18,13 @@ frames (200 per file, about as long a round). The same files, in every variant, 
   moment the first stream's instance was built (right after its file was opened; process start,
   imports and worker forks excluded) to the last frame the sinks received.
 * decode: benchmarks/video_decode.py, a fresh process per round: one thread per file (as many
-  decode threads as the engine's readers), each ``av.open`` + ``frame.to_ndarray(format="bgr24")``
-  with the engine's codec settings (``thread_type = "AUTO"``, ``thread_count = THREADS``), frames
-  thrown away. Time: from just before the first ``av.open`` to the last frame decoded.
+  decode threads as the engine's readers), each ``av.open`` with the engine's codec settings
+  (``thread_type = "AUTO"``, ``thread_count = THREADS``) and the engine's own BGR conversion
+  (``--convert engine``) into one array per thread, reused for every frame: decoding and converting
+  with nothing allocated, queued or sent. Time: from just before the first ``av.open`` to the last
+  frame decoded. The baseline of the target.
+* decode_pyav: the same with PyAV's one-liner ``frame.to_ndarray(format="bgr24")`` (``--convert
+  to_ndarray``), what a plain PyAV loop does.
 
 frames/s = all frames of all files / time. Engine overhead = 1 - engine / decode-only (target <= 10%).
 CPU per frame (user + system, every thread): the whole engine app (supervisor and both workers)
@@ -54,7 +58,7 @@ CAP = 16  # subgraph channel capacity
 QUEUE = 8  # decoded frames buffered per reader (VideoServer's default)
 THREADS = 0  # codec threads per stream: 0 = FFmpeg's choice (VideoServer's default)
 POLL = 0.05
-ROUNDS = {"server": 4, "input": 4, "decode": 4}
+ROUNDS = {"server": 4, "input": 4, "decode": 4, "decode_pyav": 3}
 APP = APPS / "video"
 
 
@@ -181,9 +185,9 @@ def run_input(files: list[str], size: str, timeout: float = 120) -> dict:
             "startup_s": start - t0}
 
 
-def run_decode(files: list[str], size: str, timeout: float = 120) -> dict:
+def run_decode(files: list[str], size: str, convert: str = "engine", timeout: float = 120) -> dict:
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "video_decode.py"), "--threads", str(THREADS),
-                        *files], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+                        "--convert", convert, *files], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["per_file"] == [SIZES[size]] * len(files), result
@@ -201,7 +205,8 @@ def test_video(benchmark, request, clips, size, variant, round_):
     elif variant == "input":
         result = benchmark.pedantic(run_input, args=(clips, size), rounds=1, iterations=1)
     else:
-        result = benchmark.pedantic(run_decode, args=(clips, size), rounds=1, iterations=1)
+        convert = "to_ndarray" if variant == "decode_pyav" else "engine"
+        result = benchmark.pedantic(run_decode, args=(clips, size, convert), rounds=1, iterations=1)
     benchmark.extra_info.update({
         "variant": variant, "round": round_ + 1, "unit": "frames/s", "streams": len(clips),
         "frames_per_file": SIZES[size], "size": list(dims(size)), "codec_threads": THREADS,

@@ -4,10 +4,12 @@
 this one process, as the engine's StreamReader does it (``av.open``, the first video stream with
 ``thread_type = "AUTO"`` and ``thread_count = T`` (0: FFmpeg's choice), ``packet.decode()``, the frame
 as a C-contiguous BGR array), and throws each frame away. ``--convert`` says how a frame becomes that
-array: ``reuse`` (default) converts with one ``VideoReformatter`` per file, kept across frames, one
-swscale thread (the engine's conversion, minus its copy into shared memory: the array is a view of
-PyAV's frame); ``to_ndarray`` is PyAV's one-liner ``frame.to_ndarray(format="bgr24")``, which builds
-and frees a swscale context (and its slice threads) for every frame. Prints one JSON
+array: ``engine`` (default) is the engine's own conversion (megflow_mp.video.reader.BGRConverter: one
+swscale context per file, libswscale writing straight into the array) into ONE array per thread,
+reused for every frame, so nothing is allocated or kept: the least work that decodes and converts;
+``reuse`` converts with one PyAV ``VideoReformatter`` per file kept across frames (a view of PyAV's
+new frame, no copy); ``to_ndarray`` is PyAV's one-liner ``frame.to_ndarray(format="bgr24")``, which
+builds and frees a swscale context (and its slice threads) for every frame. Prints one JSON
 line: ``frames`` (all files), ``seconds`` (from just before the first ``av.open`` to the last frame
 decoded; interpreter start and imports excluded), ``rate`` (frames / seconds), ``per_file`` and
 ``first_frame_s`` (when the first frame of any file was ready) and ``cpu_s`` (CPU seconds of this
@@ -27,7 +29,17 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from megflow_mp.video.reader import BGRConverter  # imported before the timed span
+
+def engine_converter():
+    """The engine's frame -> BGR conversion, into one array per frame size, reused for every frame."""
+    arrays: dict = {}
+    return BGRConverter(lambda shape, dtype: arrays.get(shape) if shape in arrays
+                        else arrays.setdefault(shape, np.empty(shape, dtype)))
+
+
 CONVERTERS = {
+    "engine": engine_converter,
     "to_ndarray": lambda: lambda frame: frame.to_ndarray(format="bgr24"),
     "reuse": lambda: (lambda r: lambda frame: r.reformat(frame, format="bgr24", threads=1).to_ndarray())(
         VideoReformatter()),
@@ -58,7 +70,7 @@ def decode(path: str, threads: int, convert: str, out: dict, key: int) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=0, help="codec threads per file (0: FFmpeg's choice)")
-    p.add_argument("--convert", choices=sorted(CONVERTERS), default="reuse", help="frame -> BGR array (see above)")
+    p.add_argument("--convert", choices=sorted(CONVERTERS), default="engine", help="frame -> BGR array (see above)")
     p.add_argument("files", nargs="+")
     args = p.parse_args(argv)
     out: dict = {}

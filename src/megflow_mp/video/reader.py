@@ -46,6 +46,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from ..errors import MegFlowError
+from . import swscale
 
 log = logging.getLogger(__name__)
 
@@ -116,25 +117,30 @@ def describe(exc: BaseException, url: str) -> str:
 class BGRConverter:
     """Converts decoded frames to ``HxWx3 uint8`` BGR arrays made by ``alloc(shape, dtype)``.
 
-    One converter per stream (not thread-safe): it keeps one swscale context, made on the first frame
-    and remade only when the size or pixel format changes, and converts on the calling thread
-    (swscale ``threads = 1``; streams convert in parallel on their own decode threads). The result is
-    what ``frame.to_ndarray(format="bgr24")`` gives, copied once, straight into the array ``alloc``
-    made (a shared-memory block when the engine passes its arena's), C-contiguous. PyAV's one-liner
-    would build and free a context and its slice threads for every frame.
+    One converter per stream (not thread-safe), converting on the calling thread with one swscale
+    context kept across frames (remade only when the size, pixel format or colours change; PyAV's
+    ``to_ndarray`` builds and frees one, with its slice threads, for every frame). The result is
+    what ``frame.to_ndarray(format="bgr24")`` gives, bit for bit, in the C-contiguous array ``alloc``
+    made (a shared-memory block when the engine passes its arena's): libswscale writes straight
+    into it (:mod:`megflow_mp.video.swscale`); a format that path does not handle, or a PyAV without
+    reachable libraries, is converted by PyAV's reformatter and copied in once.
     """
 
     def __init__(self, alloc=np.empty):
         self.alloc = alloc
+        direct = swscale.load()
+        self._direct = direct() if direct is not None else None
         self._reformatter = VideoReformatter()
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        h, w = frame.height, frame.width
+        out = self.alloc((h, w, 3), np.uint8)
+        if self._direct is not None and self._direct.convert(frame, out):
+            return out
         if frame.format.name != "bgr24":
             frame = self._reformatter.reformat(frame, format="bgr24", threads=1)
         plane = frame.planes[0]
-        h, w = frame.height, frame.width
         src = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, : w * 3].reshape(h, w, 3)
-        out = self.alloc((h, w, 3), np.uint8)
         np.copyto(out, src)
         return out
 

@@ -1,0 +1,83 @@
+"""megflow_mp.video.swscale: libswscale writing straight into an array, bit-identical to PyAV."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from megflow_mp.video import swscale
+from tests.support.clips import data_dir
+
+SCALER = swscale.load()
+pytestmark = pytest.mark.skipif(SCALER is None, reason="PyAV's libswscale is not reachable here")
+
+
+def photo(h: int, w: int) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(data_dir() / "coco" / "000000000139.jpg"))
+    return np.ascontiguousarray(cv2.resize(img, (w, h)))
+
+
+def guarded(h: int, w: int, pad: int = 256):
+    """An aligned HxWx3 array inside a buffer whose bytes around it hold a known value."""
+    buf = np.full(h * w * 3 + 64 + pad, 77, np.uint8)
+    start = (64 - buf.ctypes.data % 64) % 64
+    return buf, start, buf[start:start + h * w * 3].reshape(h, w, 3)
+
+
+@pytest.mark.parametrize("fmt", sorted(swscale.FORMATS))
+@pytest.mark.parametrize("w,h", [(640, 360), (1920, 1080), (176, 100), (720, 576), (48, 36), (48, 35)])
+def test_same_pixels_as_pyav_and_nothing_written_outside(fmt, w, h):
+    if h % 2 and fmt.endswith("420p"):
+        pytest.skip("odd heights of 4:2:0 frames are left to PyAV (see test_other_sizes_...)")
+    frame = av.VideoFrame.from_ndarray(photo(h, w), format="bgr24").reformat(format=fmt)
+    buf, start, out = guarded(h, w)
+    assert SCALER().convert(frame, out)
+    np.testing.assert_array_equal(out, frame.to_ndarray(format="bgr24"))
+    assert (buf[:start] == 77).all() and (buf[start + out.nbytes:] == 77).all()
+
+
+@pytest.mark.parametrize("pix_fmt,params", [
+    ("yuv420p", "colormatrix=bt709:colorprim=bt709:transfer=bt709"),  # an HD camera's tags
+    ("yuvj420p", ""),  # full range, as MJPEG and many RTSP cameras send
+    ("yuv420p", "colormatrix=bt709:fullrange=on"),
+])
+def test_tagged_colours_match_pyav(tmp_path, pix_fmt, params):
+    path = tmp_path / "tagged.mp4"
+    img = photo(360, 640)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"x264-params": params} if params else {})
+        stream.width, stream.height, stream.pix_fmt = 640, 360, pix_fmt
+        for _ in range(2):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format=pix_fmt)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    scaler = SCALER()
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            out_ = np.empty((360, 640, 3), np.uint8)
+            assert scaler.convert(frame, out_)
+            np.testing.assert_array_equal(out_, frame.to_ndarray(format="bgr24"))
+
+
+@pytest.mark.parametrize("fmt,w,h", [("yuv420p", 322, 40), ("yuv420p", 648, 40), ("yuv420p", 640, 99),
+                                     ("nv12", 640, 360)])
+def test_other_sizes_and_formats_are_left_to_pyav(fmt, w, h):
+    scaler = SCALER()
+    frame = av.VideoFrame.from_ndarray(photo(h, w), format="bgr24").reformat(format=fmt)
+    out = np.full((h, w, 3), 5, np.uint8)
+    assert not scaler.convert(frame, out) and (out == 5).all()
+    rgba = av.VideoFrame.from_ndarray(np.zeros((32, 64, 4), np.uint8), format="rgba")
+    assert not scaler.convert(rgba, np.empty((32, 64, 3), np.uint8))
+
+
+def test_one_scaler_follows_size_and_format_changes():
+    scaler = SCALER()
+    for fmt, (w, h) in [("yuv420p", (640, 360)), ("yuv444p", (320, 240)), ("yuv420p", (640, 360)), ("gray", (64, 48))]:
+        frame = av.VideoFrame.from_ndarray(photo(h, w), format="bgr24").reformat(format=fmt)
+        out = np.empty((h, w, 3), np.uint8)
+        assert scaler.convert(frame, out)
+        np.testing.assert_array_equal(out, frame.to_ndarray(format="bgr24"))
