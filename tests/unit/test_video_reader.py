@@ -108,7 +108,8 @@ def test_file_is_read_completely_in_order(clip):
 
 def test_drain_wakes_a_file_consumer_once_per_half_queue(clip):
     """drain(waker): every frame in order; after a wake-up a file's consumer finds at least half a
-    queue (4 of 8) ready, except for the last batch, which the end wakes."""
+    queue (4 of 8 small frames) ready, except for the last batch, which the end wakes. Frames of
+    WAKE_BYTES or more are handed over one by one, live sources' always."""
     reader = StreamReader(clip, ReaderOptions(queue_size=8))
     reader.start()
     woke = threading.Event()
@@ -127,6 +128,9 @@ def test_drain_wakes_a_file_consumer_once_per_half_queue(clip):
         frames.extend(got)
     assert [f.index for f in frames] == list(range(N))
     assert batches and all(n >= 4 for n in batches[:-1]), batches
+    assert reader._batch(1920 * 1080 * 3) == 1 and reader._batch(640 * 360 * 3) == 3
+    live = StreamReader("rtsp://127.0.0.1:9/x", ReaderOptions(queue_size=8))
+    assert live._wake_at == 1
 
 
 def test_block_policy_never_drops_with_a_slow_consumer(clip):

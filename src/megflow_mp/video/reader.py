@@ -19,8 +19,9 @@ Contracts:
   passes its shared-memory arena's, so a frame is written once and sent on without a copy).
 * ``drain(waker)`` is the non-blocking way (a hub task's): every queued frame at once, or ``[]`` and
   ``waker()`` called once when there is more: at the next frame of a live or paced (``realtime``)
-  source; for a file decoded at full speed when half the queue is filled (fewer thread wake-ups; the
-  decode thread never blocks before that); at the end in every case.
+  source; for a file decoded at full speed when about ``WAKE_BYTES`` of frames (at most half the
+  queue, at least one frame) are ready: fewer thread wake-ups for small frames, no extra frames in
+  flight for large ones; the decode thread never blocks before that; at the end in every case.
 * ``get`` returns frames in order, then ``None`` for good (file end, stop, error, gave up); it returns
   :data:`EMPTY` when ``timeout`` passed first. Frame ``index`` counts across reconnects.
 * ``on_state(state, detail)`` is called on every state change (and on each failed reconnect attempt,
@@ -50,6 +51,7 @@ from . import swscale
 
 log = logging.getLogger(__name__)
 
+WAKE_BYTES = 2 << 20  # a file's frames are handed to a drain() consumer in batches of about this size
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"})
 FINAL_STATES = frozenset({"finished", "stopped", "error"})
 
@@ -169,8 +171,8 @@ class StreamReader:
         self._stamps: deque = deque()  # monotonic times of recent decoded frames (for fps)
         self._thread: threading.Thread | None = None
         self._waker = None  # called once when frames or the end arrive after drain() found nothing
-        # a file decoded at full speed wakes its drain() consumer once per half queue, not per frame
-        self._wake_at = 1 if self.live or options.realtime else max(1, options.queue_size // 2)
+        # frames per wake-up of a drain() consumer; set by the first frame (see _batch)
+        self._wake_at = 1 if self.live or options.realtime else None
 
     # -- consumer side -------------------------------------------------------------------------
     def start(self) -> None:
@@ -367,6 +369,12 @@ class StreamReader:
                 if not self._put(Frame(data, self.frames_decoded, pts)):
                     return
 
+    def _batch(self, frame_bytes: int) -> int:
+        """Frames of a file decoded at full speed per consumer wake-up: small frames are handed over
+        in batches of up to half the queue (a wake-up costs more than decoding a 360p frame), large
+        ones (>= WAKE_BYTES) one by one (fewer frames in flight: less memory to touch)."""
+        return max(1, min(self.options.queue_size // 2, WAKE_BYTES // max(frame_bytes, 1)))
+
     def _put(self, frame: Frame) -> bool:
         with self._cond:
             if self._ended:  # stopped: nothing may follow the None that get() may have returned
@@ -386,6 +394,8 @@ class StreamReader:
                 self.frames_dropped += 1
             self._queue.append(frame)
             self._cond.notify_all()
+            if self._wake_at is None:
+                self._wake_at = self._batch(frame.data.nbytes)
             if len(self._queue) >= self._wake_at:
                 self._wake()
             return True
