@@ -238,7 +238,12 @@ class OrtModel(Model):
         except Exception as e:
             raise ModelError(f"{self.path}: onnxruntime cannot load it: {str(e).splitlines()[0]}") from None
         if self.device == "gpu" and "CUDAExecutionProvider" not in sess.get_providers():
-            self._no_gpu(f"onnxruntime has no CUDA provider here ({', '.join(ort.get_available_providers())})")
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                self._no_gpu("onnxruntime's CUDA provider did not start (no GPU, or CUDA 12 / cuDNN 9 "
+                             "libraries missing: see onnxruntime's error above)")
+            else:
+                self._no_gpu(f"this onnxruntime has no CUDA provider (install onnxruntime-gpu; it has "
+                             f"{', '.join(ort.get_available_providers())})")
         inp = sess.get_inputs()[0]
         self.input_name = inp.name
         self.input_shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
