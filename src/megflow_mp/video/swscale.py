@@ -30,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import re
+import threading
 
 log = logging.getLogger(__name__)
 
@@ -79,23 +80,25 @@ class _Lib:
 
 _lib: _Lib | None = None
 _tried = False
+_load_lock = threading.Lock()  # streams start on several threads at once
 
 
 def load():
     """:class:`DirectScaler` when PyAV's libswscale and libavutil are found and bound, else ``None``
     (looked for once per process)."""
     global _lib, _tried
-    if not _tried:
-        _tried = True
-        import av.video.reformatter  # noqa: F401 - maps PyAV's libswscale into this process
+    with _load_lock:
+        if not _tried:
+            _tried = True
+            import av.video.reformatter  # noqa: F401 - maps PyAV's libswscale into this process
 
-        paths = _loaded("swscale"), _loaded("avutil")
-        try:
-            if None in paths:
-                raise OSError("not mapped in this process")
-            _lib = _Lib(*paths)
-        except (OSError, AttributeError) as exc:
-            log.info("libswscale not usable (%s): frames are converted by PyAV, then copied", exc)
+            paths = _loaded("swscale"), _loaded("avutil")
+            try:
+                if None in paths:
+                    raise OSError("not mapped in this process")
+                _lib = _Lib(*paths)
+            except (OSError, AttributeError) as exc:
+                log.info("libswscale not usable (%s): frames are converted by PyAV, then copied", exc)
     return DirectScaler if _lib is not None else None
 
 
