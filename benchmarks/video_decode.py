@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     p.add_argument("files", nargs="+")
     args = p.parse_args(argv)
     out: dict = {}
-    workers = [threading.Thread(target=decode, args=(f, args.threads, args.convert, out, i)) for i, f in enumerate(args.files)]
+    workers = [threading.Thread(target=decode, args=(f, args.threads, args.convert, out, i))
+               for i, f in enumerate(args.files)]
     c0 = os.times()
     t0 = time.perf_counter()
     for w in workers:
