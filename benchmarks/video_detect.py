@@ -5,9 +5,9 @@ FILE on its own thread of this one process, as benchmarks/video_decode.py does (
 chosen by FFmpeg, the engine's BGR conversion into one reused array per file), and, as the app's
 nodes do, runs one shared :class:`megflow_mp.models.Detector` (``T`` onnxruntime threads, conf 0.3,
 416) on every ``K``-th frame of each file and feeds the detections to an
-:class:`megflow_mp.models.IouTracker` per file. Prints one JSON line: ``frames``, ``seconds`` (first ``av.open`` -> last frame done; interpreter start and
-model load excluded), ``rate``, ``per_file``, ``detected`` (frames detected) and ``cpu_s`` (this
-process over the same span).
+:class:`megflow_mp.models.IouTracker` per file. Prints one JSON line: ``frames``, ``seconds``
+(first ``av.open`` -> last frame done; interpreter start and model load excluded), ``rate``,
+``per_file``, ``detected`` (frames detected) and ``cpu_s`` (this process over the same span).
 """
 
 from __future__ import annotations
