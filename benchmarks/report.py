@@ -444,7 +444,8 @@ def _electric_bicycle(benches: list[dict]) -> list[str]:
     for v in ("decode", "detect"):
         if v in med:
             over = 1 - med["engine"] / med[v]
-            target = (f", target <= {100 * VIDEO_MAX_OVERHEAD:.0f}%: **{'met' if over <= VIDEO_MAX_OVERHEAD else 'MISSED'}**"
+            verdict = "met" if over <= VIDEO_MAX_OVERHEAD else "MISSED"
+            target = (f", target <= {100 * VIDEO_MAX_OVERHEAD:.0f}%: **{verdict}**"
                       if v == "decode" else " (no target: the share of the engine itself)")
             verdicts.append(f"- electric_bicycle: engine overhead {100 * over:.1f}% vs {BICYCLE_LABELS[v]}{target}")
     return out + ["Targets:", "", *verdicts, ""] if verdicts else out
