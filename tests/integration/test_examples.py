@@ -138,3 +138,18 @@ def test_examples_have_docs():
         assert init.read_text().lstrip().startswith('"""'), init
         config = (ROOT / "configs" / name / f"{name}.toml").read_text()
         assert config.startswith("#"), name
+
+
+def test_profile_env_writes_one_cprofile_per_worker(tmp_path):
+    """MEGFLOW_MP_PROFILE=DIR (made when missing) gets <graph>.<node>-<replica>.prof of every worker."""
+    import pstats
+
+    out = tmp_path / "not" / "yet"
+    env = {**_env(), "MEGFLOW_MP_PROFILE": str(out)}
+    args = _command() + ["run", "-c", "configs/demux/demux.toml", "-p", "plugins/demux"]
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    profiles = sorted(out.glob("*.prof"))
+    assert profiles, f"no profile written:\n{proc.stderr}"
+    for path in profiles:
+        assert pstats.Stats(str(path)).total_calls > 0, path

@@ -342,6 +342,7 @@ def worker_main(app, index: int, run_id: str, listener, supervisor: int, parent:
         if profile_dir:  # a cProfile of each worker, for performance work: <dir>/<node>-<replica>.prof
             import cProfile
 
+            os.makedirs(profile_dir, exist_ok=True)
             cProfile.runctx("worker.serve()", globals(), {"worker": worker},
                             os.path.join(profile_dir, f"{decl.replace('/', '.')}-{replica}.prof"))
         else:
