@@ -7,8 +7,7 @@ as a C-contiguous BGR array), and throws each frame away. ``--convert`` says how
 array: ``engine`` (default) is the engine's own conversion (megflow_mp.video.reader.BGRConverter: one
 swscale context per file, libswscale writing straight into the array) into ONE array per thread,
 reused for every frame, so nothing is allocated or kept: the least work that decodes and converts;
-``reuse`` converts with one PyAV ``VideoReformatter`` per file kept across frames (a view of PyAV's
-new frame, no copy); ``to_ndarray`` is PyAV's one-liner ``frame.to_ndarray(format="bgr24")``, which
+``to_ndarray`` is PyAV's one-liner ``frame.to_ndarray(format="bgr24")``, which
 builds and frees a swscale context (and its slice threads) for every frame. Prints one JSON
 line: ``frames`` (all files), ``seconds`` (from just before the first ``av.open`` to the last frame
 decoded; interpreter start and imports excluded), ``rate`` (frames / seconds), ``per_file`` and
@@ -27,22 +26,24 @@ import time
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from megflow_mp.video.reader import BGRConverter  # imported before the timed span
 
 def engine_converter():
     """The engine's frame -> BGR conversion, into one array per frame size, reused for every frame."""
     arrays: dict = {}
-    return BGRConverter(lambda shape, dtype: arrays.get(shape) if shape in arrays
-                        else arrays.setdefault(shape, np.empty(shape, dtype)))
+
+    def alloc(shape, dtype):
+        if shape not in arrays:
+            arrays[shape] = np.empty(shape, dtype)
+        return arrays[shape]
+
+    return BGRConverter(alloc)
 
 
 CONVERTERS = {
     "engine": engine_converter,
     "to_ndarray": lambda: lambda frame: frame.to_ndarray(format="bgr24"),
-    "reuse": lambda: (lambda r: lambda frame: r.reformat(frame, format="bgr24", threads=1).to_ndarray())(
-        VideoReformatter()),
 }
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from megflow_mp.video import swscale
-from tests.support.clips import data_dir
+from tests.support.clips import load_image
 
 SCALER = swscale.load()
 
@@ -22,8 +22,7 @@ def test_pyav_libraries_are_found_and_used_by_the_reader():
 def photo(h: int, w: int) -> np.ndarray:
     import cv2
 
-    img = cv2.imread(str(data_dir() / "coco" / "000000000139.jpg"))
-    return np.ascontiguousarray(cv2.resize(img, (w, h)))
+    return np.ascontiguousarray(cv2.resize(load_image("coco/000000000139.jpg"), (w, h)))
 
 
 def guarded(h: int, w: int, pad: int = 256):
