@@ -2,7 +2,8 @@
 
 Contract (as MegFlow): ``Envelope.pack(msg, info=None)`` builds one, ``info`` may be a dict with
 ``partial_id``, ``from_addr``, ``to_addr``, ``tag``, ``extra_data`` (and the internal
-``transfer_addr``); ``envelope.repack(msg)`` returns a new envelope with the same info. Sending an
+``transfer_addr`` and ``origin``: the HTTP server request it answers, kept by ``repack``, so a
+node that raises on it fails that request instead of ending); ``envelope.repack(msg)`` returns a new envelope with the same info. Sending an
 envelope moves it: any later use of the sent object raises :class:`EnvelopeMoved`.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_FIELDS = ("msg", "partial_id", "from_addr", "to_addr", "tag", "extra_data", "transfer_addr")
+_FIELDS = ("msg", "partial_id", "from_addr", "to_addr", "tag", "extra_data", "transfer_addr", "origin")
 _INFO = _FIELDS[1:]
 
 
@@ -24,7 +25,7 @@ class Envelope:
     __slots__ = _FIELDS
 
     def __init__(self, msg: Any = None, partial_id=None, from_addr=None, to_addr=None, tag=None,
-                 extra_data=None, transfer_addr=None):
+                 extra_data=None, transfer_addr=None, origin=None):
         self.msg = msg
         self.partial_id = partial_id
         self.from_addr = from_addr
@@ -32,6 +33,7 @@ class Envelope:
         self.tag = tag
         self.extra_data = extra_data
         self.transfer_addr = transfer_addr
+        self.origin = origin
 
     @staticmethod
     def pack(msg: Any, info: dict | None = None) -> "Envelope":
@@ -47,7 +49,7 @@ class Envelope:
     def repack(self, msg: Any) -> "Envelope":
         """A new envelope carrying ``msg`` with this envelope's info (routing is kept)."""
         return Envelope(msg, self.partial_id, self.from_addr, self.to_addr, self.tag, self.extra_data,
-                        self.transfer_addr)
+                        self.transfer_addr, self.origin)
 
     def info(self) -> dict:
         """The info fields as a dict (without ``msg``)."""
@@ -59,7 +61,7 @@ class Envelope:
 
     def to_tuple(self) -> tuple:
         return (self.msg, self.partial_id, self.from_addr, self.to_addr, self.tag, self.extra_data,
-                self.transfer_addr)
+                self.transfer_addr, self.origin)
 
     @staticmethod
     def from_tuple(t: tuple) -> "Envelope":

@@ -75,6 +75,11 @@ class NodeFailure:
     def describe(self) -> str:
         return f"node {self.node!r} ({self.instance}) failed with {self.exc_type}:\n{self.traceback.rstrip()}"
 
+    def summary(self) -> str:
+        """One line: the node and the exception (the traceback's last line), for a reply or a status."""
+        last = next((line for line in reversed(self.traceback.strip().splitlines()) if line.strip()), self.exc_type)
+        return f"node {self.node!r} failed: {last.strip()}"
+
 
 class AppFailed(MegFlowError):
     """The app ended because of node failures or dead workers; ``reasons`` lists each one."""

@@ -8,7 +8,8 @@ import pytest
 
 from megflow_mp.envelope import Envelope, EnvelopeMoved, MovedEnvelope, mark_moved
 
-INFO = {"partial_id": 3, "from_addr": 1, "to_addr": 2, "tag": "A", "extra_data": "x", "transfer_addr": 9}
+INFO = {"partial_id": 3, "from_addr": 1, "to_addr": 2, "tag": "A", "extra_data": "x", "transfer_addr": 9,
+        "origin": (0, 1)}
 
 
 def test_pack_without_info_has_empty_routing():

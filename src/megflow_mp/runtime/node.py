@@ -13,14 +13,17 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
+from collections import deque
 
 from ..errors import NodeFailure
 from ..registry import DICT, LIST
 from .channels import Inbox
 from .hub import Cancelled, Future
 from .ports import InputPort, OutputPort, RoutedOutputPort, close_dests, deliver
+from .threads import off_hub, run_on_hub
 
 log = logging.getLogger("megflow_mp")
+TOOK_MAX = 1024  # envelopes of one exec call an exception can be charged to
 
 
 class LazyResource:
@@ -63,6 +66,11 @@ class NodeInstance:
         self.threaded = decl.ntype.exclusive  # exclusive: exec runs on a thread of its own
         self.cancelled = False
         self._warned: set[str] = set()
+        # (partial_id, route, origin) of what ``exec`` received since it was last called: an exception
+        # there fails those envelopes' requests or subgraph instances when it can, instead of the node
+        self.took: deque = deque(maxlen=TOOK_MAX)
+        self.failed_routes: set[int] = set()
+        self.route_creators: dict[int, int] = {}
         ports = {p.name: self._input(p) for p in decl.ntype.inputs}
         self.outputs = {p.name: self._output(p) for p in decl.ntype.outputs}
         ports.update(self.outputs)
@@ -125,7 +133,8 @@ class NodeInstance:
                 yield port
 
     # -- shared-node routes --------------------------------------------------------------------------------
-    def install_route(self, r) -> None:
+    def install_route(self, r, creator: int) -> None:
+        self.route_creators[r.route] = creator
         need = self.route_inputs.setdefault(r.route, set())
         for chan, n in r.inputs.items():
             inbox = self.worker.inboxes[chan]
@@ -146,10 +155,15 @@ class NodeInstance:
         while self.pending_closes:
             route = self.pending_closes.pop(0)
             self.route_inputs.pop(route, None)
-            for port in self.routed.values():
-                dests = port.routes.pop(route, [])
-                close_dests(self.worker, [(d, d.route) for d in dests])
-                self.worker.forget({d.chan for d in dests if not d.shared})
+            self.route_creators.pop(route, None)
+            self.failed_routes.discard(route)
+            self._close_route(route)
+
+    def _close_route(self, route: int) -> None:
+        for port in self.routed.values():
+            dests = port.routes.pop(route, [])
+            close_dests(self.worker, [(d, d.route) for d in dests])
+            self.worker.forget({d.chan for d in dests if not d.shared})
 
     def deliver(self, dests, envelope) -> None:
         deliver(self.worker, dests, envelope)
@@ -188,36 +202,71 @@ class NodeInstance:
         self.end(done.wait())
 
     def loop(self):
-        """Call ``exec`` until the inputs ended; return the failure (as data) or None."""
-        failure = None
-        try:
-            if not self.inboxes:
-                self.obj.exec()
-            elif len(self.inboxes) == 1:
-                inbox = self.inboxes[0]
-                while True:
-                    self.obj.exec()
-                    if self.pending_closes:
-                        self.flush_barriers()
-                    if inbox.closed and inbox.eof_seen and not inbox.queue:
-                        break
-            else:
-                inboxes = self.inboxes
-                while True:
-                    self.obj.exec()
-                    if self.pending_closes:
-                        self.flush_barriers()
-                    if all(i.finished() for i in inboxes):
-                        break
-        except Cancelled:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - a plugin failure ends this node only
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            failure = NodeFailure(self.path, f"instance {self.inst}", type(exc).__name__, tb)
-            if self.creator != self.worker.supervisor:  # the supervisor prints the static ones
+        """Call ``exec`` until the inputs ended; return the failure (as data) or None.
+
+        An exception on envelopes that can fail alone (see :meth:`contain`) is reported for them and
+        ``exec`` goes on being called; any other ends the node."""
+        while True:
+            try:
+                self._exec_all()
+                return None
+            except Cancelled:
+                return None
+            except BaseException as exc:  # noqa: BLE001 - a plugin failure ends this node only
+                tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                failure = NodeFailure(self.path, f"instance {self.inst}", type(exc).__name__, tb)
+                contained = isinstance(exc, Exception) and self.contain(failure)
+                del exc
+                if not contained:
+                    if self.creator != self.worker.supervisor:  # the supervisor prints the static ones
+                        log.error("%s", failure.describe())
+                    return failure
                 log.error("%s", failure.describe())
-            del exc
-        return failure
+
+    def _exec_all(self) -> None:
+        took = self.took
+        if not self.inboxes:
+            self.obj.exec()
+        elif len(self.inboxes) == 1:
+            inbox = self.inboxes[0]
+            while True:
+                took.clear()
+                self.obj.exec()
+                if self.pending_closes:
+                    self.flush_barriers()
+                if inbox.closed and inbox.eof_seen and not inbox.queue:
+                    break
+        else:
+            inboxes = self.inboxes
+            while True:
+                took.clear()
+                self.obj.exec()
+                if self.pending_closes:
+                    self.flush_barriers()
+                if all(i.finished() for i in inboxes):
+                    break
+
+    def contain(self, failure: NodeFailure) -> bool:
+        """Fail only what ``exec`` received in the call that raised, when each of those envelopes
+        can fail alone: an HTTP request (its ``origin``) is answered with the error; in a shared
+        node, a dynamic subgraph instance (its route) gets the error and this node serves it no
+        more. Returns False (the node ends) when nothing was received or one envelope has neither."""
+        if self.threaded and off_hub(self.hub):
+            return run_on_hub(self.hub, self.contain, failure)
+        took = list(self.took)
+        self.took.clear()
+        supervisor = self.worker.supervisor
+        if not took or not all(origin is not None or (self.shared and self.route_creators.get(route, supervisor)
+                                                      != supervisor) for _, route, origin in took):
+            return False
+        for pid, route, origin in took:
+            if origin is not None:
+                self.worker.control(origin[0], "request_failed", origin[1], pid, failure)
+            elif route not in self.failed_routes:
+                self.failed_routes.add(route)
+                self._close_route(route)  # the instance's nodes after this one see the end
+                self.worker.control(self.route_creators[route], "route_failed", route, failure)
+        return True
 
     def end(self, failure=None) -> None:
         if self.ended:

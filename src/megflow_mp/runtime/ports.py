@@ -35,6 +35,10 @@ class InputPort:
                 if type(item) is Flush:
                     self.node.on_flush(item.route, inbox.chan)
                     return None
+                node = self.node
+                if node.failed_routes and item[6] in node.failed_routes:
+                    continue  # the rest of a subgraph instance whose envelope this shared node failed on
+                node.took.append((item[1], item[6], item[7]))
                 return Envelope.from_tuple(item)
             if inbox.closed:
                 inbox.eof_seen = True
@@ -54,8 +58,10 @@ class InputPort:
         if node.pending_closes:
             node.flush_barriers()
         queue = self.inbox.queue
-        if queue and type(queue[0][1]) is tuple:  # fast path: a message is waiting
-            return Envelope(*self.inbox.take())
+        if queue and type(queue[0][1]) is tuple and not node.failed_routes:  # fast path: a message is waiting
+            item = self.inbox.take()
+            node.took.append((item[1], item[6], item[7]))
+            return Envelope(*item)
         return self._next()
 
     def batch_recv(self, n: int, timeout_ms: float | int) -> tuple[list, bool]:
@@ -157,6 +163,9 @@ class RoutedOutputPort:
         if node.threaded and off_hub(node.hub):
             return run_on_hub(node.hub, self.send, envelope, cancelled=node.is_cancelled)
         dests = self.routes.get(envelope.transfer_addr)
+        if dests is None and envelope.transfer_addr in node.failed_routes:
+            mark_moved(envelope)  # that instance got this node's error: nothing more goes to it
+            return
         if dests is None:
             self.node.warn_once(f"shared node {self.node.path!r} port {self.name!r}: no subgraph instance "
                                 f"{envelope.transfer_addr!r} is connected; envelope dropped (use envelope.repack "

@@ -6,8 +6,10 @@ starts them, and reports each node's end to the instance's creator. Control mess
 tuples inside CTRL records:
 
 ``install(top, creator, items)`` -> ``installed(top, proc, error)``; ``start(top)``; ``destroy(top)``;
-``ended(top, path, failure)`` to the creator; ``drain`` (stop sources), ``close_shared`` (app end),
-``exit``; ``wake(future_id, value)`` for cross-process futures.
+``ended(top, path, failure)`` to the creator; ``route_failed(top, failure)`` to the creator (a shared
+node raised on an envelope of that instance and serves it no more); ``request_failed(key, partial_id,
+failure)`` to an HTTP server's process (a node raised on its request); ``drain`` (stop sources),
+``close_shared`` (app end), ``exit``; ``wake(future_id, value)`` for cross-process futures.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Child:
         self.exits: dict = {}  # graph output name -> Inbox in the creator's process
         self.ended: set = set()
         self.failures: list[NodeFailure] = []
+        self.on_failure = None  # called (on the hub) with each failure as it is reported
 
 
 class Worker:
@@ -66,6 +69,7 @@ class Worker:
         self.children: dict[int, Child] = {}
         self.installing: dict[int, tuple] = {}
         self.futures: dict[int, Future] = {}
+        self.requesters: dict[int, object] = {}  # key -> fail(partial_id, failure) of an HTTP server here
         self._future_ids = itertools.count(1)
         self.ids = IdAllocator(index)
         self.exiting = False
@@ -132,7 +136,7 @@ class Worker:
                             self.scope_top[b.scope] = top
                     built.append(NodeInstance(self, item, decl, creator))
                 elif isinstance(item, RouteSpec):
-                    self.shared_node.install_route(item)
+                    self.shared_node.install_route(item, creator)
         except Exception as exc:  # noqa: BLE001 - reported to the creator as data
             for node in built:
                 node.end()
@@ -259,9 +263,31 @@ class Worker:
             return
         child.ended.add((src, path))  # a set: a restarted host reports its nodes' ends again
         if failure is not None:
-            child.failures.append(failure)
+            self._child_failed(child, failure)
         if len(child.ended) >= child.expected:
             self._finish(top, child)
+
+    def on_route_failed(self, src, top, failure) -> None:
+        child = self.children.get(top)
+        if child is not None:
+            self._child_failed(child, failure)
+
+    def _child_failed(self, child: Child, failure) -> None:
+        child.failures.append(failure)
+        if child.on_failure is not None:
+            child.on_failure(failure)
+
+    def add_requester(self, fail) -> tuple[int, int]:
+        """Register an HTTP server's ``fail(partial_id, failure)``; returns the ``origin`` its
+        requests carry, so that a node raising on one reports it here."""
+        key = len(self.requesters)
+        self.requesters[key] = fail
+        return (self.index, key)
+
+    def on_request_failed(self, src, key, partial_id, failure) -> None:
+        fail = self.requesters.get(key)
+        if fail is not None:
+            fail(partial_id, failure)
 
     def _finish(self, top: int, child: Child) -> None:
         del self.children[top]

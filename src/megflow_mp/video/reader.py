@@ -230,13 +230,14 @@ class StreamReader:
         if waker is not None:
             waker()
 
-    def stop(self) -> None:
-        """Stop decoding; ``get`` then returns what is queued, then ``None``. Bounded join."""
+    def stop(self, wait: bool = True) -> None:
+        """Stop decoding; ``get`` then returns what is queued, then ``None``. Bounded join of the
+        decode thread unless ``wait`` is False (a caller that must not block: it ends on its own)."""
         self._stop.set()
         self._set_state("stopped", None)
         self._end()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if wait and thread is not None and thread is not threading.current_thread():
             thread.join(max(self.options.open_timeout, self.options.read_timeout) + 1.0)
             if thread.is_alive():
                 log.warning("video reader %s: decode thread still blocked in PyAV; left to exit", self.url)

@@ -10,7 +10,9 @@ Threads and tasks of a stream, all in the creator node's worker:
   what happens to frames meanwhile (block for files, drop-oldest for live sources);
 - a hub task collects what the instance sends out of its graph output (the stream's messages).
 When the reader ends (file end, stop, gave up) the instance's input is closed; frames already
-queued are processed, the instance ends, and ``done`` is set.
+queued are processed, the instance ends, and ``done`` is set. When a node of the instance raises
+(or a shared node raises on one of its frames) the stream is ``error`` with that failure as its
+reason, decoding stops and the instance ends; other streams are not touched.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class Stream:
         graph = self.dyn.types[0]
         exits = {self.results: self.node.spec.dynamic[self.results_port].cap} if self.results else None
         self.child = self.worker.create_instance(graph, f"{path}#{self.id}", self.dyn, exits=exits)
+        self.child.on_failure = self._failed
+        self._fed = Future(self.hub)
         self.entry = self.child.plan.entry[self.dyn.port]
         self.route = next((d.route for d in self.entry if d.shared), None)
         self._collected = Future(self.hub) if self.results else None
@@ -104,7 +108,19 @@ class Stream:
         frames.clear()  # the frames' arrays are the pipeline's now: hold no reference to them
 
     def _close_input(self) -> None:
-        close_dests(self.worker, [(d, d.route) for d in self.entry])
+        if not self.child.done.done:  # an instance that already ended (it failed) has no input left
+            close_dests(self.worker, [(d, d.route) for d in self.entry])
+
+    def _failed(self, failure) -> None:
+        self._fail(failure.summary())
+
+    def _fail(self, reason: str) -> None:
+        """The stream ends with ``reason`` (on the hub, never blocking): its decoding stops."""
+        if self.state != "error":
+            self.state, self.reason = "error", reason
+            log.error("stream %d (%s): %s", self.id, self.url, reason)
+        if self.reader is not None:
+            self.reader.stop(wait=False)
 
     def _collect(self, inbox) -> None:
         port = InputPort(self.node, inbox, f"{self.results}#{self.id}")
@@ -119,9 +135,12 @@ class Stream:
             self._collected.set(None)
 
     def _wait_done(self) -> None:
-        self.child.done.wait()
+        failures = self.child.done.wait()
+        if failures:
+            self._fail(failures[0].summary())
         if self._collected is not None:  # results may still cross shared nodes after the instance's nodes ended
             self._collected.wait()
+        self._fed.wait()
         if self.state in ("running", "starting", "reconnecting"):
             self.state = "stopped" if self.stopped else "finished"
         r = self.reader
@@ -144,8 +163,7 @@ class Stream:
                     continue
                 self._send_all(frames)  # may park on credits: backpressure reaches the reader's queue
         except Exception as exc:  # noqa: BLE001 - the stream ends with the reason, the app goes on
-            self.state, self.reason = "error", f"{type(exc).__name__}: {exc}"
-            log.error("stream %d (%s): %s", self.id, self.url, self.reason)
-            reader.stop()
+            self._fail(f"{type(exc).__name__}: {exc}")
         finally:
             self._close_input()
+            self._fed.set(None)
