@@ -6,7 +6,9 @@ node); serving starts when the node starts. Requests are turned into envelopes a
 graph by tasks on the worker's hub (never blocking the event loop); the node's ``exec`` receives
 the results on the hub and :meth:`FrontDoor.deliver` hands each to the request that waits for it,
 matched by ``partial_id``. A request that gets no result within ``timeout`` seconds is answered
-504; at most ``max_inflight`` requests are in the graph at once (more wait their turn).
+504; at most ``max_inflight`` requests are in the graph at once (more wait their turn). With an
+``origin`` (see :meth:`Worker.add_requester`), requests carry it through the graph: a node that
+raises on one reports it back (:meth:`FrontDoor.fail`) and the request raises :class:`RequestFailed`.
 
 Drain (Ctrl-C): the server stops accepting, the requests already in the graph are answered, then
 the node ends.
@@ -30,10 +32,16 @@ class FrontDoorError(MegFlowError):
     """The server cannot listen (address in use, bad host) or failed to start."""
 
 
+class RequestFailed(MegFlowError):
+    """A node raised on this request; ``str()`` names the node and its exception."""
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0: any free one); FrontDoorError if impossible."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio turns Nagle off only on connections whose socket says TCP,
+    # and with Nagle on every request after the first on a keep-alive connection waits ~40 ms
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -62,6 +70,7 @@ class FrontDoor:
         self.send = None
         self._limit: asyncio.Semaphore | None = None
         self.accepting = True
+        self.origin = None  # stamped on every request's envelope when nodes may fail it alone
 
     # -- life cycle (hub side) ---------------------------------------------------------------------------
     def start(self, app, hub, send) -> None:
@@ -113,14 +122,21 @@ class FrontDoor:
         self.loop.call_soon_threadsafe(_resolve, fut, envelope)
         return True
 
+    def fail(self, partial_id, failure) -> None:
+        """A node raised on request ``partial_id`` (on the hub): it raises RequestFailed."""
+        fut = self.pending.pop(partial_id, None)
+        if fut is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(_reject, fut, RequestFailed(failure.summary()))
+
     # -- requests (event-loop side) ------------------------------------------------------------------------
     async def request(self, msg, extra_data=None) -> Envelope:
-        """Send ``msg`` into the graph and wait for its result; raises TimeoutError after ``timeout``."""
+        """Send ``msg`` into the graph and wait for its result; raises TimeoutError after ``timeout``,
+        RequestFailed when a node raised on it."""
         async with self._limit:
             pid = next(self.ids)
             fut = self.loop.create_future()
             self.pending[pid] = fut
-            envelope = Envelope.pack(msg, info={"partial_id": pid, "extra_data": extra_data})
+            envelope = Envelope.pack(msg, info={"partial_id": pid, "extra_data": extra_data, "origin": self.origin})
             self.hub.call_soon_threadsafe(self.hub.spawn, self.send, envelope)
             try:
                 return await asyncio.wait_for(fut, self.timeout)
@@ -134,3 +150,8 @@ class FrontDoor:
 def _resolve(fut: asyncio.Future, value) -> None:
     if not fut.done():
         fut.set_result(value)
+
+
+def _reject(fut: asyncio.Future, exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
