@@ -1,14 +1,18 @@
-"""``megflow-mp``: run, check or draw an app.
+"""The command line: ``megflow-mp`` and MegFlow's own ``megflow_run`` / ``megflow_quickstart``.
 
 ::
 
-    megflow-mp run   [-c CONFIG] -p PLUGINS [-m PATH ...] [--dynamic VARS.toml]
-    megflow-mp check [-c CONFIG] -p PLUGINS ...      # exit 0 when config and plugins are valid
-    megflow-mp dump  [-c CONFIG] -p PLUGINS -o graph.svg|.png|.dot
+    megflow-mp run   CONFIG [-p PLUGINS ...] [-m PATH ...] [--dynamic VARS.toml] [--drain-timeout S]
+    megflow-mp check CONFIG ...                # exit 0 when config, plugins and model files are usable
+    megflow-mp dump  CONFIG ... [-o graph.svg|.png|.dot]   # default: <config>.svg beside the config
+    megflow-mp selfcheck                       # the bundled logical_test: prints "logical_test pass"
+    megflow-mp quickstart [--path P --type T ...]          # create a project (MegFlow's quickstart)
+    megflow_run -p PLUGINS [-c CONFIG] [-m PATH] [--dynamic VARS] [--dump]   # MegFlow's flags
 
-Without ``-c`` the config is ``<PLUGINS>/<dirname>.toml`` (MegFlow's rule). Every user error is
-printed as one clear message (file, field, reason) with exit code 1 and no engine traceback; a
-plugin that fails to import is shown with its own traceback, which is what its author needs.
+Which config and which plugin directories: :mod:`megflow_mp.project` (``-p`` overrides the config's
+``plugins``; MegFlow's ``-p DIR`` alone means ``DIR/<dirname>.toml``). Every user error is printed as
+one clear message (file, field, reason) with exit code 1 and no engine traceback; a plugin that fails
+to import is shown with its own traceback, which is what its author needs.
 """
 
 from __future__ import annotations
@@ -18,66 +22,160 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import load_config
-from .errors import MegFlowError
-from .graph import build_app
-from .plugins import load_registry
+from . import __version__
+from .errors import MegFlowError, UsageError
+
+_COMMANDS = (("run", "run an app"), ("check", "validate config, plugins and model files without running"),
+             ("dump", "draw the built graph"))
+
+
+def _app_arguments(s: argparse.ArgumentParser, megflow_run: bool = False) -> None:
+    if not megflow_run:
+        s.add_argument("config_pos", nargs="?", metavar="CONFIG", help="graph config (.toml)")
+    s.add_argument("-c", "--config", help="graph config (default: <plugin dir>/<dirname>.toml)")
+    s.add_argument("-p", "--plugin", action="append", default=[],
+                   help="plugin directory, repeatable (default: the config's `plugins`, else the config's "
+                        "own directory when it holds .py files)")
+    s.add_argument("-m", "--module-path", "--module_path", action="append", default=[],
+                   help="extra import path (repeatable)")
+    s.add_argument("--dynamic", help="TOML file of variables for a templated config")
+
+
+def _run_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--drain-timeout", type=float, default=30.0,
+                   help="seconds Ctrl-C/SIGTERM waits for queued work before stopping (default 30)")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="megflow-mp", description="Run MegFlow graphs on processes and shared memory.")
+    p.add_argument("--version", action="version", version=f"megflow-mp {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, text in (("run", "run an app"), ("check", "validate config and plugins without running"),
-                       ("dump", "draw the built graph")):
-        s = sub.add_parser(name, help=text)
-        s.add_argument("-c", "--config", help="graph config (default: <plugin dir>/<dirname>.toml)")
-        s.add_argument("-p", "--plugin", required=True, help="plugin directory (its .py files and packages are imported)")
-        s.add_argument("-m", "--module-path", action="append", default=[], help="extra import path (repeatable)")
-        s.add_argument("--dynamic", help="TOML file of variables for a templated config")
+    for name, text in _COMMANDS:
+        s = sub.add_parser(name, help=text, description=text)
+        _app_arguments(s)
         if name == "run":
-            s.add_argument("--drain-timeout", type=float, default=30.0,
-                           help="seconds Ctrl-C/SIGTERM waits for queued work before stopping (default 30)")
+            _run_arguments(s)
         if name == "dump":
-            s.add_argument("-o", "--output", required=True, help="output file: .svg, .png or .dot")
+            s.add_argument("-o", "--output", help="output file: .svg, .png or .dot (default: <config>.svg)")
+    sub.add_parser("selfcheck", help="run the bundled logical_test (the engine's self-check)",
+                   description="Run the bundled logical_test graph; prints 'logical_test pass'.")
+    # its own parser (megflow_mp.quickstart) reads the rest of the line: see main()
+    sub.add_parser("quickstart", help="create a new app project from a template (see: quickstart --help)",
+                   add_help=False)
     return p
 
 
-def config_path(args) -> Path:
-    if args.config:
-        return Path(args.config)
-    plugin = Path(args.plugin)
-    return plugin / f"{plugin.resolve().name}.toml"
+def _megflow_run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="megflow_run", description="Run a MegFlow graph (megflow-mp, MegFlow's flags).")
+    p.add_argument("--version", action="version", version=f"megflow_run {__version__} (megflow-mp)")
+    _app_arguments(p, megflow_run=True)
+    _run_arguments(p)
+    p.add_argument("--dump", action="store_true", help="write the graph picture beside the config, then run")
+    return p
 
 
-def load_app(args):
-    """Config + plugins -> :class:`~megflow_mp.graph.App`; raises MegFlowError subclasses."""
-    path = config_path(args)
-    config = load_config(path, dynamic=args.dynamic)
-    registry = load_registry(args.plugin, args.module_path)
-    return build_app(config, registry, str(path))
+def _sources(args) -> tuple[str | None, list[str]]:
+    """``(config, plugin dirs)`` from the parsed arguments.
+
+    A ``-p`` that names a ``.toml`` file is taken as the config when none is given (MegFlow's own
+    quickstart README writes ``megflow_run -p app/config.toml -p app``); two different configs are
+    an error, never a silent choice.
+    """
+    configs = [c for c in (getattr(args, "config_pos", None), args.config) if c]
+    plugins = []
+    for p in args.plugin:
+        (configs if p.endswith(".toml") and Path(p).is_file() else plugins).append(p)
+    if len({str(Path(c).resolve()) for c in configs}) > 1:
+        raise UsageError(f"several configs given ({', '.join(configs)}): name one")
+    return (configs[0] if configs else None), plugins
+
+
+def _load(args):
+    from .project import load_app
+
+    config, plugins = _sources(args)
+    return load_app(config, plugins, args.module_path, dynamic=args.dynamic)
+
+
+def _check_files(app) -> None:
+    """Model files named by node arguments must exist (what would otherwise fail only at ``run``)."""
+    from .graph import check_model_files
+
+    check_model_files(app)
+
+
+def _dump(app, path: Path, output: str | None) -> str:
+    from .dump import write_graph
+
+    out = output or str(path.with_suffix(".svg"))
+    write_graph(app, out)
+    return out
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="[megflow-mp] %(levelname)s %(message)s", stream=sys.stderr)
+
+
+def _run(app, drain_timeout: float) -> int:
+    from .supervisor import run_app
+
+    return run_app(app, drain_timeout=drain_timeout)
+
+
+def selfcheck() -> int:
+    """Run the bundled logical_test; it prints ``logical_test pass`` when the engine works."""
+    from .project import load_app
+    from .selfcheck import LOGICAL_TEST
+
+    app, _, _ = load_app(LOGICAL_TEST / "logical_test.toml", [LOGICAL_TEST])
+    return _run(app, 30.0)
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["quickstart"]:
+        return megflow_quickstart(argv[1:])
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[megflow-mp] %(levelname)s %(message)s", stream=sys.stderr)
+    _logging()
     try:
-        app = load_app(args)
+        if args.command == "selfcheck":
+            return selfcheck()
+        app, path, dirs = _load(args)
         if args.command == "check":
-            print(f"{config_path(args)}: ok ({len(app.procs)} worker processes, "
-                  f"{len(app.templates)} graphs, {len(app.registry.nodes)} node types)")
+            _check_files(app)
+            plugins = ", ".join(str(d) for d in dirs) or "built-in node types only"
+            print(f"{path}: ok ({len(app.procs)} worker processes, {len(app.templates)} graphs, "
+                  f"{len(app.registry.nodes)} node types; plugins: {plugins})")
             return 0
         if args.command == "dump":
-            from .dump import write_graph
-
-            write_graph(app, args.output)
-            print(f"wrote {args.output}")
+            print(f"wrote {_dump(app, path, args.output)}")
             return 0
-        from .supervisor import run_app
-
-        return run_app(app, drain_timeout=args.drain_timeout)
+        return _run(app, args.drain_timeout)
     except MegFlowError as exc:
         print(f"megflow-mp: error: {exc}", file=sys.stderr)
         return 1
+
+
+def megflow_run(argv=None) -> int:
+    """MegFlow's ``megflow_run``: ``-p`` (plugins; the config defaults to ``<dir>/<dirname>.toml``),
+    ``-c``, ``-m``, ``--dynamic``, ``--dump`` (the graph picture beside the config, then run)."""
+    args = _megflow_run_parser().parse_args(argv)
+    _logging()
+    try:
+        app, path, _ = _load(args)
+        if args.dump:
+            print(f"wrote {_dump(app, path, None)}")
+        return _run(app, args.drain_timeout)
+    except MegFlowError as exc:
+        print(f"megflow_run: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def megflow_quickstart(argv=None) -> int:
+    """MegFlow's ``megflow_quickstart``: the same as ``megflow-mp quickstart``."""
+    from .quickstart import main as quickstart_main
+
+    return quickstart_main(argv)
 
 
 if __name__ == "__main__":

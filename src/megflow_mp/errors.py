@@ -35,6 +35,10 @@ class ConfigError(MegFlowError):
         return f"{where}: {self.message}"
 
 
+class UsageError(MegFlowError):
+    """The command line (or a ``Graph(...)`` call) names no usable config or plugin directory."""
+
+
 class PluginError(MegFlowError):
     """A plugin module failed to import, or a plugin object is not usable.
 

@@ -10,6 +10,8 @@ TOML path of the offending field.
 
 from __future__ import annotations
 
+import inspect
+import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -140,6 +142,10 @@ class _Builder:
         args = MappingProxyType({"name": node.name, **args})
         if isinstance(t, tuple):
             return SubDecl(node.name, t, args, tuple(node.res))
+        unusable = None if t.builtin else _unusable_class(t.factory)
+        if unusable:
+            where = f" ({t.file})" if t.file else ""
+            self.fail(f"node type {t.name!r}{where} cannot be used: {unusable}", f"{path}.ty")
         return LeafDecl(f"{graph}/{node.name}", graph, node.name, t, args, node.cloned, tuple(node.res), restart)
 
     # -- ports --------------------------------------------------------------------------------
@@ -269,6 +275,41 @@ def _reachable(templates: dict, main: str) -> list[str]:
         for s in templates[name].subs.values():
             stack.extend(s.types)
     return seen
+
+
+def _unusable_class(factory) -> str | None:
+    """Why ``factory`` cannot be a node (no ``exec``, no ``(name, args)`` constructor), or None."""
+    if not callable(getattr(factory, "exec", None)):
+        return "it has no exec() method"
+    try:
+        inspect.signature(factory).bind("name", {})
+    except TypeError as exc:
+        return f"it cannot be built as {getattr(factory, '__name__', 'cls')}(name, args): {exc}"
+    except ValueError:  # no signature to read (a builtin type): nothing to check
+        pass
+    return None
+
+
+MODEL_SUFFIXES = (".onnx", ".mge")
+
+
+def check_model_files(app: App) -> None:
+    """Raise ``ConfigError`` at the argument for a model file (``.onnx``/``.mge``) named by a node or
+    resource of ``app`` that does not exist (relative paths are from the working directory, as the
+    model loaders read them)."""
+    config = app.config
+    tables = [(f"nodes[{i}]", n.args) for i, n in enumerate(config.nodes)]
+    tables += [(f"resources[{i}]", r.args) for i, r in enumerate(config.resources)]
+    tables += [(f"graphs[{g}].nodes[{i}]", n.args) for g, graph in enumerate(config.graphs)
+               for i, n in enumerate(graph.nodes)]
+    tables += [(f"graphs[{g}].resources[{i}]", r.args) for g, graph in enumerate(config.graphs)
+               for i, r in enumerate(graph.resources)]
+    for where, args in tables:
+        for key, value in args.items():
+            if isinstance(value, str) and value.endswith(MODEL_SUFFIXES) and not os.path.isfile(value):
+                file, path = config.locate(f"{where}.{key}", app.file)
+                hint = "" if os.path.isabs(value) else f" (relative to the working directory {os.getcwd()})"
+                raise ConfigError(f"model file not found: {value}{hint}", file=file, path=path)
 
 
 def build_app(config: Config, registry: Registry, file: str = "<config>") -> App:

@@ -1,4 +1,4 @@
-"""Import the plugins of an app (``-p DIR``) and build its Registry.
+"""Import the plugins of an app (``-p DIR``, repeatable) and build its Registry.
 
 Contract: every ``.py`` file and every package directly under the plugin directory is imported
 (a directory that is itself a package is imported as that package, with its submodules).
@@ -89,9 +89,17 @@ def import_plugins(plugin_dir: str | os.PathLike, module_path: list[str] | None 
     return names
 
 
-def load_registry(plugin_dir: str | os.PathLike | None, module_path: list[str] | None = None) -> Registry:
-    """The built-in types plus every type the plugins under ``plugin_dir`` register."""
+def load_registry(plugin_dirs, module_path: list[str] | None = None) -> Registry:
+    """The built-in types plus every type that the plugins under ``plugin_dirs`` register.
+
+    ``plugin_dirs``: one directory, a sequence of them (imported in order; a type registered by two
+    of them is a ``PluginError``), or None.
+    """
     reg = builtin_registry()
-    if plugin_dir is not None:
+    if plugin_dirs is None:
+        return reg
+    if isinstance(plugin_dirs, (str, os.PathLike)):
+        plugin_dirs = [plugin_dirs]
+    for plugin_dir in plugin_dirs:
         reg.add_modules(import_plugins(plugin_dir, module_path))
     return reg

@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 import sys
 import textwrap
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
 
 from tests.support.isolation import isolated_imports  # noqa: F401
 
-from megflow_mp.cli import config_path, main
+from megflow_mp.cli import main, megflow_run
+from megflow_mp.project import config_file
 from megflow_mp.registry import builtin_registry
 
 BUILTINS = len(builtin_registry().nodes)
@@ -98,7 +98,7 @@ def test_check_prints_the_summary_and_exits_0(tmp_path, capsys):
     code, out, err = run(capsys, "check", "-p", pkg)
     assert code == 0
     assert out == (f"{pkg / (pkg.name + '.toml')}: ok (4 worker processes, 1 graphs, "
-                   f"{BUILTINS + 1} node types)\n")
+                   f"{BUILTINS + 1} node types; plugins: {pkg})\n")
     assert "Traceback" not in err
 
 
@@ -126,16 +126,14 @@ def test_check_imports_module_path_entries(tmp_path, capsys):
 
 
 def test_default_config_is_dirname_toml_inside_the_plugin_dir(tmp_path):
-    args = Namespace(config=None, plugin=str(tmp_path / "myapp"))
-    assert config_path(args) == tmp_path / "myapp" / "myapp.toml"
-    args = Namespace(config=str(tmp_path / "x.toml"), plugin=str(tmp_path / "myapp"))
-    assert config_path(args) == tmp_path / "x.toml"
+    assert config_file(None, [str(tmp_path / "myapp")]) == tmp_path / "myapp" / "myapp.toml"
+    assert config_file(str(tmp_path / "x.toml"), [str(tmp_path / "myapp")]) == tmp_path / "x.toml"
 
 
 def test_default_config_uses_the_real_dirname(tmp_path, monkeypatch):
     (tmp_path / "myapp").mkdir()
     monkeypatch.chdir(tmp_path / "myapp")
-    assert config_path(Namespace(config=None, plugin=".")) == Path(".") / "myapp.toml"
+    assert config_file(None, ["."]) == Path(".") / "myapp.toml"
 
 
 def test_missing_default_config_names_the_expected_file(tmp_path, capsys):
@@ -196,11 +194,9 @@ def test_missing_plugin_dir(tmp_path, capsys):
     assert message == f"{tmp_path / 'nope'}: plugin directory {str(tmp_path / 'nope')!r} does not exist"
 
 
-def test_missing_plugin_option_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["check"])
-    assert exc.value.code == 2
-    assert "-p/--plugin" in capsys.readouterr().err
+def test_no_config_and_no_plugin_dir_is_a_user_error(capsys):
+    message = assert_user_error(*run(capsys, "check"))
+    assert message.startswith("no config file given (no plugin directory): name one")
 
 
 # --- dump ---------------------------------------------------------------------------------------------------
@@ -224,10 +220,13 @@ def test_dump_to_an_unknown_format_is_a_user_error(tmp_path, capsys):
     assert not (tmp_path / "x.txt").exists()
 
 
-def test_dump_requires_an_output(tmp_path):
-    with pytest.raises(SystemExit) as exc:
-        main(["dump", "-p", str(tmp_path)])
-    assert exc.value.code == 2
+def test_dump_without_an_output_writes_an_svg_beside_the_config(tmp_path, capsys):
+    pkg = write_app(tmp_path, {"nodes.py": PLUGIN})
+    code, out, err = run(capsys, "dump", pkg / f"{pkg.name}.toml")
+    assert code == 0, err
+    target = pkg / f"{pkg.name}.svg"
+    assert out == f"wrote {target}\n"
+    assert "<svg" in target.read_text()
 
 
 # --- --dynamic ---------------------------------------------------------------------------------------------
@@ -267,3 +266,169 @@ def test_missing_dynamic_file_is_a_user_error(tmp_path, capsys):
     pkg = write_app(tmp_path, {"nodes.py": PLUGIN}, config=TEMPLATE)
     message = assert_user_error(*run(capsys, "check", "-p", pkg, "--dynamic", tmp_path / "vars.toml"))
     assert message == f"{tmp_path / 'vars.toml'}: variables file not found"
+
+
+# --- which plugins: -p, the config's `plugins`, the config's own directory ---------------------------------
+
+
+def test_config_alone_finds_plugins_named_in_it_from_any_directory(tmp_path, capsys, monkeypatch):
+    pkg = write_app(tmp_path / "plugins", {"nodes.py": PLUGIN}, config=None)
+    conf = tmp_path / "configs" / "app" / "app.toml"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(f'plugins = ["../../plugins/{pkg.name}"]\n' + CONFIG)
+    monkeypatch.chdir(tmp_path / "configs")
+    code, out, err = run(capsys, "check", "app/app.toml")
+    assert code == 0, err
+    assert out.endswith(f"plugins: {Path('..') / 'plugins' / pkg.name})\n")
+
+
+def test_plugins_named_by_an_included_file_are_relative_to_that_file(tmp_path, capsys):
+    pkg = write_app(tmp_path / "plugins", {"nodes.py": PLUGIN}, config=None)
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "common.toml").write_text(f'plugins = ["../plugins/{pkg.name}"]\n')
+    conf = tmp_path / "app.toml"
+    conf.write_text('include = ["common/common.toml"]\n' + CONFIG)
+    code, out, err = run(capsys, "check", conf)
+    assert code == 0, err
+    assert out.endswith(f"plugins: {tmp_path / 'plugins' / pkg.name})\n")
+
+
+def test_a_missing_plugin_directory_in_the_config_names_the_field(tmp_path, capsys):
+    conf = tmp_path / "app.toml"
+    conf.write_text('plugins = ["here", "nope"]\n' + CONFIG)
+    (tmp_path / "here").mkdir()
+    message = assert_user_error(*run(capsys, "check", conf))
+    assert message == f"{conf}: plugins[1]: plugin directory not found: {tmp_path / 'nope'}"
+
+
+def test_the_configs_own_directory_is_the_plugin_directory_when_it_holds_modules(tmp_path, capsys):
+    pkg = write_app(tmp_path, {"nodes.py": PLUGIN}, config=None)
+    conf = pkg / "config.toml"
+    conf.write_text(CONFIG)
+    code, out, err = run(capsys, "check", conf)
+    assert code == 0, err
+    assert out.endswith(f"plugins: {pkg})\n")
+
+
+def test_without_plugins_only_builtin_types_are_known(tmp_path, capsys):
+    conf = tmp_path / "conf" / "app.toml"
+    conf.parent.mkdir()
+    conf.write_text(CONFIG)
+    message = assert_user_error(*run(capsys, "check", conf))
+    assert "unknown node type 'CliSource'" in message
+    conf.write_text(CONFIG.replace('"CliSource", cloned = 2', '"NoopProducer"'))
+    code, out, _ = run(capsys, "check", conf)
+    assert code == 0 and out.endswith("plugins: built-in node types only)\n")
+
+
+def test_p_overrides_the_configs_plugins(tmp_path, capsys):
+    pkg = write_app(tmp_path, {"nodes.py": PLUGIN}, config=None)
+    conf = tmp_path / "app.toml"
+    conf.write_text('plugins = ["nope"]\n' + CONFIG)
+    code, out, err = run(capsys, "check", conf, "-p", pkg)
+    assert code == 0, err
+    assert out.endswith(f"plugins: {pkg})\n")
+
+
+def test_repeated_p_loads_every_directory(tmp_path, capsys):
+    one = write_app(tmp_path, {"nodes.py": PLUGIN}, config=None)
+    other = PLUGIN.replace("class CliSource", "class CliOther")
+    two = write_app(tmp_path, {"other.py": other}, config=None)
+    conf = tmp_path / "app.toml"
+    conf.write_text(CONFIG.replace('ty = "Transform"', 'ty = "CliOther"'))
+    # CliOther has no input port, so the config is wrong only if both directories were loaded
+    message = assert_user_error(*run(capsys, "check", conf, "-p", one, "-p", two))
+    assert "CliOther" in message and "unknown node type" not in message
+
+
+def test_megflows_own_quickstart_command_line_works(tmp_path, capsys):
+    """``megflow_run -p app/config.toml -p app``: a -p naming a .toml file is the config."""
+    pkg = write_app(tmp_path, {"nodes.py": PLUGIN}, config=None)
+    (pkg / "config.toml").write_text(CONFIG)
+    code, out, err = run(capsys, "check", "-p", pkg / "config.toml", "-p", pkg)
+    assert code == 0, err
+    assert out.startswith(f"{pkg / 'config.toml'}: ok (4 worker processes")
+
+
+def test_two_different_configs_are_a_user_error(tmp_path, capsys):
+    pkg = write_app(tmp_path, {"nodes.py": PLUGIN})
+    (tmp_path / "b.toml").write_text(CONFIG)
+    message = assert_user_error(*run(capsys, "check", pkg / f"{pkg.name}.toml", "-c", tmp_path / "b.toml"))
+    assert message.startswith("several configs given")
+
+
+# --- check catches what would otherwise fail only at run ------------------------------------------------------
+
+
+def test_a_node_class_without_exec_is_named(tmp_path, capsys):
+    plugin = PLUGIN + '''
+
+@register(inputs=["inp"], outputs=["out"])
+class NoExec:
+    def __init__(self, name, args):
+        pass
+'''
+    pkg = write_app(tmp_path, {"nodes.py": plugin}, config=CONFIG.replace('ty = "Transform"', 'ty = "NoExec"'))
+    message = assert_user_error(*run(capsys, "check", "-p", pkg))
+    assert message == (f"{pkg / (pkg.name + '.toml')}: graphs[0].nodes[1].ty: node type 'NoExec' "
+                       f"({pkg / 'nodes.py'}) cannot be used: it has no exec() method")
+
+
+def test_a_node_class_without_the_name_args_constructor_is_named(tmp_path, capsys):
+    plugin = PLUGIN + '''
+
+@register(inputs=["inp"], outputs=["out"])
+class NoArgs:
+    def __init__(self):
+        pass
+
+    def exec(self):
+        pass
+'''
+    pkg = write_app(tmp_path, {"nodes.py": plugin}, config=CONFIG.replace('ty = "Transform"', 'ty = "NoArgs"'))
+    message = assert_user_error(*run(capsys, "check", "-p", pkg))
+    assert message.startswith(f"{pkg / (pkg.name + '.toml')}: graphs[0].nodes[1].ty: node type 'NoArgs' ")
+    assert "cannot be built as NoArgs(name, args)" in message
+
+
+def test_a_missing_model_file_is_named_with_its_field(tmp_path, capsys):
+    config = CONFIG.replace('{ name = "mid", ty = "Transform" }', '{ name = "mid", ty = "Transform", model = "m/x.onnx" }')
+    pkg = write_app(tmp_path, {"nodes.py": PLUGIN}, config=config)
+    message = assert_user_error(*run(capsys, "check", "-p", pkg))
+    assert message.startswith(f"{pkg / (pkg.name + '.toml')}: graphs[0].nodes[1].model: model file not found: m/x.onnx")
+
+
+# --- every shipped config, as the README runs it --------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+NEEDS = {"cat_finder/image_test.toml": 'cats_dir = "."\n', "cat_finder/video_test.toml": 'videos = ["a.mp4"]\n'}
+
+
+@pytest.mark.parametrize("config", sorted(str(p.relative_to(ROOT / "configs")) for p in (ROOT / "configs").glob("*/*.toml")
+                                          if "\nmain =" in p.read_text()))
+def test_every_shipped_config_checks_with_nothing_else(config, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    args = ["check", f"configs/{config}"]
+    if config in NEEDS:
+        (tmp_path / "vars.toml").write_text(NEEDS[config])
+        args += ["--dynamic", tmp_path / "vars.toml"]
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    assert "plugins: plugins/" in out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == "megflow-mp 0.1.0\n"
+
+
+def test_megflow_run_dump_writes_the_picture_beside_the_config(tmp_path, capsys):
+    plugin = PLUGIN.replace("class CliSource", "class CliSourceD")
+    pkg = write_app(tmp_path, {"nodes.py": plugin}, config=CONFIG.replace("CliSource", "CliSourceD"))
+    code = megflow_run(["-p", str(pkg), "--dump"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.startswith(f"wrote {pkg / (pkg.name + '.svg')}\n")
+    assert "<svg" in (pkg / f"{pkg.name}.svg").read_text()

@@ -220,7 +220,7 @@ def test_port_ref_parse_rejects(text, reason):
 
 def test_unknown_field_in_config():
     msg = config_error('mian = "x"\n' + GRAPH_A)
-    assert msg == "app.toml: mian: unknown field 'mian' (allowed: include, resources, nodes, graphs, main)"
+    assert msg == "app.toml: mian: unknown field 'mian' (allowed: include, plugins, resources, nodes, graphs, main)"
 
 
 def test_unknown_field_in_graph():

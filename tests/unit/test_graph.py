@@ -15,16 +15,25 @@ class GSrc:
     def __init__(self, name, args):
         pass
 
+    def exec(self):
+        pass
+
 
 @register(inputs=["inp"])
 class GSink:
     def __init__(self, name, args):
         pass
 
+    def exec(self):
+        pass
+
 
 @register(inputs=["inp:[]"], outputs=["out:{}"])
 class GMix:
     def __init__(self, name, args):
+        pass
+
+    def exec(self):
         pass
 
 

@@ -20,16 +20,25 @@ class PSrc:
     def __init__(self, name, args):
         pass
 
+    def exec(self):
+        pass
+
 
 @register(inputs=["inp"], outputs=["out"])
 class PMid:
     def __init__(self, name, args):
         pass
 
+    def exec(self):
+        pass
+
 
 @register(inputs=["inp:[]"])
 class PJoin:
     def __init__(self, name, args):
+        pass
+
+    def exec(self):
         pass
 
 

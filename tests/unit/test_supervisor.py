@@ -23,6 +23,9 @@ class SupSource:
     def __init__(self, name, args):
         pass
 
+    def exec(self):
+        pass
+
 
 def app_of(text: str):
     return build_app(load_config_string(text), builtin_registry().add_modules([__name__]))

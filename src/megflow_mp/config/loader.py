@@ -27,7 +27,7 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
-__all__ = ["load_config", "load_config_string"]
+__all__ = ["load_config", "load_config_string", "load_variables"]
 
 LIST_KEYS = ("resources", "nodes", "graphs")
 _EXPECTED = {
@@ -57,13 +57,18 @@ def load_config(
     """
     merged: dict[str, Any] | None = None
     if dynamic is not None:
-        dyn_file = os.fspath(dynamic)
-        merged = _parse_toml(_read(dyn_file, dyn_file, "", "variables file"), dyn_file, False)
+        merged = load_variables(dynamic)
     if variables is not None:
         merged = {**(merged or {}), **variables}
     file = os.fspath(path)
     text = _read(file, file, "", "config file")
     return _Loader(merged, file, os.path.dirname(file) or ".").run(text)
+
+
+def load_variables(path: str | os.PathLike) -> dict[str, Any]:
+    """The template variables in the TOML file at ``path`` (``--dynamic``); ``ConfigError`` if unreadable."""
+    file = os.fspath(path)
+    return _parse_toml(_read(file, file, "", "variables file"), file, False)
 
 
 def load_config_string(
@@ -216,7 +221,7 @@ class _Loader:
         includes = doc.get("include", [])
         if not isinstance(includes, list):
             raise ConfigError(f"expected a list of file names, got {_describe(includes)}", file=file, path="include")
-        self._merge(doc, file, is_root=len(chain) == 1)
+        self._merge(doc, file, base_dir, is_root=len(chain) == 1)
         for i, entry in enumerate(includes):
             where = f"include[{i}]"
             if not isinstance(entry, str):
@@ -229,9 +234,14 @@ class _Loader:
             child = _read(target, file, where, f"included file {entry!r}")
             self._add(child, target, os.path.dirname(target) or ".", chain + (real,), labels + (label,))
 
-    def _merge(self, doc: dict[str, Any], file: str, is_root: bool) -> None:
-        """Append ``doc``'s lists; keep the first value of any other key (``include``: root's only)."""
+    def _merge(self, doc: dict[str, Any], file: str, base_dir: str, is_root: bool) -> None:
+        """Append ``doc``'s lists; keep the first value of any other key (``include``: root's only).
+
+        ``plugins`` entries are made relative to the working directory here, so a plugin directory
+        named by an included file is found next to that file."""
         for key, value in doc.items():
+            if key == "plugins" and isinstance(value, list):
+                value = [os.path.normpath(os.path.join(base_dir, v)) if isinstance(v, str) else v for v in value]
             if key in LIST_KEYS:
                 if not isinstance(value, list):
                     raise ConfigError(f"expected a list of tables, got {_describe(value)}", file=file, path=key)

@@ -190,6 +190,7 @@ class Config(BaseModel):
 
     model_config = _CLOSED
     include: list[str] = []
+    plugins: list[str] = []  # plugin directories, resolved by the loader against the file that names them
     resources: list[Resource] = []
     nodes: list[Node] = []
     graphs: list[Graph] = []

@@ -1,1 +1,0 @@
-"""logical_test: megflow-mp's self-check (run: ``megflow-mp run -p plugins/logical_test``)."""
