@@ -2,10 +2,16 @@
 
 Every failure is one :class:`~megflow_mp.errors.ConfigError` whose ``file`` is the file the bad value
 came from (an included file for an entry it contributed) and whose ``path`` is the TOML path inside
-that file (``graphs[0].nodes[1].ty``). Pipeline, per file: read -> jinja2 render (when variables are
-given or the text has ``{{`` / ``{%``) -> TOML parse -> append its ``resources``/``nodes``/``graphs``
-to the merged document -> load its includes depth-first. The merged document is validated once, so
-name clashes between files are found too.
+that file (``graphs[0].nodes[1].ty``). Pipeline, per file: read -> render (when variables are given
+or the text has ``{{`` / ``{%``) -> TOML parse -> append its ``resources``/``nodes``/``graphs`` to the
+merged document -> load its includes depth-first. The merged document is validated once, so name
+clashes between files are found too.
+
+A file renders in one of two template dialects, chosen per file by
+:func:`~megflow_mp.config.templar.detect_dialect`: MegFlow's templar (``{% end for %}``,
+``{{ x = 1 }}``, see :mod:`.templar`) or jinja2. A file with marks of neither (only ``{{ expr }}``)
+is rendered both ways: the rendering that is valid TOML wins, and two valid renderings that mean
+different documents are an error asking for a ``{# dialect: templar #}`` / ``{# dialect: jinja #}``.
 """
 
 from __future__ import annotations
@@ -16,10 +22,10 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, get_args, get_origin
 
-import jinja2
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
+from . import templar
 from .schema import Config, format_path
 
 try:
@@ -51,7 +57,7 @@ def load_config(
     """Load the config at ``path``; includes are resolved relative to each including file.
 
     ``dynamic`` is a TOML file of template variables, merged with ``variables`` (which win); when
-    either is given every file is rendered as a jinja2 template. Returns the validated, merged
+    either is given every file is rendered as a template (templar or jinja2, see the module doc). Returns the validated, merged
     ``Config``. Raises ``ConfigError`` for a missing or unreadable file, a template or TOML error, an
     include problem (missing file, cycle) or a schema violation.
     """
@@ -113,7 +119,47 @@ def _parse_toml(text: str, file: str, rendered: bool) -> dict[str, Any]:
 
 
 def _render(text: str, file: str, variables: dict[str, Any]) -> str:
+    """Render ``text`` in its dialect (see the module doc); any template failure is a ``ConfigError``."""
+    dialect = templar.detect_dialect(text, file)
+    if dialect == "templar":
+        return templar.render(text, variables, file)
+    if dialect == "jinja":
+        return _render_jinja(text, file, variables)
+    return _render_either(text, file, variables)
+
+
+def _render_either(text: str, file: str, variables: dict[str, Any]) -> str:
+    """Render a file with no dialect marks both ways; keep the rendering that is valid TOML.
+
+    Both valid but different documents: ``ConfigError``. Neither valid: the jinja2 rendering (its TOML
+    error is reported by the caller), or the templar one when only that rendered, else jinja2's error.
+    """
+    results = []  # per dialect: (rendered text or None, its TOML document or None, error or None)
+    for render in (_render_jinja, lambda t, f, v: templar.render(t, v, f)):
+        try:
+            out = render(text, file, variables)
+        except ConfigError as exc:
+            results.append((None, None, exc))
+            continue
+        try:
+            results.append((out, tomllib.loads(out), None))
+        except tomllib.TOMLDecodeError:
+            results.append((out, None, None))
+    (j_text, j_doc, j_err), (t_text, t_doc, _) = results
+    if j_doc is not None and t_doc is not None and j_doc != t_doc:
+        raise ConfigError("this template means different things in templar (MegFlow) and in jinja2; "
+                          "mark it with {# dialect: templar #} or {# dialect: jinja #}", file=file)
+    if (t_doc is not None and j_doc is None) or (j_text is None and t_text is not None):
+        return t_text
+    if j_err is not None:
+        raise j_err
+    return j_text
+
+
+def _render_jinja(text: str, file: str, variables: dict[str, Any]) -> str:
     """Render ``text`` with jinja2 (``StrictUndefined``); any template failure is a ``ConfigError``."""
+    import jinja2  # only jinja configs pay for it
+
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
