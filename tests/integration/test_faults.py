@@ -7,9 +7,12 @@ import json
 import re
 import time
 
+import cv2
+import numpy as np
+import pytest
 import requests
 
-from conftest import drain, free_port, start_server, write_app
+from conftest import drain, free_port, run_cli, start_server, write_app
 from tests.support.fixtures import clip_dir  # noqa: F401
 
 STREAMS_TOML = """
@@ -118,3 +121,90 @@ def test_a_node_raising_in_any_position_ends_only_its_stream(tmp_path, clip_dir)
         assert len(requests.get(f"{url}/get_msgs/{sid}", timeout=10).json()) == 50
     finally:
         drain(proc)
+
+
+SERVER_TOML = """
+main = "serve"
+[[graphs]]
+name = "serve"
+connections = [
+  { cap = 16, ports = ["source:out", "work:inp"] },
+  { cap = 16, ports = ["work:out", "source:inp"] },
+]
+    [[graphs.nodes]]
+    name = "source"
+    ty = "{server}"
+    port = {port}
+    {extra}
+    [[graphs.nodes]]
+    name = "work"
+    ty = "Picky"
+"""
+
+PICKY = """
+from megflow import register
+
+@register(inputs=["inp"], outputs=["out"])
+class Picky:
+    \"\"\"Reverses the bytes (or flips the image); raises on a request named 'boom'.\"\"\"
+    def __init__(self, name, args): pass
+    def exec(self):
+        e = self.inp.recv()
+        if e is None: return
+        if e.msg["extra_data"] == "boom":
+            raise ValueError("cannot take this one")
+        self.out.send(e.repack({"data": e.msg["data"][::-1].copy()}))
+"""
+
+
+def start_service(tmp_path, server: str, extra: str = ""):
+    toml = SERVER_TOML.replace("{server}", server).replace("{port}", str(free_port())).replace("{extra}", extra)
+    app = write_app(tmp_path, f"svc_{server.lower()}", {f"svc_{server.lower()}.toml": toml, "nodes.py": PICKY})
+    return start_server(app)
+
+
+@pytest.mark.parametrize("server", ["ImageServer", "BytesServer"])
+def test_a_node_raising_on_one_request_answers_it_500_and_the_service_goes_on(tmp_path, server):
+    proc, url = start_service(tmp_path, server)
+    body = cv2.imencode(".png", np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3))[1].tobytes()
+    try:
+        for _ in range(3):
+            r = requests.post(f"{url}/analyze/boom", data=body, headers={"Content-Type": "image/*"}, timeout=30)
+            assert r.status_code == 500, r.text
+            assert re.fullmatch(r"node '([^']*/)?work' failed: ValueError: cannot take this one", r.json()["detail"])
+            r = requests.post(f"{url}/analyze/fine", data=body, headers={"Content-Type": "image/*"}, timeout=30)
+            assert r.status_code == 200, r.text
+            if server == "BytesServer":
+                assert r.content == body[::-1]
+            else:
+                sent = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+                got = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+                assert got.shape == sent.shape and np.abs(got.astype(int) - sent[::-1].astype(int)).mean() < 8
+        assert proc.poll() is None
+    finally:
+        drain(proc)
+
+
+def test_on_error_exit_ends_the_app_at_the_first_failure(tmp_path):
+    proc, url = start_service(tmp_path, "BytesServer", 'on_error = "exit"')
+    try:
+        assert requests.post(f"{url}/analyze/fine", data=b"abc", timeout=30).content == b"cba"
+        try:
+            requests.post(f"{url}/analyze/boom", data=b"abc", timeout=30)
+        except requests.ConnectionError:
+            pass  # the app may be gone before it answers
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, err
+    assert "node 'serve/work'" in err and "ValueError: cannot take this one" in err
+
+
+def test_on_error_must_be_reply_or_exit(tmp_path):
+    toml = SERVER_TOML.replace("{server}", "ImageServer").replace("{port}", str(free_port()))
+    toml = toml.replace("{extra}", 'on_error = "ignore"')
+    app = write_app(tmp_path, "bad", {"bad.toml": toml, "nodes.py": PICKY})
+    r = run_cli("run", "-p", app, timeout=60)
+    assert r.returncode == 1 and "on_error must be 'reply' or 'exit'" in r.stderr, r.stderr

@@ -2,6 +2,10 @@
 
 The graph gets ``{'data': 1-D uint8 array of the body, 'extra_data': extra_data}``; the reply is the
 returned ``msg['data']`` (bytes or a uint8 array) as ``application/octet-stream``.
+
+Args as :mod:`.http_node`: ``port``, ``host`` (default 127.0.0.1), ``timeout`` (then 504),
+``max_body`` (then 413), ``max_inflight``, ``on_error`` (``"reply"``: a node raising on a request
+answers it 500 naming the node and its exception, and the service goes on; ``"exit"``: the app ends).
 """
 
 
@@ -9,6 +13,7 @@ import asyncio
 
 import numpy as np
 
+from ..frontdoor import RequestFailed
 from ..registry import register
 from .http_node import HttpServerNode
 from .http_routes import ERRORS, make_app, read_body, reply_error
@@ -37,6 +42,8 @@ class BytesServer(HttpServerNode):
                 result = await self.door.request({"data": data, "extra_data": extra_data}, extra_data)
             except asyncio.TimeoutError:
                 return reply_error(504, f"no result from the graph within {self.door.timeout:g} s")
+            except RequestFailed as exc:
+                return reply_error(500, str(exc))
             out = result.msg.get("data") if isinstance(result.msg, dict) else result.msg
             if isinstance(out, np.ndarray):
                 out = out.tobytes()

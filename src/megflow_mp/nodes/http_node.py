@@ -3,7 +3,10 @@
 Ports: ``out`` carries each request into the graph (``partial_id`` identifies it), ``inp`` brings
 the results back. Args: ``port`` (default 8080), ``host`` (default 127.0.0.1), ``timeout`` (seconds a
 request waits for its result, default 30: then 504), ``max_body`` (bytes, default 32 MiB: then 413),
-``max_inflight`` (requests in the graph at once, default 64).
+``max_inflight`` (requests in the graph at once, default 64); ``on_error``: what a node raising on
+a request does, ``"reply"`` (the default: that request is answered 500 naming the node and its
+exception, the node and the server go on) or ``"exit"`` (the node ends and the app with it, exit 1:
+for batch runs that must stop at the first error).
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ class HttpServerNode:
         self.door = FrontDoor(name, host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
                               timeout=float(args.get("timeout", 30)), max_inflight=int(args.get("max_inflight", 64)))
         self.draining = False
+        self.on_error = str(args.get("on_error", "reply"))
+        if self.on_error not in ("reply", "exit"):
+            raise ValueError(f"{type(self).__name__} {name!r}: on_error must be 'reply' or 'exit', got {self.on_error!r}")
 
     def bind_runtime(self, worker, node):
         self.hub = worker.hub
+        if self.on_error == "reply":
+            self.door.origin = worker.add_requester(self.door.fail)
 
     def build_app(self):  # pragma: no cover - each server defines its routes
         raise NotImplementedError

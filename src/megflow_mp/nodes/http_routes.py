@@ -9,6 +9,10 @@ ERRORS = {
                                             "example": {"detail": "the body (12 bytes) is not a decodable image"}}}},
     413: {"description": "the body is larger than the server's max_body",
           "content": {"application/json": {"schema": ERROR_SCHEMA}}},
+    500: {"description": "a node raised on this request (on_error = \"reply\"), or the result is not what "
+                         "the server replies",
+          "content": {"application/json": {"schema": ERROR_SCHEMA,
+                                            "example": {"detail": "node 'serve/work' failed: ValueError: bad input"}}}},
     504: {"description": "the graph gave no result within the server's timeout",
           "content": {"application/json": {"schema": ERROR_SCHEMA}}},
 }

@@ -5,7 +5,11 @@ request number). The reply is the JPEG of the returned ``msg['data']`` (``respon
 default) or the returned string as ``application/json`` (``response = "json"``). The body is the
 image bytes (``Content-Type: image/*``, as the seeds' curl and Python clients send it) or a
 multipart form with a file (Swagger UI's "Try it out"). A body that is no decodable image: 400;
-too big: 413; no result in time: 504.
+too big: 413; a node raised on it: 500 naming the node and its exception; no result in time: 504.
+
+Args: ``port``, ``host`` (default 127.0.0.1), ``timeout``, ``max_body``, ``max_inflight``,
+``on_error`` (``"reply"``: a node raising answers 500 and the service goes on; ``"exit"``: the app
+ends, exit 1) as in :mod:`.http_node`; ``response`` (``"image"`` or ``"json"``).
 """
 
 
@@ -15,6 +19,7 @@ import json
 import cv2
 import numpy as np
 
+from ..frontdoor import RequestFailed
 from ..registry import register
 from .http_node import HttpServerNode
 from .http_routes import ERRORS, make_app, read_body, reply_error
@@ -59,6 +64,8 @@ class ImageServer(HttpServerNode):
                 result = await self.door.request({"data": image, "extra_data": extra_data}, extra_data)
             except asyncio.TimeoutError:
                 return reply_error(504, f"no result from the graph within {self.door.timeout:g} s")
+            except RequestFailed as exc:
+                return reply_error(500, str(exc))
             return await loop.run_in_executor(None, self._reply, result.msg)
 
         return app
