@@ -243,16 +243,24 @@ def test_rtsp_stream_reconnects_after_its_server_dies_and_a_file_stream_goes_on(
         file_frames = wait_frames(url, files, 1)
         time.sleep(0.5)  # the dead camera must not stall the file stream
         assert wait_frames(url, files, file_frames + 5) > file_frames
+        assert "retry in" in info["reason"]
         rtsp_server.restart()
-        wait_state(url, live, {"running"})
+        again = wait_state(url, live, {"running"})
+        assert again["reason"] is None, again  # running again: the old disconnect is not shown
         after = wait_frames(url, live, before + 10)
-        assert after > before and info["reason"]
+        assert after > before
+        assert stream_info(url, live)["reason"] is None
         got = messages(url, live)
         assert [m["frame"] for m in got] == sorted(m["frame"] for m in got)  # indexes go on across reconnects
         requests.post(f"{url}/stop/{live}", timeout=10)
-        assert wait_state(url, live, {"stopped"})["reconnects"] >= 1
+        stopped = wait_state(url, live, {"stopped"})
+        assert stopped["reconnects"] >= 1 and stopped["reason"] is None, stopped
     finally:
         drain(proc)
+
+
+def stream_info(url: str, sid: int) -> dict:
+    return next(s for s in requests.get(f"{url}/list", timeout=10).json() if s["id"] == sid)
 
 
 def wait_frames(url: str, sid: int, at_least: int, timeout: float = 30) -> int:

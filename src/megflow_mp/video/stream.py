@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import deque
 
 from ..envelope import Envelope
@@ -39,7 +40,8 @@ class Stream:
         self.messages: deque = deque()
         self.max_msgs = max_msgs
         self.msgs_dropped = 0
-        self.state, self.reason = "starting", None
+        self.state, self.reason = "starting", None  # written together under _status (read by /list)
+        self._status = threading.Lock()
         self.stopped = False
         self.child = None
         self.done = Future(self.hub)
@@ -61,7 +63,9 @@ class Stream:
         counts = self.final if reader is None else {
             "frames": reader.frames_decoded, "dropped": reader.frames_dropped, "fps": round(reader.fps, 2),
             "reconnects": reader.reconnects}
-        return {"id": self.id, "url": self.url, "state": self.state, "reason": self.reason, **counts,
+        with self._status:
+            state, reason = self.state, self.reason
+        return {"id": self.id, "url": self.url, "state": state, "reason": reason, **counts,
                 "messages_dropped": self.msgs_dropped}
 
     def take_messages(self) -> list:
@@ -71,11 +75,14 @@ class Stream:
         return out
 
     def _on_state(self, state: str, detail) -> None:
-        if self.state in ("stopped", "finished", "error") and state != "error":
-            return
-        self.state = "stopped" if state == "stopped" or (self.stopped and state == "finished") else state
-        if state == "error" or state == "reconnecting":
-            self.reason = detail
+        """The reader's state (decode thread). ``reason`` is the detail of an error or of the retry
+        in progress; any other state clears it: a stream running again shows no old error."""
+        with self._status:
+            if self.state == "error" or (self.state in ("stopped", "finished") and state != "error"):
+                return
+            self.state = "stopped" if state == "stopped" or (self.stopped and state == "finished") else state
+            self.reason = detail if state in ("error", "reconnecting") else None
+        if state in ("error", "reconnecting"):
             log.warning("stream %d (%s): %s%s", self.id, self.url, state, f": {detail}" if detail else "")
 
     # -- hub side ------------------------------------------------------------------------------------------
@@ -116,8 +123,11 @@ class Stream:
 
     def _fail(self, reason: str) -> None:
         """The stream ends with ``reason`` (on the hub, never blocking): its decoding stops."""
-        if self.state != "error":
-            self.state, self.reason = "error", reason
+        with self._status:
+            first = self.state != "error"
+            if first:
+                self.state, self.reason = "error", reason
+        if first:
             log.error("stream %d (%s): %s", self.id, self.url, reason)
         if self.reader is not None:
             self.reader.stop(wait=False)
@@ -141,8 +151,9 @@ class Stream:
         if self._collected is not None:  # results may still cross shared nodes after the instance's nodes ended
             self._collected.wait()
         self._fed.wait()
-        if self.state in ("running", "starting", "reconnecting"):
-            self.state = "stopped" if self.stopped else "finished"
+        with self._status:
+            if self.state in ("running", "starting", "reconnecting"):
+                self.state, self.reason = "stopped" if self.stopped else "finished", None
         r = self.reader
         self.final = {"frames": r.frames_decoded, "dropped": r.frames_dropped, "fps": 0.0, "reconnects": r.reconnects}
         # an ended stream keeps only what /list shows: the reader, plan and threads are let go
