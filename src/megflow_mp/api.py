@@ -1,6 +1,8 @@
 """The asynchronous helpers of MegFlow's plugin API: ``yield_now``, ``sleep``, ``join``,
 ``create_future``. They act on the calling process's hub; outside a node task they fall back to
-plain blocking behaviour (``sleep``) or sequential execution (``join``).
+plain blocking behaviour (``sleep``) or sequential execution (``join`` on a thread of a node's
+process). In a program (no node in this process) ``join`` runs its functions as concurrent tasks
+through :func:`megflow_mp.program.block_on`.
 """
 
 from __future__ import annotations
@@ -43,9 +45,13 @@ def join(tasks) -> list:
     The first exception raised by a task is re-raised after all of them finished."""
     tasks = list(tasks)
     hub = current_hub()
+    if hub is None:  # a program: the functions become tasks of its hub
+        from .program import block_on
+
+        return block_on(lambda: join(tasks))
     results = [None] * len(tasks)
     errors: list[BaseException] = []
-    if hub is None or not hub.in_task():  # no task to suspend: one after the other
+    if not hub.in_task():  # no task to suspend (a thread of a node's process): one after the other
         for i, fn in enumerate(tasks):
             try:
                 results[i] = fn()
@@ -62,6 +68,8 @@ def join(tasks) -> list:
             results[i] = fn()
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
             errors.append(exc)
+            if isinstance(exc, KeyboardInterrupt):  # the program is stopping: waiting for the others could hang
+                done.set(None)
         left[0] -= 1
         if left[0] == 0:
             done.set(None)

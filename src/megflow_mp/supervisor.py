@@ -22,7 +22,7 @@ import time
 import uuid
 
 from .graph import App
-from .plan import STATIC_ID_BASE, IdAllocator, NodeSpec, plan_instance
+from .plan import STATIC_ID_BASE, IdAllocator, InstancePlan, NodeSpec, plan_instance
 from .runtime.channels import CTRL
 from .runtime.hub import Hub
 from .runtime.transport import Transport, listen
@@ -51,11 +51,13 @@ def _shared_spec(app: App, name: str) -> NodeSpec:
     return NodeSpec(0, 0, name, decl.key, dict(decl.args), res, inputs)
 
 
-def static_items(app: App) -> tuple[dict[int, list], int, int]:
+def static_items(app: App, plan: InstancePlan | None = None) -> tuple[dict[int, list], int, int]:
     """Per worker: ``[(top, creator, items)]`` to install before start; plus the number of static
-    non-shared and shared node replicas the supervisor waits for."""
+    non-shared and shared node replicas the supervisor waits for. ``plan`` is the main graph's plan
+    (default: one whose inputs nobody feeds and whose outputs go nowhere)."""
     sup = app.nworkers
-    plan = plan_instance(app, app.main, MAIN, IdAllocator(None), sup, app.main)
+    if plan is None:
+        plan = plan_instance(app, app.main, MAIN, IdAllocator(None), sup, app.main)
     out: dict[int, list] = {i: [] for i in range(app.nworkers)}
     shared_count = 0
     for name, decl in app.shared.items():
@@ -69,6 +71,12 @@ def static_items(app: App) -> tuple[dict[int, list], int, int]:
 
 
 class Supervisor:
+    """Runs one app: :meth:`run` is ``spawn`` -> ``launch`` -> ``finish`` -> ``shutdown``, with
+    Ctrl-C/SIGTERM handled. A program that embeds a graph (:mod:`megflow_mp.program`) calls the
+    phases itself and takes part in the app as this process (see ``arena`` and ``main_plan``)."""
+
+    arena = None  # this process's shared-memory arena, when it sends or receives messages itself
+
     def __init__(self, app: App, drain_timeout: float = 30.0):
         self.app = app
         self.run_id = uuid.uuid4().hex[:12]
@@ -131,7 +139,10 @@ class Supervisor:
 
     def on_installed(self, src, top, proc, error) -> None:
         if error:
-            self.fail(f"node of worker {self.describe(proc)} could not be built:\n{error.rstrip()}")
+            if "\n" in error.rstrip():  # a plugin's exception: its traceback helps its author
+                self.fail(f"node of worker {self.describe(proc)} could not be built:\n{error.rstrip()}")
+            else:  # an expected failure (MegFlowError): one line that says what to do
+                self.fail(f"node {self.describe(proc, brief=True)} could not start: {error}")
         if proc in self.restarting:
             self.restarting.discard(proc)
             for top, _, _ in self.items[proc]:
@@ -150,9 +161,11 @@ class Supervisor:
             self.failures.append(reason)
             print(f"[megflow-mp] error: {reason}", file=sys.stderr, flush=True)
 
-    def describe(self, proc: int) -> str:
+    def describe(self, proc: int, brief: bool = False) -> str:
         decl, replica = self.app.procs[proc]
         name = decl.split("/", 1)[1] if not decl.startswith("@/") else decl[2:]
+        if brief:
+            return f"'{name}' ({decl})"
         return f"'{name}' ({decl}, replica {replica}, pid {self.pids.get(proc)})"
 
     def on_exit(self, proc: int) -> None:
@@ -189,27 +202,12 @@ class Supervisor:
 
     # -- running ---------------------------------------------------------------------------------------------------
     def run(self) -> int:
-        items, static_count, shared_count = static_items(self.app)
-        log.info("starting %d worker processes for %s", self.index, self.app.file)
-        self.fork_workers(items)
-        self.hub = Hub()
-        self.transport = Transport(self.hub, self.run_id, self.index, self.listener, None, self.on_records)
-        for proc in self.pids:
-            self.watch(proc)
+        self.spawn()
         old = {s: signal.signal(s, lambda n, f: self.hub.call_soon_threadsafe(self.on_signal, n))
                for s in (signal.SIGINT, signal.SIGTERM)}
-        self.drain_deadline = None
         try:
-            expected_installs = sum(len(v) for v in items.values())
-            self.wait(lambda: self.installed >= expected_installs)
-            if not self.failures:
-                self.phase = "run"
-                self.broadcast("start", 0)
-                self.broadcast("start", MAIN)
-                self.wait(lambda: len(self.ended_static) >= static_count)
-            if not self.failures and self.interrupts < 2:
-                self.broadcast("close_shared")
-                self.wait(lambda: len(self.ended_shared) >= shared_count)
+            self.launch()
+            self.finish()
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
@@ -217,6 +215,42 @@ class Supervisor:
         if self.interrupts >= 2:
             return 130
         return 1 if self.failures else 0
+
+    def main_plan(self) -> InstancePlan | None:
+        """The main graph's plan (None: the default of :func:`static_items`)."""
+        return None
+
+    def new_hub(self) -> Hub:
+        """The hub this supervisor runs on (released by :meth:`release`)."""
+        return Hub()
+
+    def spawn(self) -> None:
+        """Fork the workers (each installs its part of the static graph) and start listening."""
+        items, self.static_count, self.shared_count = static_items(self.app, self.main_plan())
+        self.expected_installs = sum(len(v) for v in items.values())
+        log.info("starting %d worker processes for %s", self.index, self.app.file)
+        self.fork_workers(items)
+        self.hub = self.new_hub()
+        self.transport = Transport(self.hub, self.run_id, self.index, self.listener, self.arena, self.on_records)
+        for proc in self.pids:
+            self.watch(proc)
+        self.drain_deadline = None
+
+    def launch(self) -> None:
+        """Wait until every worker installed its nodes, then start them (unless one failed)."""
+        self.wait(lambda: self.installed >= self.expected_installs)
+        if not self.failures:
+            self.phase = "run"
+            self.broadcast("start", 0)
+            self.broadcast("start", MAIN)
+
+    def finish(self) -> None:
+        """Wait until the static nodes ended, then end the shared ones (stops early on a failure)."""
+        if not self.failures and self.interrupts < 2:
+            self.wait(lambda: len(self.ended_static) >= self.static_count)
+        if not self.failures and self.interrupts < 2:
+            self.broadcast("close_shared")
+            self.wait(lambda: len(self.ended_shared) >= self.shared_count)
 
     def wait(self, cond) -> None:
         def done():
@@ -244,6 +278,10 @@ class Supervisor:
         while self.pidfds:
             self.hub.run_until(lambda: not self.pidfds, timeout=0.1)
         self.transport.close()
+        self.release()
+
+    def release(self) -> None:
+        """The workers are gone: close the hub and kill what is left below this process (plugin children)."""
         self.hub.close()
         kill_descendants()
 

@@ -7,7 +7,7 @@ import importlib
 import megflow_mp
 
 PUBLIC = ["register", "res_register", "Envelope", "yield_now", "sleep", "join", "create_future", "version",
-          "__version__"]
+          "__version__", "Graph", "block_on"]
 FUNC_OP = ["map_def", "reduce_def", "sink_def", "source_def", "batch_def", "Context"]
 
 
@@ -31,6 +31,9 @@ def test_megflow_gives_the_same_objects():
     assert (yield_now, sleep, join, create_future) == (megflow_mp.yield_now, megflow_mp.sleep, megflow_mp.join,
                                                        megflow_mp.create_future)
     assert version() == megflow_mp.__version__ == megflow.__version__
+    from megflow import Graph, block_on
+
+    assert (Graph, block_on) == (megflow_mp.Graph, megflow_mp.block_on)
 
 
 def test_megflow_func_op():
@@ -48,6 +51,16 @@ def test_star_import_gives_exactly_all():
     namespace: dict = {}
     exec("from megflow import *", namespace)
     assert sorted(k for k in namespace if k != "__builtins__") == sorted(PUBLIC)
+
+
+def test_importing_leaves_the_graph_loaders_for_later():
+    """``import megflow_mp`` does not import plugin loading or drawing: a Graph imports them when built."""
+    import subprocess
+    import sys
+
+    code = "import sys, megflow_mp; print(sorted(m for m in ('megflow_mp.plugins', 'megflow_mp.dump') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_testing_harness_is_importable():

@@ -192,9 +192,17 @@ class Transport:
             self.on_records(src, records)
 
     def close(self) -> None:
+        """Flush, close every socket and leave the hub (which may go on serving other transports)."""
         self._closed = True
         self._event.set()
         self.flush_all()
+        if self.flush_all in self.hub.idle_hooks:
+            self.hub.idle_hooks.remove(self.flush_all)
+        for sock in self._peers + [self.listener]:
+            try:
+                self.hub.selector.unregister(sock)
+            except (KeyError, ValueError, RuntimeError):  # not registered, or the hub is closed
+                pass
         for sock in list(self._out.values()) + self._peers + [self.listener]:
             try:
                 sock.close()

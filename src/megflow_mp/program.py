@@ -1,0 +1,513 @@
+"""A graph run from a Python program (MegFlow's ``megflow.Graph``), and ``block_on``.
+
+::
+
+    g = Graph(config_str=TOML)                  # builds the app and starts its worker processes
+
+    def send():
+        inp = g.input("inp")
+        for i in range(n):
+            inp.send(Envelope.pack(i))          # blocks (yields, in a join) while the channel is full
+        g.close()                               # end of the inputs
+
+    def recv():
+        out = g.output("out")
+        while (envelope := out.recv()) is not None:   # None: end of the stream
+            ...
+
+    block_on(lambda: join([recv, send]))        # both at once: a recv that waits lets the send go on
+    g.wait()                                    # the end: every node finished, processes gone
+
+Who does what: the program's process is the app's supervisor, as ``megflow-mp run`` is (it forks one
+worker per node replica and owns them), and it takes part in the app the way a worker does: it holds
+the sending end of each graph input and the receiving end of each graph output, with its own
+shared-memory arena and socket transport. Arrays the program sends are copied once into its shared
+memory and reach the nodes as views; results come back as views of the nodes' shared memory. The
+engine's side of this process runs only while the program is inside a call of this module (``send``,
+``recv``, ``wait``, ``block_on``, ``join``); meanwhile the workers go on, and what is sent to the
+program waits in bounded channels (a full one holds its sender back).
+
+Contracts:
+
+* A :class:`Graph` and its ports are used from the thread that built it (they run on that thread's
+  hub). Build it and call :meth:`Graph.wait` outside ``block_on``; ``send``/``recv``/``close`` work
+  inside and outside it.
+* Node types: those of ``plugin_path`` (imported as ``megflow-mp run -p`` does), the built-ins, and
+  those registered by the module that builds the Graph and by ``__main__`` (a script may define its
+  nodes itself, as MegFlow's examples do).
+* A failure (a node raised, a worker died) raises :class:`~megflow_mp.errors.AppFailed` (each reason
+  names the node and holds its error text and traceback) from the ``send``/``recv`` waiting at that
+  moment or called later, and from ``wait``; the graph is then stopped.
+* End: :meth:`Graph.wait` closes the inputs, discards results not received, waits until every node
+  ended, stops the workers and frees the shared memory. A graph the program never waits for is
+  stopped when the program exits (its workers also die with the program if it is killed); Ctrl-C
+  (KeyboardInterrupt) inside a call of this module stops every graph of the thread at once.
+* The program's process does not become a child subreaper (it may have children of its own): worker
+  processes are its children; processes a plugin forks are killed when their graph stops.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from . import api
+from .envelope import Envelope
+from .errors import AppFailed, ChannelClosed, MegFlowError
+from .plan import Dest, IdAllocator, plan_instance
+from .runtime.channels import CLOSE, CREDIT, DATA, Credits, Inbox
+from .runtime.hub import Hub
+from .runtime.ports import close_dests, deliver
+from .supervisor import MAIN, Supervisor, children_of
+
+__all__ = ["Graph", "block_on"]
+
+_LOCAL = threading.local()
+_LIVE: set = set()  # graphs not yet waited for or stopped (stopped at exit)
+
+
+def program_hub() -> Hub:
+    """The hub of this thread's graphs (created on first use)."""
+    hub = getattr(_LOCAL, "hub", None)
+    if hub is None:
+        hub = _LOCAL.hub = Hub()
+    return hub
+
+
+def block_on(fn):
+    """Run ``fn()`` to its end and return its result (or raise its exception).
+
+    In a plain program ``fn`` runs as a task of the thread's hub, so ``join``, ``sleep``,
+    ``yield_now`` and the ports of :class:`Graph` suspend tasks instead of the thread: a ``recv``
+    that waits lets a ``send`` task go on. Inside a task (a node, or ``block_on`` itself) it just calls
+    ``fn()``. Anything other than an ``Exception`` escaping (Ctrl-C) stops every graph of the thread.
+    """
+    current = api.current_hub()
+    if current is not None and current.in_task():
+        return fn()
+    hub = program_hub()
+    box: dict = {}
+
+    def task():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller
+            box["error"] = exc
+
+    previous, api._LOCAL.hub = getattr(api._LOCAL, "hub", None), hub
+    try:
+        hub.spawn(task)
+        hub.run_until(lambda: bool(box))
+    except BaseException:
+        _stop_all(failed_only=False)
+        raise
+    finally:
+        api._LOCAL.hub = previous
+    error = box.get("error")
+    if error is not None:
+        _stop_all(failed_only=not isinstance(error, KeyboardInterrupt))
+        raise error
+    _stop_all(failed_only=True)
+    return box.get("value")
+
+
+def _stop_all(failed_only: bool) -> None:
+    """Stop this thread's graphs (only those that failed, when ``failed_only``)."""
+    for graph in list(_LIVE):
+        if graph._host.hub_of_thread() and (graph._host.failures or not failed_only):
+            graph._stop()
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    for graph in list(_LIVE):
+        graph._stop()
+
+
+class Graph:
+    """Builds an app from a config and starts it; see the module docstring for the contracts.
+
+    ``config_path`` or ``config_str`` (exactly one; with neither, MegFlow's ``<plugin_path>/<dirname>.toml``),
+    ``dynamic_path`` / ``dynamic_str``: the template variables as a TOML file / TOML text (the config is
+    then rendered as a template), ``plugin_path``: the plugin directory, ``module_path``: extra import
+    paths (a path or a list), ``dump``: write the graph's picture beside the config (``<config>.svg``;
+    ``<main graph>.svg`` in the working directory for ``config_str``; ``.dot`` without graphviz).
+
+    Raises ``ConfigError``/``PluginError`` before any process starts, ``AppFailed`` when a node
+    cannot be built.
+    """
+
+    def __init__(self, config_path=None, config_str=None, dynamic_path=None, dynamic_str=None, plugin_path=None,
+                 module_path=None, dump=False):
+        caller = sys._getframe(1).f_globals.get("__name__", "__main__")
+        app, picture = _load(config_path, config_str, dynamic_path, dynamic_str, plugin_path, module_path, caller)
+        if dump:
+            from .dump import write_graph
+
+            write_graph(app, picture if shutil.which("dot") else picture.with_suffix(".dot"))
+        hub = program_hub()
+        if hub.in_task():
+            raise RuntimeError("build a Graph outside block_on (it starts processes and waits for them)")
+        self._main = app.templates[app.main]
+        self._host = _Host(app, hub)
+        self._senders: dict[str, Sender] = {}
+        self._receivers: dict[str, Receiver] = {}
+        self._closed = False
+        _LIVE.add(self)
+        try:
+            self._host.spawn()
+            self._host.launch()
+        except BaseException:
+            self._stop()
+            raise
+        if self._host.failures:
+            self._stop()
+            raise AppFailed(self._host.failures)
+
+    def inputs(self) -> list[str]:
+        """The main graph's ``inputs``, in declaration order."""
+        return list(self._main.inputs)
+
+    def outputs(self) -> list[str]:
+        """The main graph's ``outputs``, in declaration order."""
+        return list(self._main.outputs)
+
+    def input(self, name: str) -> "Sender":
+        """The sending end of graph input ``name`` (ValueError if there is none)."""
+        if name not in self._main.inputs:
+            raise ValueError(f"graph {self._main.name!r} has no input {name!r}; inputs: {', '.join(self.inputs()) or 'none'}")
+        return self._senders.setdefault(name, Sender(self, name, self._host.entry[name]))
+
+    def output(self, name: str) -> "Receiver":
+        """The receiving end of graph output ``name`` (ValueError if there is none)."""
+        if name not in self._main.outputs:
+            raise ValueError(f"graph {self._main.name!r} has no output {name!r}; outputs: "
+                             f"{', '.join(self.outputs()) or 'none'}")
+        return self._receivers.setdefault(name, Receiver(self, name, self._host.exits[name]))
+
+    def close(self) -> None:
+        """End every graph input (the nodes behind them see the end of the stream); idempotent."""
+        if not self._closed:
+            self._closed = True
+            if self in _LIVE:
+                close_dests(self._host, [(d, d.route) for dests in self._host.entry.values() for d in dests])
+
+    def wait(self) -> None:
+        """Close the inputs, discard the results not received, wait until every node ended, then
+        stop the workers and free the shared memory. Raises AppFailed when the app failed."""
+        host = self._host
+        if self in _LIVE:
+            if host.hub_of_thread() is None:
+                raise RuntimeError("call wait() outside block_on, in the thread that built the Graph")
+            self.close()
+            for inbox in host.exits.values():
+                inbox.drop()
+            try:
+                host.finish()
+            finally:
+                self._stop()
+        if host.failures:
+            raise AppFailed(host.failures)
+
+    def _stop(self) -> None:
+        """Stop the workers now (what is queued is lost) and free everything; idempotent."""
+        if self not in _LIVE:
+            return
+        _LIVE.discard(self)
+        self._closed = True
+        self._host.stop()
+
+    def _check(self) -> None:
+        if self._host.failures:
+            self._stop_if_possible()
+            raise AppFailed(self._host.failures)
+
+    def _stop_if_possible(self) -> None:
+        if self._host.hub_of_thread() is not None:
+            self._stop()
+
+    def _call(self, fn, *args):
+        """``fn(*args)``, which may suspend: directly in a task, else in a task run from here."""
+        host = self._host
+        hub = host.hub
+        if hub.in_task():
+            return fn(*args)
+        box: dict = {}
+
+        def task():
+            try:
+                box["value"] = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - raised below
+                box["error"] = exc
+
+        try:
+            hub.spawn(task)
+            hub.run_until(lambda: bool(box))
+        except BaseException:  # Ctrl-C while waiting: the graphs of this thread stop
+            _stop_all(failed_only=False)
+            raise
+        if "error" in box:
+            if host.failures:
+                self._stop()
+            raise box["error"]
+        return box.get("value")
+
+
+class Sender:
+    """The program's end of one graph input (``graph.input(name)``)."""
+
+    def __init__(self, graph: Graph, name: str, dests: list):
+        self.graph, self.name, self.dests = graph, name, dests
+
+    def send(self, envelope: Envelope) -> None:
+        """Deliver ``envelope`` to the input's nodes; blocks (a task: suspends) while the channel is
+        full. The envelope is moved (using it afterwards raises). Raises ChannelClosed after
+        ``close()``/``wait()``, AppFailed when the app failed."""
+        if type(envelope) is not Envelope:
+            raise TypeError(f"send() takes an Envelope, got {type(envelope).__name__}: wrap it with Envelope.pack(msg)")
+        graph = self.graph
+        graph._check()
+        if graph._closed:
+            raise ChannelClosed(f"graph input {self.name!r} is closed")
+        host = graph._host
+        if host.hub.in_task() or not host.has_credit(self.dests):
+            return graph._call(deliver, host, self.dests, envelope)
+        deliver(host, self.dests, envelope)  # credit for every destination: nothing to wait for
+
+    def __repr__(self) -> str:
+        return f"<graph input {self.name!r}>"
+
+
+class Receiver:
+    """The program's end of one graph output (``graph.output(name)``)."""
+
+    def __init__(self, graph: Graph, name: str, inbox: Inbox):
+        self.graph, self.name, self.inbox = graph, name, inbox
+
+    def recv(self) -> Envelope | None:
+        """The next result (arrays in it are shared-memory views); None once the output ended.
+        Blocks (a task: suspends) while there is none. Raises AppFailed when the app failed."""
+        inbox, graph = self.inbox, self.graph
+        graph._check()
+        if inbox.queue:
+            return Envelope.from_tuple(inbox.take())
+        if inbox.closed:
+            return None
+        if graph not in _LIVE:
+            raise ChannelClosed(f"graph output {self.name!r}: the graph was stopped")
+        return graph._call(self._wait)
+
+    def _wait(self) -> Envelope | None:
+        inbox = self.inbox
+        while not inbox.queue:
+            if inbox.closed:
+                return None
+            inbox.wait()
+        return Envelope.from_tuple(inbox.take())
+
+    def __repr__(self) -> str:
+        return f"<graph output {self.name!r}>"
+
+
+class _Host(Supervisor):
+    """The supervisor of a graph run by a program, and the program's part in the app: the sending
+    end of each graph input (``entry``) and the receiving end of each graph output (``exits``).
+    It runs on the thread's hub, only while the program waits in a call of this module."""
+
+    def __init__(self, app, hub: Hub):
+        super().__init__(app)
+        from .codec import Codec
+        from .shm import Arena
+
+        self._hub = hub
+        self.arena = Arena(self.index, self.index + 1)  # the workers' arenas count this process too
+        self.codec = Codec(self.arena)
+        self.credits = Credits(hub)
+        self.closed_log: dict[int, list] = {}
+        self.owing: set = set()
+        self.entry: dict[str, list] = {}
+        self.exits: dict[str, Inbox] = {}
+        self.inboxes: dict[int, Inbox] = {}
+        self.leftovers: list = []
+
+    def hub_of_thread(self) -> Hub | None:
+        """The hub, when this thread may run it now (its own thread, outside its tasks)."""
+        hub = self._hub
+        return hub if threading.get_ident() == hub.thread_id and not hub.in_task() else None
+
+    # -- the plan: inputs fed by this process, outputs delivered to it -----------------------------------------
+    def main_plan(self):
+        app, ids = self.app, IdAllocator(None)
+        chans = {name: (ids(), cap) for name, (cap, _) in app.templates[app.main].outputs.items()}
+        exit_dests = {name: [Dest(chan, (self.index,), False, cap)] for name, (chan, cap) in chans.items()}
+        plan = plan_instance(app, app.main, MAIN, ids, self.index, app.main, entry_senders=1, exit_dests=exit_dests)
+        self.entry = dict(plan.entry)
+        for name, (chan, cap) in chans.items():
+            self.exits[name] = self.inboxes[chan] = Inbox(chan, cap, plan.exits.get(name, 0), self._credit_now,
+                                                          self._hub, False, self.owing)
+        return plan
+
+    def _credit_now(self, proc: int, record: tuple) -> None:
+        self.transport.send_now(proc, record)
+
+    def new_hub(self) -> Hub:
+        self._hub.idle_hooks.insert(0, self.return_credits)
+        return self._hub
+
+    def has_credit(self, dests) -> bool:
+        avail = self.credits.avail
+        return all(any(avail.get((p, d.chan), d.cap) > 0 for p in d.procs) for d in dests)
+
+    def return_credits(self) -> None:
+        for inbox in self.owing:
+            inbox.return_credits()
+        self.owing.clear()
+
+    # -- records ------------------------------------------------------------------------------------------------
+    def on_records(self, src, records) -> None:
+        for rec in records:
+            op = rec[0]
+            if op == DATA:
+                inbox = self.inboxes.get(rec[1])
+                item = self.codec.decode(rec[2])
+                if inbox is None or inbox.discard:
+                    del item  # nobody reads it any more: its arrays are released
+                    self.transport.post(src, (CREDIT, rec[1], 1))
+                else:
+                    inbox.push(src, item)
+            elif op == CREDIT:
+                self.credits.grant(src, rec[1], rec[2])
+            elif op == CLOSE:
+                inbox = self.inboxes.get(rec[1])
+                if inbox is not None:
+                    inbox.close_one(rec[2])
+            else:
+                super().on_records(src, [rec])
+
+    def fail(self, reason: str) -> None:
+        super().fail(reason)
+        if self.phase == "exit":
+            return
+        hub = self._hub  # the program's tasks waiting on this app get the failure
+        for inbox in self.exits.values():
+            if inbox.waiter is not None:
+                hub.throw(inbox.waiter, AppFailed(self.failures))
+                inbox.waiter = None
+        for chan, waiters in list(self.credits.waiters.items()):
+            if any(d.chan == chan for dests in self.entry.values() for d in dests):
+                del self.credits.waiters[chan]
+                for task in waiters:
+                    hub.throw(task, AppFailed(self.failures))
+
+    def fork_worker(self, i: int, listener, restarted: bool = False) -> None:
+        super().fork_worker(i, listener, restarted)
+        if restarted:  # a new process: our links to it start afresh, and it must see the ends we sent
+            self.transport.reset_peer(i)
+            self.credits.reset_peer(i)
+            for chan, route in self.closed_log.get(i, []):
+                self.transport.post(i, (CLOSE, chan, route))
+
+    # -- the end -----------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop the workers and free everything (from the hub's thread; elsewhere, kill them)."""
+        if not hasattr(self, "transport"):  # spawning failed before the workers were watched
+            for pid in self.pids.values():
+                _kill_and_reap(pid)
+            return
+        if self.hub_of_thread() is None:
+            for pid in self.pids.values():
+                _kill_and_reap(pid)
+            return
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        self.leftovers = _descendants([self.pids[p] for p in self.pidfds])  # plugins' children, before they lose their parent
+        super().shutdown()
+
+    def release(self) -> None:
+        if self.return_credits in self._hub.idle_hooks:
+            self._hub.idle_hooks.remove(self.return_credits)
+        for pid, started in self.leftovers:
+            if started is not None and _start_time(pid) == started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for inbox in self.exits.values():
+            inbox.drop()
+        self.arena.close()  # a no-op while the program still holds result arrays (they keep their memory)
+
+
+def _load(config_path, config_str, dynamic_path, dynamic_str, plugin_path, module_path, caller: str):
+    """``(App, picture path)`` from the Graph arguments."""
+    from .config import load_config, load_config_string
+    from .graph import build_app
+    from .plugins import load_registry
+
+    if (config_path is None) == (config_str is None) and not (config_path is None and plugin_path):
+        raise MegFlowError("Graph needs exactly one of config_path and config_str")
+    if dynamic_path is not None and dynamic_str is not None:
+        raise MegFlowError("Graph takes dynamic_path or dynamic_str, not both")
+    if config_path is None and config_str is None:
+        plugin = Path(plugin_path)
+        config_path = plugin / f"{plugin.resolve().name}.toml"
+    variables = _variables(dynamic_path, dynamic_str)
+    if config_str is not None:
+        file = "<config_str>"
+        config = load_config_string(config_str, file, variables)
+    else:
+        file = os.fspath(config_path)
+        config = load_config(file, variables=variables)
+    paths = [module_path] if isinstance(module_path, (str, os.PathLike)) else list(module_path or [])
+    registry = load_registry(plugin_path, [os.fspath(p) for p in paths])
+    registry.add_modules(dict.fromkeys([caller, "__main__"]))
+    app = build_app(config, registry, file)
+    picture = Path(f"{app.main}.svg") if config_str is not None else Path(file).with_suffix(".svg")
+    return app, picture
+
+
+def _variables(dynamic_path, dynamic_str) -> dict | None:
+    """The template variables from a TOML file or text (None: the config is no template)."""
+    if dynamic_path is None and dynamic_str is None:
+        return None
+    from .config.loader import tomllib
+    from .errors import ConfigError
+
+    where = "<dynamic_str>" if dynamic_str is not None else os.fspath(dynamic_path)
+    try:
+        text = dynamic_str if dynamic_str is not None else Path(dynamic_path).read_text()
+        return tomllib.loads(text)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read the template variables: {exc}", file=where) from None
+
+
+def _start_time(pid: int):
+    """The start time of ``pid`` (field 22 of /proc/PID/stat), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _descendants(pids: list[int]) -> list[tuple[int, str | None]]:
+    """Every process below ``pids``, with its start time (so a reused pid is never killed)."""
+    out, stack = [], list(pids)
+    while stack:
+        for child in children_of(stack.pop()):
+            out.append((child, _start_time(child)))
+            stack.append(child)
+    return out
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
