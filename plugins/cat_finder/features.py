@@ -84,6 +84,14 @@ class FeatureStore:
         except self._redis.RedisError as exc:
             raise StoreError(f"{self.where}: cannot {what}: {type(exc).__name__}: {exc}") from None
 
+    def unreachable(self) -> str | None:
+        """PING the server: None when it answers, else why not (one line)."""
+        try:
+            self._call("reach the server", self.client.ping)
+        except StoreError as exc:
+            return str(exc)
+        return None
+
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}"
 

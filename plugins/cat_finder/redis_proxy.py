@@ -46,6 +46,10 @@ class RedisProxy:
                                   db=int(args.get("db", 0)), prefix=str(args.get("prefix", "feature.")),
                                   notify_key=str(args.get("notify_key", "notification.cat_finder")),
                                   timeout=float(args.get("timeout", 1.0)))
+        why = self.store.unreachable()
+        if why:  # the app still starts: registrations answer with an error, searches use what was loaded
+            log.warning("RedisProxy %r: %s. Start redis-server there or set the app's redis_host/redis_port "
+                        "(the app goes on and uses redis as soon as it answers)", name, why.rstrip("."))
         self.threshold = float(args.get("threshold", 0.7))
         self.refresh = float(args.get("refresh", 0.0))
         self.names: list[str] = []

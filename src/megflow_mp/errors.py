@@ -77,7 +77,13 @@ class NodeFailure:
     traceback: str
 
     def describe(self) -> str:
-        return f"node {self.node!r} ({self.instance}) failed with {self.exc_type}:\n{self.traceback.rstrip()}"
+        """``node 'graph/node' failed: reason`` for the engine's one-line errors, else the exception
+        type and the traceback. ``node`` is the graph path (``main/source#3/det``: node ``det`` of the
+        instance for address/stream 3 that ``source`` created)."""
+        text = self.traceback.strip()
+        if "\n" not in text:
+            return f"node {self.node!r} failed: {text}"
+        return f"node {self.node!r} failed with {self.exc_type}:\n{text}"
 
     def summary(self) -> str:
         """One line: the node and the exception (the traceback's last line), for a reply or a status."""

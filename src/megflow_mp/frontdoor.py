@@ -17,6 +17,7 @@ the node ends.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import socket
@@ -47,7 +48,10 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise FrontDoorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = " (another program, perhaps another megflow-mp app, holds it: stop that one or give this node another `port`)"
+        raise FrontDoorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
     sock.listen(1024)
     return sock
 

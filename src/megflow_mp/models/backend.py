@@ -300,7 +300,9 @@ def load_model(path, device: str = "cpu", device_id: int = 0, threads: int | Non
     if kind is None:
         raise ModelError(f"{p}: unknown model format {p.suffix!r}; expected one of {sorted(_BACKENDS)}")
     if not p.is_file():
-        raise ModelError(f"{p}: model file not found" + ("" if p.is_absolute() else f" (cwd {Path.cwd()})"))
+        where = "" if p.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        raise ModelError(f"{p}: model file not found{where}: check the node's model path, or run from the directory "
+                         f"it is relative to (`make models` links models/ in the source tree)")
     dev = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}.get(str(device).lower())
     if dev is None:
         raise ModelError(f"{p}: unknown device {device!r}; expected 'cpu' or 'gpu'")

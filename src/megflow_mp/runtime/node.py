@@ -15,7 +15,7 @@ import threading
 import traceback
 from collections import deque
 
-from ..errors import NodeFailure
+from ..errors import MegFlowError, NodeFailure
 from ..registry import DICT, LIST
 from .channels import Inbox
 from .hub import Cancelled, Future
@@ -213,7 +213,10 @@ class NodeInstance:
             except Cancelled:
                 return None
             except BaseException as exc:  # noqa: BLE001 - a plugin failure ends this node only
-                tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                # the engine's own errors (a source that cannot be opened, ...) are one line; a plugin's
+                # exception keeps its traceback, which its author needs
+                tb = str(exc) if isinstance(exc, MegFlowError) else "".join(
+                    traceback.format_exception(type(exc), exc, exc.__traceback__))
                 failure = NodeFailure(self.path, f"instance {self.inst}", type(exc).__name__, tb)
                 contained = isinstance(exc, Exception) and self.contain(failure)
                 del exc

@@ -24,7 +24,7 @@ import sys
 import traceback
 
 from ..codec import Codec
-from ..errors import NodeFailure
+from ..errors import MegFlowError, NodeFailure
 from ..plan import Dest, IdAllocator, NodeSpec, RouteSpec, plan_instance
 from ..shm import Arena
 from .channels import CLOSE, CREDIT, CTRL, DATA, Credits, Inbox
@@ -140,6 +140,8 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - reported to the creator as data
             for node in built:
                 node.end()
+            if isinstance(exc, MegFlowError):  # an expected failure (port taken, model missing): one line
+                return str(exc)
             return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self.nodes.setdefault(top, []).extend(built)
         return None

@@ -109,6 +109,8 @@ def describe(exc: BaseException, url: str) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return f"connection refused: {url}"
     if isinstance(exc, FileNotFoundError):
+        if "://" not in url and ("//" in url or ":" in url.split("/", 1)[0]):  # rtsp//host, rtsp:/host, ...
+            return f"no such file, nor a well-formed URL (scheme://host/...): {url}"
         return f"no such file: {url}"
     if isinstance(exc, (av.error.ExitError, TimeoutError)):
         return f"timed out: {url}"
