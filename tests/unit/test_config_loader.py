@@ -229,3 +229,83 @@ def test_toml_error_after_rendering_says_so(tmp_path):
     assert err.file == str(top)
     assert "TOML syntax error at line 4, column" in str(err)
     assert "rendered template" in str(err)
+
+
+# --- templar, MegFlow's template dialect -----------------------------------------------------------
+
+TEMPLAR_APP = """\
+{{ prefix = 'cam' -}}
+{{ half = (count / 2) -}}
+main = "main"
+[[graphs]]
+name = "main"
+{%- for i in range(count) %}
+[[graphs.nodes]]
+name = "{{ prefix ~ i }}"
+ty = "{% if i < half %}Detect{% else %}Track{% end if %}"
+size = {{ sizes | index(i) }}
+{%- end for %}
+"""
+
+
+def node_args(config, *keys):
+    return [(n.name, n.ty, *(n.args[k] for k in keys)) for n in config.graphs[0].nodes]
+
+
+def test_templar_config_with_dynamic_file(tmp_path):
+    top = write(tmp_path, "app.toml", TEMPLAR_APP)
+    dyn = write(tmp_path, "vars.toml", "count = 4\nsizes = [320, 416, 512, 640]\n")
+    assert node_args(load_config(top, dynamic=dyn), "size") == [
+        ("cam0", "Detect", 320), ("cam1", "Detect", 416), ("cam2", "Track", 512), ("cam3", "Track", 640)]
+
+
+def test_templar_error_in_included_file_names_it_and_the_line(tmp_path):
+    b = write(tmp_path, "b.toml", "{% for i in L %}\n{{ i + 'x' }}\n{% end for %}\n")
+    top = write(tmp_path, "a.toml", 'include = ["b.toml"]\n' + MAIN)
+    err = load_error(top, variables={"L": [1]})
+    assert err.file == str(b)
+    assert "template error at line 2: arithmetic needs integers" in str(err)
+
+
+def test_jinja_and_templar_files_include_each_other(tmp_path):
+    write(tmp_path, "b.toml", "{% for i in range(n) %}" + node("t{{ i }}") + "{% end for %}")
+    top = write(tmp_path, "a.toml", 'include = ["b.toml"]\n' + MAIN + "{% for i in range(n) %}" + node("j{{ i }}")
+                + "{% endfor %}")
+    assert [n.name for n in load_config(top, variables={"n": 2}).nodes] == ["j0", "j1", "t0", "t1"]
+
+
+def test_unmarked_template_uses_the_rendering_that_is_toml(tmp_path):
+    text = MAIN + '[[graphs.nodes]]\nname = "n"\nty = "T"\nflag = {{ flag }}\nurls = {{ urls }}\n'
+    # jinja2 prints True (not TOML), templar prints [a,b] (not TOML): each variable needs its own dialect
+    assert node_args(load_config_string(text.replace("urls = {{ urls }}\n", ""), variables={"flag": True}),
+                     "flag") == [("n", "T", True)]
+    assert node_args(load_config_string(text.replace("flag = {{ flag }}\n", ""), variables={"urls": ["a", "b"]}),
+                     "urls") == [("n", "T", ["a", "b"])]
+    err = load_config_error(text, variables={"flag": True, "urls": ["a"]})
+    assert "TOML syntax error" in str(err)
+
+
+def test_unmarked_template_that_means_two_things_needs_a_mark():
+    text = MAIN + '[[graphs.nodes]]\nname = "n"\nty = "T"\nsize = {{ 1 + 2 * 3 }}\n'
+    err = load_config_error(text, variables={})
+    assert "means different things in templar (MegFlow) and in jinja2" in str(err)
+    assert node_args(load_config_string("{# dialect: templar #}\n" + text), "size") == [("n", "T", 9)]
+    assert node_args(load_config_string("{# dialect: jinja #}\n" + text), "size") == [("n", "T", 7)]
+
+
+def test_shipped_style_jinja_filters_still_render():
+    text = MAIN + '[[graphs.nodes]]\nname = "n"\nty = "T"\nmodel = {{ m | default("a.onnx") | tojson }}\n'
+    assert node_args(load_config_string(text, variables={}), "model") == [("n", "T", "a.onnx")]
+
+
+def test_template_mixing_dialects_is_an_error(tmp_path):
+    top = write(tmp_path, "app.toml", MAIN + "{% for i in L %}{% end for %}\n{% for i in L %}{% endfor %}\n")
+    err = load_error(top, variables={"L": []})
+    assert err.file == str(top)
+    assert "template mixes templar (line 4" in str(err)
+
+
+def load_config_error(text: str, **kwargs) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_config_string(text, **kwargs)
+    return info.value

@@ -138,7 +138,8 @@ class _Parser:
         self.i = 0
         body, end = self._block()
         if end is not None:
-            raise _Fail("syntax", f"'{{% {' '.join(map(str, end[1]))} %}}' without an opening tag", end[2])
+            words = " ".join(str(token[1]) for token in end[1].tokens)
+            raise _Fail("syntax", f"'{{% {words} %}}' without an opening tag", end[2])
         return body
 
     def _flat(self) -> list:
