@@ -426,6 +426,8 @@ class _Host(Supervisor):
         self.shutdown()
 
     def shutdown(self) -> None:
+        for inbox in self.exits.values():  # results nobody will read: their arrays are released
+            inbox.drop()
         self.leftovers = _descendants([self.pids[p] for p in self.pidfds])  # plugins' children, before they lose their parent
         super().shutdown()
 
@@ -438,8 +440,6 @@ class _Host(Supervisor):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        for inbox in self.exits.values():
-            inbox.drop()
         self.arena.close()  # a no-op while the program still holds result arrays (they keep their memory)
 
 
