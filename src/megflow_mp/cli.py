@@ -6,6 +6,7 @@
     megflow-mp check CONFIG ...                # exit 0 when config, plugins and model files are usable
     megflow-mp dump  CONFIG ... [-o graph.svg|.png|.dot]   # default: <config>.svg beside the config
     megflow-mp selfcheck                       # the bundled logical_test: prints "logical_test pass"
+    megflow-mp nodes                           # the reference of the built-in node types (docs/nodes.md)
     megflow-mp quickstart [--path P --type T ...]          # create a project (MegFlow's quickstart)
     megflow_run -p PLUGINS [-c CONFIG] [-m PATH] [--dynamic VARS] [--dump]   # MegFlow's flags
 
@@ -57,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
             _run_arguments(s)
         if name == "dump":
             s.add_argument("-o", "--output", help="output file: .svg, .png or .dot (default: <config>.svg)")
+    sub.add_parser("nodes", help="print the reference of the built-in node types (Markdown)",
+                   description="Print every built-in node type: its ports, what it does, its arguments.")
     sub.add_parser("selfcheck", help="run the bundled logical_test (the engine's self-check)",
                    description="Run the bundled logical_test graph; prints 'logical_test pass'.")
     # its own parser (megflow_mp.quickstart) reads the rest of the line: see main()
@@ -140,6 +143,11 @@ def main(argv=None) -> int:
     try:
         if args.command == "selfcheck":
             return selfcheck()
+        if args.command == "nodes":
+            from .reference import node_reference
+
+            sys.stdout.write(node_reference())
+            return 0
         app, path, dirs = _load(args)
         if args.command == "check":
             _check_files(app)

@@ -5,6 +5,23 @@ Contract (as MegFlow): ``Envelope.pack(msg, info=None)`` builds one, ``info`` ma
 ``transfer_addr`` and ``origin``: the HTTP server request it answers, kept by ``repack``, so a
 node that raises on it fails that request instead of ending); ``envelope.repack(msg)`` returns a new envelope with the same info. Sending an
 envelope moves it: any later use of the sent object raises :class:`EnvelopeMoved`.
+
+The info fields, as the built-in nodes set and read them:
+
+* ``from_addr``: where the message comes from: the stream id for VideoServer / VideoInput frames
+  (0, 1, 2, ... in start order), the address of a DynDemux instance; results routed back through a
+  shared node keep it.
+* ``partial_id``: the sequence number: the frame index within its stream (from 0, continuing across
+  reconnects), ImageServer's request counter, ImageInput's file number. Reorder sorts by it.
+* ``to_addr``: where it should go: Demux and DynDemux route by it (DynDemux: one subgraph instance
+  per value; an empty envelope to it closes that instance).
+* ``tag``: which subgraph type a DynDemux of type ``"A|B"`` creates for a new address.
+* ``extra_data``: ImageServer's ``{extra_data}`` URL part, ImageInput's file stem (also in ``msg``).
+
+Frames: a received ``msg['data']`` array is a writable view of shared memory. Changing it in place
+(drawing boxes, as MegFlow plugins do) is allowed and costs no copy; sending it on sends that same
+memory. Every node that holds the same frame sees the change, so a node after a ``Bcast``, or a
+node next to another reader of the frame, should draw on ``frame.copy()`` instead.
 """
 
 from __future__ import annotations

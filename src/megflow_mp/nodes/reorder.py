@@ -1,4 +1,10 @@
-"""Reorder: emits envelopes in ``partial_id`` order (0, 1, 2, ...), buffering early ones."""
+"""Reorder: emits envelopes in ``partial_id`` order (0, 1, 2, ...), buffering early ones.
+
+Put it after a node with ``cloned = N`` (N > 1): its replicas take messages as they come free, so
+a stream's results leave them out of order (``[0, 2, 1, 4, 3, ...]``); Reorder gives back
+``[0, 1, 2, ...]``. Args: ``start`` (the first ``partial_id``, default 0). Use one Reorder per
+stream (inside the per-stream subgraph), since ``partial_id`` counts per stream.
+"""
 
 from ..registry import register
 
