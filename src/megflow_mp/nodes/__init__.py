@@ -2,7 +2,7 @@
 
 BUILTIN_MODULES = tuple(f"{__name__}.{m}" for m in ("transform", "bcast", "demux", "dyn_demux", "reorder", "noop",
                                                    "image_server", "bytes_server", "video_server",
-                                                   "image_input", "video_input"))
+                                                   "image_input", "video_input", "visualize"))
 
 for _m in BUILTIN_MODULES:
     __import__(_m)

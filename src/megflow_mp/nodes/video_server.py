@@ -8,15 +8,16 @@ stream's id, url, state (starting, running, reconnecting, finished, stopped, err
 frames decoded and dropped and current fps; ``GET /get_msgs/{id}`` returns and clears the string
 messages the stream's subgraph sent out (bounded: ``max_msgs``, the oldest dropped and counted).
 
-Args: ``port``, ``host``, ``timeout`` as the other servers; ``allow_dirs`` (default: the working
-directory); ``max_msgs`` (default 1000); ``history`` (ended streams /list keeps, default 1000);
+Args: ``port``, ``host`` (default 127.0.0.1: other machines reach it only when ``host`` says so),
+``timeout``, ``max_header`` as the other servers; ``allow_dirs``: the directories whose files
+``/start`` may open (default none: only live URLs; give ``["."]`` for the working directory);
+``max_msgs`` (default 1000); ``history`` (ended streams /list keeps, default 1000);
 reader options ``transport`` ("tcp"), ``open_timeout``,
 ``read_timeout``, ``backoff_initial``, ``backoff_max``, ``max_reconnects``, ``policy`` ("block" or
 "drop_oldest"; default block for files, drop_oldest for live sources), ``queue_size``, ``threads``.
 """
 
 import asyncio
-import os
 import threading
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from ..registry import register
 from ..runtime.hub import Cancelled, Future
 from ..runtime.threads import run_on_hub
 from ..video.reader import ReaderError, ReaderOptions, is_live
+from ..live.channel import LiveChannel
+from ..live.routes import add_view_routes
 from ..video.stream import Stream
 from .http_routes import make_app, reply_error
 
@@ -67,10 +70,10 @@ class VideoServer:
         self.options = reader_options(args)
         self.max_msgs = int(args.get("max_msgs", 1000))
         self.history = int(args.get("history", 1000))
-        dirs = args.get("allow_dirs", [os.getcwd()])
+        dirs = args.get("allow_dirs", [])
         self.allow_dirs = [Path(d).resolve() for d in ([dirs] if isinstance(dirs, str) else dirs)]
         self.door = FrontDoor(name, host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
-                              timeout=float(args.get("timeout", 30)))
+                              timeout=float(args.get("timeout", 30)), max_header=int(args.get("max_header", 64 << 10)))
         self.streams: dict[int, Stream] = {}
         self.lock = threading.Lock()
         self.next_id = 0
@@ -99,6 +102,8 @@ class VideoServer:
             return None
         if "://" in url:
             return f"only rtsp, rtsps, http and https URLs or files are accepted, not {url.split('://')[0]}://"
+        if not self.allow_dirs:
+            return "local files are not accepted (the server's allow_dirs is empty)"
         path = Path(url).resolve()
         if not any(path == d or d in path.parents for d in self.allow_dirs):
             return f"{url} is not under an allowed directory ({', '.join(map(str, self.allow_dirs))})"
@@ -110,6 +115,7 @@ class VideoServer:
         with self.lock:
             sid, self.next_id = self.next_id, self.next_id + 1
         stream = Stream(sid, url, self.options, self.worker, self.node, self.dyn, self.results, self.max_msgs)
+        stream.view = LiveChannel(f"stream {sid}")  # /view/{sid}: what a Visualize node of the stream sends
         stream.open()  # a file that cannot be decoded fails here, before any instance exists
         self.streams[sid] = stream
         ended = [k for k, s in self.streams.items() if s.done.done]
@@ -159,6 +165,7 @@ class VideoServer:
                 return reply_error(404, f"no stream {sid}")
             return stream.take_messages()
 
+        add_view_routes(app, lambda: self.streams)
         return app
 
     def __del__(self):

@@ -23,6 +23,7 @@ import threading
 from collections import deque
 
 from ..envelope import Envelope
+from ..live import view_frame
 from ..runtime.hub import Future
 from ..runtime.ports import InputPort, close_dests
 from .reader import ReaderOptions, StreamReader
@@ -40,10 +41,12 @@ class Stream:
         self.messages: deque = deque()
         self.max_msgs = max_msgs
         self.msgs_dropped = 0
+        self.warned_type = False  # a non-string message was reported (once per stream)
         self.state, self.reason = "starting", None  # written together under _status (read by /list)
         self._status = threading.Lock()
         self.stopped = False
         self.child = None
+        self.view = None  # the stream's LiveChannel (VideoServer): Visualize frames go there, not to messages
         self.done = Future(self.hub)
 
     # -- any thread ----------------------------------------------------------------------------------------
@@ -137,12 +140,31 @@ class Stream:
         try:
             while (envelope := port.recv()) is not None:
                 msg = envelope.msg
+                shown = view_frame(msg)
+                if shown is not None:
+                    if self.view is not None:
+                        self.view.offer(*shown)
+                    continue
                 if len(self.messages) >= self.max_msgs:
                     self.messages.popleft()
                     self.msgs_dropped += 1
-                self.messages.append(msg if isinstance(msg, str) else json.dumps(msg, default=str))
+                if not isinstance(msg, str):
+                    self._warn_not_a_string(msg)
+                    msg = json.dumps(msg, default=str)
+                self.messages.append(msg)
         finally:
+            if self.view is not None:
+                self.view.close()
             self._collected.set(None)
+
+    def _warn_not_a_string(self, msg) -> None:
+        """Once per stream: the messages of ``/get_msgs`` are strings; anything else is shown as JSON."""
+        if self.warned_type:
+            return
+        self.warned_type = True
+        log.warning("stream %d (%s): its graph sent a %s out, not a string; /get_msgs shows it as JSON (with "
+                    "str() of what JSON cannot hold, e.g. arrays): send json.dumps(...) of what should be "
+                    "shown, and rendered frames to a Visualize node", self.id, self.url, type(msg).__name__)
 
     def _wait_done(self) -> None:
         failures = self.child.done.wait()

@@ -1,0 +1,107 @@
+"""The live-view pages of a VideoServer's front door.
+
+``GET /view``: the streams with links to their pages. ``GET /view/{id}``: the player page of one
+stream (plain HTML + ``/view/_assets/player.js``, served from this package: no CDN, no build step).
+``GET /view/{id}/live.mp4``: the stream as fragmented MP4, sent as it is encoded (an init segment,
+then one fragment per frame from a keyframe on); its ``Content-Type`` carries the ``codecs`` value
+the page gives Media Source Extensions. The response starts with the first keyframe after the
+request (504 when none comes within ``wait`` seconds: no frames reach the stream's Visualize node)
+and ends with the stream. ``GET /view/{id}/stats``: the channel's counters (viewers, frames
+offered, encoded and skipped, keyframes, bytes).
+
+Each stream object is expected to have ``id``, ``url``, ``state`` and ``view`` (its
+:class:`~.channel.LiveChannel`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from pathlib import Path
+from typing import Callable
+
+ASSETS = Path(__file__).with_name("assets")
+ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+
+
+def add_view_routes(app, streams: Callable[[], dict], wait: float = 10.0) -> None:
+    """Add the routes above to ``app``; ``streams()`` gives the server's ``{id: stream}``."""
+    from fastapi import Response
+    from fastapi.responses import HTMLResponse, StreamingResponse
+
+    from .. import __version__
+    from ..nodes.http_routes import reply_error
+
+    def find(sid: int):
+        stream = streams().get(sid)
+        return stream if stream is not None and getattr(stream, "view", None) is not None else None
+
+    @app.get("/view/_assets/{name}", include_in_schema=False)
+    async def asset(name: str):
+        path = ASSETS / name
+        if "/" in name or path.suffix not in ASSET_TYPES or not path.is_file():
+            return reply_error(404, f"no asset {name}")
+        return Response(path.read_bytes(), media_type=ASSET_TYPES[path.suffix],
+                        headers={"Cache-Control": "no-cache"})
+
+    @app.get("/view", summary="Live views: the streams, with links to their pages", response_class=HTMLResponse)
+    async def index():
+        rows = []
+        for sid, stream in sorted(streams().items()):
+            link = f'<a href="/view/{sid}">stream {sid}</a>' if find(sid) else f"stream {sid}"
+            rows.append(f"<li>{link} <code>{html.escape(stream.url)}</code> {html.escape(stream.state)}</li>")
+        body = "\n".join(rows) or "<li>no stream yet: POST /start/{url}</li>"
+        return HTMLResponse(INDEX.format(version=__version__, rows=body))
+
+    @app.get("/view/{sid}", summary="The live view of a stream (an HTML page)", response_class=HTMLResponse,
+             responses={404: {"description": "no stream with this id"}})
+    async def page(sid: int):
+        if find(sid) is None:
+            return reply_error(404, f"no stream {sid}")
+        return HTMLResponse((ASSETS / "view.html").read_text().replace("{{sid}}", str(sid)))
+
+    @app.get("/view/{sid}/stats", summary="Counters of a stream's live view",
+             responses={404: {"description": "no stream with this id"}})
+    async def stats(sid: int):
+        stream = find(sid)
+        if stream is None:
+            return reply_error(404, f"no stream {sid}")
+        return stream.view.stats()
+
+    @app.get("/view/{sid}/live.mp4", summary="The live stream as fragmented MP4 (H.264)",
+             responses={200: {"content": {"video/mp4": {}}}, 404: {"description": "no stream with this id"},
+                        504: {"description": "no frame reached the stream's Visualize node in time"}})
+    async def live(sid: int):
+        stream = find(sid)
+        if stream is None:
+            return reply_error(404, f"no stream {sid}")
+        channel = stream.view
+        viewer = channel.add_viewer()
+        try:
+            codecs = await asyncio.wait_for(asyncio.shield(viewer.ready), wait)
+        except asyncio.TimeoutError:
+            codecs = None
+        if codecs is None:
+            channel.remove_viewer(viewer)
+            detail = "the stream has ended" if channel.ended else f"no frame to show within {wait:g} s"
+            return reply_error(504, f"stream {sid}: {detail}")
+
+        async def body():
+            try:
+                async for chunk in viewer.chunks():
+                    yield chunk
+            finally:
+                channel.remove_viewer(viewer)
+
+        return StreamingResponse(body(), media_type=f'video/mp4; codecs="{codecs}"',
+                                 headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+INDEX = """<!doctype html>
+<html><head><meta charset="utf-8"><title>megflow-mp live views</title>
+<meta http-equiv="refresh" content="5">
+<style>body{{font:15px sans-serif;margin:2em}} code{{color:#555}}</style></head>
+<body><h1>Live views</h1><ul>
+{rows}
+</ul><p><small>megflow-mp {version}</small></p></body></html>
+"""
