@@ -195,6 +195,7 @@ def test_env_function(monkeypatch):
         ("{{ L.x }}", "cannot read 'x' of L, which is a list ([1,2])"),
         ("{{ L[5] }}", "index 5 is out of range for L (2 items)"),
         ("{{ 'a' < 1 }}", "cannot compare 'a' < 1"),
+        ("{{ [1] < [2] }}", "cannot compare a list ([1]) < a list ([2])"),
         ("{{ none | require }}", "required value is missing"),
         ("{{ }}", "template syntax error at line 1: unexpected end of tag"),
         ("{# never closed", "comment '{#' is never closed"),

@@ -57,9 +57,9 @@ def load_config(
     """Load the config at ``path``; includes are resolved relative to each including file.
 
     ``dynamic`` is a TOML file of template variables, merged with ``variables`` (which win); when
-    either is given every file is rendered as a template (templar or jinja2, see the module doc). Returns the validated, merged
-    ``Config``. Raises ``ConfigError`` for a missing or unreadable file, a template or TOML error, an
-    include problem (missing file, cycle) or a schema violation.
+    either is given every file is rendered as a template (templar or jinja2, see the module doc).
+    Returns the validated, merged ``Config``. Raises ``ConfigError`` for a missing or unreadable file,
+    a template or TOML error, an include problem (missing file, cycle) or a schema violation.
     """
     merged: dict[str, Any] | None = None
     if dynamic is not None:

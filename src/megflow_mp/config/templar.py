@@ -9,11 +9,12 @@ templar file from a jinja2 one. What is accepted, as templar writes it:
 * ``{% for x in expr %} ... {% end for %}`` (a table loops as ``x.key`` / ``x.value`` by sorted key;
   a single value loops once), ``{% if c %} ... {% else if c %} ... {% else %} ... {% end if %}``,
   ``{% scope %} ... {% end scope %}``. A loop or scope keeps its assignments to itself.
-* literals: integers, ``'s'`` ``"s"`` ``\u0060s\u0060``, ``true``/``yes``, ``false``/``no``,
+* literals: integers, ``'s'`` ``"s"`` and backtick-quoted text, ``true``/``yes``, ``false``/``no``,
   ``null``/``nil``, ``[a, b]``, ``{'k': v}``; variables ``a.b``, ``a['k']`` and (beyond templar)
   ``a[0]``; ``( )``.
-* operators ``+ - * / %`` (integers, truncating division), ``~`` (joins text), ``== != < > <= >=``,
-  ``&& ||`` (booleans only), applied strictly LEFT TO RIGHT as templar does: ``1 + 2 * 3`` is 9.
+* operators ``+ - * / %`` (integers, truncating division), ``~`` (joins text), ``== != < >`` (and,
+  beyond templar, whose grammar tries ``<`` before ``<=``, ``<= >=``), ``&& ||`` (booleans only),
+  applied strictly LEFT TO RIGHT as templar does: ``1 + 2 * 3`` is 9.
 * filters ``require default length exists lower upper trim split join index string key replace
   escape_html e``; functions ``range(n)``, ``range([start, end(, step)])`` (MegFlow's) and ``env(name)``.
 
@@ -43,7 +44,7 @@ _TWO_CHAR = ("&&", "||", "==", "!=", ">=", "<=")
 _BINARY = {"+", "-", "*", "/", "%", "~", "==", "!=", "<", ">", "<=", ">=", "&&", "||", "="}
 _CLOSERS = {"{{": "}}", "{%": "%}", "{#": "#}"}
 _JINJA_TAGS = {"endfor", "endif", "elif", "set", "macro", "endmacro", "block", "endblock", "raw",
-               "filter", "with", "call", "extends", "import", "include", "from", "endscope"}
+               "filter", "with", "call", "extends", "import", "include", "from"}
 _LEFT_OUT = {
     "file": "reads files", "script": "runs shell commands", "command": "runs shell commands",
     "json": "needs templar's json extension, which MegFlow builds without",
@@ -53,7 +54,7 @@ _LEFT_OUT = {
 }
 _TEMPLAR_MARK = re.compile(r"\{%-?\s*(?:end\s+(?:for|if|scope)|else\s+if|scope)\b"
                            r"|\{\{-?\s*(?:[A-Za-z]\w*|'[^'\n]*'|\"[^\"\n]*\")\s*=(?!=)")
-_JINJA_MARK = re.compile(r"\{%-?\s*(?:" + "|".join(sorted(_JINJA_TAGS - {"endscope"})) + r")\b")
+_JINJA_MARK = re.compile(r"\{%-?\s*(?:" + "|".join(sorted(_JINJA_TAGS)) + r")\b")
 _DIALECT_NOTE = re.compile(r"\{#-?\s*dialect:\s*(templar|jinja)\s*-?#\}")
 
 
@@ -129,9 +130,14 @@ class _Parser:
 
     def __init__(self, text: str):
         self.text, self.pos = text, 0
+        self._counted, self._lines = 0, 1  # newlines before offset _counted, plus one
 
     def line(self, pos: int | None = None) -> int:
-        return self.text.count("\n", 0, self.pos if pos is None else pos) + 1
+        """1-based line of ``pos`` (default: the current position); positions only move forward."""
+        pos = self.pos if pos is None else pos
+        self._lines += self.text.count("\n", self._counted, pos)
+        self._counted = pos
+        return self._lines
 
     def parse(self) -> list:
         self.items = self._flat()
@@ -500,7 +506,9 @@ class _Renderer:
 
 
 def _order(key: Any) -> tuple:
-    """Sort key for table keys, as templar's ``BTreeMap`` orders them (booleans, numbers, text)."""
+    """Sort key for table keys, as templar's ``BTreeMap`` orders them (booleans, numbers, text, null)."""
+    if key is None:
+        return (3, 0)
     return (0 if isinstance(key, bool) else 1 if isinstance(key, (int, float)) else 2, key)
 
 
@@ -530,7 +538,7 @@ def _operate(op: str, left: Any, right: Any, line: int) -> Any:
     same = _comparable(left, right)
     if op in ("==", "!="):
         return (same and left == right) == (op == "==")
-    if not same or isinstance(left, (dict, type(None))):
+    if not same or not isinstance(left, (int, float, str)):
         raise _Fail("template", f"cannot compare {_show(left)} {op} {_show(right)}", line)
     return {"<": left < right, ">": left > right, "<=": left <= right, ">=": left >= right}[op]
 
