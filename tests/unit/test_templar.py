@@ -143,6 +143,12 @@ def test_attribute_and_index_access():
     assert r("{{ cfg.sizes | index(0) }} {{ cfg.model | key('path') }}", cfg=cfg) == "320 m.onnx"
 
 
+def test_brackets_and_closers_inside_strings_and_nested_tables():
+    assert r("{{ [']', ','] | join('+') }}") == "]+,"
+    assert r("{{ {'a': {'b': '}}'}} | key('a') | key('b') }}!") == "}}!"
+    assert r("{% if 'x' == \"%}\" %}no{% else %}yes{% end if %}") == "yes"
+
+
 def test_values_print_as_templar_prints_them():
     assert r("{{ t }} {{ f }} {{ x }} {{ y }} {{ z }} {{ l }} {{ m }}", t=True, f=False, x=0.5, y=2.0, z=None,
              l=["a", None], m={"b": 1, "a": [1]}) == "true false 0.5 2 null [a,<null>] {a => [1],b => 1}"

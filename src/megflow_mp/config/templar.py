@@ -293,15 +293,16 @@ class _Expr:
     def done(self) -> bool:
         return self.i >= len(self.tokens)
 
-    def peek(self, value: Any = None) -> bool:
-        return not self.done() and (value is None or self.tokens[self.i][1] == value)
+    def peek(self, symbol: str | None = None) -> bool:
+        """Is there a next token (``symbol`` given: is it that operator or bracket, not a string)?"""
+        return not self.done() and (symbol is None or self.tokens[self.i][:2] == ("sym", symbol))
 
-    def take(self, value: Any = None) -> tuple:
+    def take(self, symbol: str | None = None) -> tuple:
         if self.done():
-            raise _Fail("syntax", f"expected {value!r}" if value else "unexpected end of tag", self.line)
+            raise _Fail("syntax", f"expected {symbol!r}" if symbol else "unexpected end of tag", self.line)
         tok = self.tokens[self.i]
-        if value is not None and tok[1] != value:
-            raise _Fail("syntax", f"expected {value!r}, got {tok[1]!r}", tok[2])
+        if symbol is not None and tok[:2] != ("sym", symbol):
+            raise _Fail("syntax", f"expected {symbol!r}, got {tok[1]!r}", tok[2])
         self.i += 1
         return tok
 
@@ -321,7 +322,7 @@ class _Expr:
 
     def expr(self) -> tuple:
         node = self.primary()
-        while not self.done() and self.tokens[self.i][0] == "sym" and self.tokens[self.i][1] in _BINARY | {"|"}:
+        while any(self.peek(op) for op in _BINARY | {"|"}):
             _, op, line = self.take()
             if node[0] == "set":
                 raise _Fail("syntax", f"{op!r} after an assignment: templar assigns first, then applies "
@@ -355,9 +356,7 @@ class _Expr:
 
     def primary(self) -> tuple:
         kind, value, line = self.take()
-        if kind == "num":
-            return ("lit", line, value)
-        if kind == "str":
+        if kind in ("num", "str"):
             return ("lit", line, value)
         if kind == "name":
             if self.peek("("):
@@ -375,7 +374,7 @@ class _Expr:
                     path.append(self.expr())
                     self.take("]")
             return ("var", line, path)
-        if value == "-" and self.peek() and self.tokens[self.i][0] == "num":
+        if value == "-" and kind == "sym" and self.peek() and self.tokens[self.i][0] == "num":
             return ("lit", line, -self.take()[1])
         if value == "(":
             inner = self.expr()
