@@ -46,15 +46,14 @@ models:
 DEMO_PORT ?= 8084
 DEMO_PHOTO := $(firstword $(wildcard $(SHARED)/data/images/cat_720p.jpg) path/to/photo.jpg)
 demo: venv
-	$(VENV)/bin/megflow-mp run -p plugins/logical_test
+	$(VENV)/bin/megflow-mp selfcheck
 	@echo
 	@echo "MobileNetV2 classification service (simple_classification, onnxruntime on the CPU):"
 	@echo "  Swagger UI: http://127.0.0.1:$(DEMO_PORT)/docs  (POST /analyze/{extra} -> Try it out -> pick a photo)"
 	@echo "  or:  curl -X POST -H 'Content-Type: image/jpeg' --data-binary @$(DEMO_PHOTO) http://127.0.0.1:$(DEMO_PORT)/analyze/my_cat"
 	@echo "  Ctrl-C stops it."
 	@echo 'port = $(DEMO_PORT)' > $(VENV)/demo-vars.toml
-	$(VENV)/bin/megflow-mp run -c configs/simple_classification/image_cpu.toml -p plugins/simple_classification \
-		--dynamic $(VENV)/demo-vars.toml
+	$(VENV)/bin/megflow-mp run configs/simple_classification/image_cpu.toml --dynamic $(VENV)/demo-vars.toml
 
 test: venv
 	$(PY) -m pytest -q tests

@@ -109,7 +109,11 @@ def start_server(app, timeout: float = 30, extra=()) -> tuple[subprocess.Popen, 
     """Run the app of plugin dir ``app`` whose server node logs ``listening on URL``; return the
     process and the URL. ``extra``: more ``run`` arguments (``-c CONFIG``, ``--dynamic VARS``).
     Stop it with :func:`drain`."""
-    proc = start_cli("run", "-p", app, *extra)
+    return wait_listening(start_cli("run", "-p", app, *extra), timeout)
+
+
+def wait_listening(proc: subprocess.Popen, timeout: float = 30) -> tuple[subprocess.Popen, str]:
+    """Wait until the app ``proc`` logs ``listening on URL``; return it and the URL (killed if not)."""
     deadline = time.monotonic() + timeout
     for line in iter(proc.stderr.readline, ""):
         if "listening on" in line:
