@@ -200,6 +200,7 @@ def test_env_function(monkeypatch):
         ("{{ 1 != 2 && 2 > 1 }}", "'&&' needs true or false on both sides, got true and 2"),
         ("{{ L.x }}", "cannot read 'x' of L, which is a list ([1,2])"),
         ("{{ L[5] }}", "index 5 is out of range for L (2 items)"),
+        ("{{ m[[1]] }}", "cannot look up m by a list ([1])"),
         ("{{ 'a' < 1 }}", "cannot compare 'a' < 1"),
         ("{{ [1] < [2] }}", "cannot compare a list ([1]) < a list ([2])"),
         ("{{ none | require }}", "required value is missing"),

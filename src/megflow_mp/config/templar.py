@@ -490,6 +490,8 @@ class _Renderer:
             return _Missing(name)
         for part in path[1:]:
             key = part if isinstance(part, str) else self.value(part)
+            if isinstance(key, (list, tuple, dict)) or key is _UNSET:
+                raise _Fail("template", f"cannot look up {name} by {_show(key)}", line)
             if isinstance(value, dict):
                 if key not in value:
                     return _Missing(f"{name}.{key}" if isinstance(key, str) else f"{name}[{key!r}]")
