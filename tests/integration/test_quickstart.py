@@ -40,8 +40,9 @@ def lines(*answers) -> str:
 
 
 def serve(project: Path, cwd=None, timeout: float = 120) -> tuple[subprocess.Popen, str]:
-    """Run ``project`` as its README says; return the process and the URL its server logs."""
-    proc = start_cli("run", "-c", project / "config.toml", "-p", project, cwd=cwd)
+    """Run ``project`` as its README says (the plugins are the config's directory); return the
+    process and the URL its server logs."""
+    proc = start_cli("run", project / "config.toml", cwd=cwd)
     deadline = time.monotonic() + timeout
     for line in iter(proc.stderr.readline, ""):
         if "listening on" in line:
@@ -156,7 +157,7 @@ def test_video_project_counts_the_frames_of_a_stream(tmp_path):
 
 def test_custom_project_runs_its_graph_to_the_end(tmp_path):
     quickstart("--path", tmp_path / "app", "--yes", "--type", "custom")
-    done = run_cli("run", "-c", tmp_path / "app" / "config.toml", "-p", tmp_path / "app")
+    done = run_cli("run", tmp_path / "app" / "config.toml")
     assert done.returncode == 0, done.stderr
     out = done.stdout.splitlines()
     assert [json.loads(line[len("sink "):]) for line in out if line.startswith("sink {")] == \
