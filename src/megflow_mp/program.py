@@ -19,9 +19,9 @@
     g.wait()                                    # the end: every node finished, processes gone
 
 Who does what: the program's process is the app's supervisor, as ``megflow-mp run`` is (it forks one
-worker per node replica and owns them), and it takes part in the app the way a worker does: it holds
-the sending end of each graph input and the receiving end of each graph output, with its own
-shared-memory arena and socket transport. Arrays the program sends are copied once into its shared
+worker per node replica and owns them; :mod:`megflow_mp.program_host`), and it takes part in the app
+the way a worker does: it holds the sending end of each graph input and the receiving end of each
+graph output, with its own shared-memory arena and socket transport. Arrays the program sends are copied once into its shared
 memory and reach the nodes as views; results come back as views of the nodes' shared memory. The
 engine's side of this process runs only while the program is inside a call of this module (``send``,
 ``recv``, ``wait``, ``block_on``, ``join``); meanwhile the workers go on, and what is sent to the
@@ -51,7 +51,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -59,11 +58,11 @@ from pathlib import Path
 from . import api
 from .envelope import Envelope
 from .errors import AppFailed, ChannelClosed, MegFlowError
-from .plan import Dest, IdAllocator, plan_instance
-from .runtime.channels import CLOSE, CREDIT, DATA, Credits, Inbox
+from .program_host import ProgramHost
+from .runtime import worker as _worker
+from .runtime.channels import Inbox
 from .runtime.hub import Hub
 from .runtime.ports import close_dests, deliver
-from .supervisor import MAIN, Supervisor, children_of
 
 __all__ = ["Graph", "block_on"]
 
@@ -144,6 +143,8 @@ class Graph:
 
     def __init__(self, config_path=None, config_str=None, dynamic_path=None, dynamic_str=None, plugin_path=None,
                  module_path=None, dump=False):
+        if _worker.CURRENT is not None:
+            raise RuntimeError("a Graph is built by a program, not inside a node's process")
         caller = sys._getframe(1).f_globals.get("__name__", "__main__")
         app, picture = _load(config_path, config_str, dynamic_path, dynamic_str, plugin_path, module_path, caller)
         if dump:
@@ -154,7 +155,7 @@ class Graph:
         if hub.in_task():
             raise RuntimeError("build a Graph outside block_on (it starts processes and waits for them)")
         self._main = app.templates[app.main]
-        self._host = _Host(app, hub)
+        self._host = ProgramHost(app, hub)
         self._senders: dict[str, Sender] = {}
         self._receivers: dict[str, Receiver] = {}
         self._closed = False
@@ -314,135 +315,6 @@ class Receiver:
         return f"<graph output {self.name!r}>"
 
 
-class _Host(Supervisor):
-    """The supervisor of a graph run by a program, and the program's part in the app: the sending
-    end of each graph input (``entry``) and the receiving end of each graph output (``exits``).
-    It runs on the thread's hub, only while the program waits in a call of this module."""
-
-    def __init__(self, app, hub: Hub):
-        super().__init__(app)
-        from .codec import Codec
-        from .shm import Arena
-
-        self._hub = hub
-        self.arena = Arena(self.index, self.index + 1)  # the workers' arenas count this process too
-        self.codec = Codec(self.arena)
-        self.credits = Credits(hub)
-        self.closed_log: dict[int, list] = {}
-        self.owing: set = set()
-        self.entry: dict[str, list] = {}
-        self.exits: dict[str, Inbox] = {}
-        self.inboxes: dict[int, Inbox] = {}
-        self.leftovers: list = []
-
-    def hub_of_thread(self) -> Hub | None:
-        """The hub, when this thread may run it now (its own thread, outside its tasks)."""
-        hub = self._hub
-        return hub if threading.get_ident() == hub.thread_id and not hub.in_task() else None
-
-    # -- the plan: inputs fed by this process, outputs delivered to it -----------------------------------------
-    def main_plan(self):
-        app, ids = self.app, IdAllocator(None)
-        chans = {name: (ids(), cap) for name, (cap, _) in app.templates[app.main].outputs.items()}
-        exit_dests = {name: [Dest(chan, (self.index,), False, cap)] for name, (chan, cap) in chans.items()}
-        plan = plan_instance(app, app.main, MAIN, ids, self.index, app.main, entry_senders=1, exit_dests=exit_dests)
-        self.entry = dict(plan.entry)
-        for name, (chan, cap) in chans.items():
-            self.exits[name] = self.inboxes[chan] = Inbox(chan, cap, plan.exits.get(name, 0), self._credit_now,
-                                                          self._hub, False, self.owing)
-        return plan
-
-    def _credit_now(self, proc: int, record: tuple) -> None:
-        self.transport.send_now(proc, record)
-
-    def new_hub(self) -> Hub:
-        self._hub.idle_hooks.insert(0, self.return_credits)
-        return self._hub
-
-    def has_credit(self, dests) -> bool:
-        avail = self.credits.avail
-        return all(any(avail.get((p, d.chan), d.cap) > 0 for p in d.procs) for d in dests)
-
-    def return_credits(self) -> None:
-        for inbox in self.owing:
-            inbox.return_credits()
-        self.owing.clear()
-
-    # -- records ------------------------------------------------------------------------------------------------
-    def on_records(self, src, records) -> None:
-        for rec in records:
-            op = rec[0]
-            if op == DATA:
-                inbox = self.inboxes.get(rec[1])
-                item = self.codec.decode(rec[2])
-                if inbox is None or inbox.discard:
-                    del item  # nobody reads it any more: its arrays are released
-                    self.transport.post(src, (CREDIT, rec[1], 1))
-                else:
-                    inbox.push(src, item)
-            elif op == CREDIT:
-                self.credits.grant(src, rec[1], rec[2])
-            elif op == CLOSE:
-                inbox = self.inboxes.get(rec[1])
-                if inbox is not None:
-                    inbox.close_one(rec[2])
-            else:
-                super().on_records(src, [rec])
-
-    def fail(self, reason: str) -> None:
-        super().fail(reason)
-        if self.phase == "exit":
-            return
-        hub = self._hub  # the program's tasks waiting on this app get the failure
-        for inbox in self.exits.values():
-            if inbox.waiter is not None:
-                hub.throw(inbox.waiter, AppFailed(self.failures))
-                inbox.waiter = None
-        for chan, waiters in list(self.credits.waiters.items()):
-            if any(d.chan == chan for dests in self.entry.values() for d in dests):
-                del self.credits.waiters[chan]
-                for task in waiters:
-                    hub.throw(task, AppFailed(self.failures))
-
-    def fork_worker(self, i: int, listener, restarted: bool = False) -> None:
-        super().fork_worker(i, listener, restarted)
-        if restarted:  # a new process: our links to it start afresh, and it must see the ends we sent
-            self.transport.reset_peer(i)
-            self.credits.reset_peer(i)
-            for chan, route in self.closed_log.get(i, []):
-                self.transport.post(i, (CLOSE, chan, route))
-
-    # -- the end -----------------------------------------------------------------------------------------------
-    def stop(self) -> None:
-        """Stop the workers and free everything (from the hub's thread; elsewhere, kill them)."""
-        if not hasattr(self, "transport"):  # spawning failed before the workers were watched
-            for pid in self.pids.values():
-                _kill_and_reap(pid)
-            return
-        if self.hub_of_thread() is None:
-            for pid in self.pids.values():
-                _kill_and_reap(pid)
-            return
-        self.shutdown()
-
-    def shutdown(self) -> None:
-        for inbox in self.exits.values():  # results nobody will read: their arrays are released
-            inbox.drop()
-        self.leftovers = _descendants([self.pids[p] for p in self.pidfds])  # plugins' children, before they lose their parent
-        super().shutdown()
-
-    def release(self) -> None:
-        if self.return_credits in self._hub.idle_hooks:
-            self._hub.idle_hooks.remove(self.return_credits)
-        for pid, started in self.leftovers:
-            if started is not None and _start_time(pid) == started:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        self.arena.close()  # a no-op while the program still holds result arrays (they keep their memory)
-
-
 def _load(config_path, config_str, dynamic_path, dynamic_str, plugin_path, module_path, caller: str):
     """``(App, picture path)`` from the Graph arguments."""
     from .config import load_config, load_config_string
@@ -464,6 +336,9 @@ def _load(config_path, config_str, dynamic_path, dynamic_str, plugin_path, modul
         file = os.fspath(config_path)
         config = load_config(file, variables=variables)
     paths = [module_path] if isinstance(module_path, (str, os.PathLike)) else list(module_path or [])
+    for extra in reversed([str(Path(p).resolve()) for p in paths]):  # what the plugins import from
+        if extra not in sys.path:
+            sys.path.insert(0, extra)
     registry = load_registry(plugin_path, [os.fspath(p) for p in paths])
     registry.add_modules(dict.fromkeys([caller, "__main__"]))
     app = build_app(config, registry, file)
@@ -484,30 +359,3 @@ def _variables(dynamic_path, dynamic_str) -> dict | None:
         return tomllib.loads(text)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read the template variables: {exc}", file=where) from None
-
-
-def _start_time(pid: int):
-    """The start time of ``pid`` (field 22 of /proc/PID/stat), or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _descendants(pids: list[int]) -> list[tuple[int, str | None]]:
-    """Every process below ``pids``, with its start time (so a reused pid is never killed)."""
-    out, stack = [], list(pids)
-    while stack:
-        for child in children_of(stack.pop()):
-            out.append((child, _start_time(child)))
-            stack.append(child)
-    return out
-
-
-def _kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass

@@ -131,6 +131,33 @@ def test_recv_outside_block_on_raises_the_failure():
         g.wait()
 
 
+def test_two_graphs_at_once_chained_by_the_program_with_a_plain_join():
+    first, second = Graph(config_str=one_node("Noop", cap=2)), Graph(config_str=one_node("Invert", cap=2))
+    n, got = 40, []
+
+    def feed():
+        port = first.input("inp")
+        for i in range(n):
+            port.send(Envelope.pack({"data": np.full((64, 64), i, np.uint8)}, info={"partial_id": i}))
+        first.close()
+
+    def forward():  # results of one graph are the inputs of the other
+        src, dst = first.output("out"), second.input("inp")
+        while (envelope := src.recv()) is not None:
+            dst.send(envelope)
+        second.close()
+
+    def drain():
+        port = second.output("out")
+        while (envelope := port.recv()) is not None:
+            got.append((envelope.partial_id, int(envelope.msg["data"][0, 0]), int(envelope.msg["data"].sum())))
+
+    join([drain, forward, feed])  # outside block_on: the functions still run as concurrent tasks
+    first.wait()
+    second.wait()
+    assert got == [(i, 255 - i, (255 - i) * 64 * 64) for i in range(n)]
+
+
 def test_send_is_held_back_by_the_channel_caps():
     cap_in, cap_out, n = 4, 4, 2000
     g = Graph(config_str=one_node("Noop", cap=cap_in, out_cap=cap_out))
