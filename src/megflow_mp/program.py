@@ -264,6 +264,8 @@ class Sender:
 
     def __init__(self, graph: Graph, name: str, dests: list):
         self.graph, self.name, self.dests = graph, name, dests
+        # an input that feeds a shared [[nodes]] entry: its results find their way back by this route
+        self.route = next((d.route for d in dests if d.shared), None)
 
     def send(self, envelope: Envelope) -> None:
         """Deliver ``envelope`` to the input's nodes; blocks (a task: suspends) while the channel is
@@ -276,6 +278,8 @@ class Sender:
         if graph._closed:
             raise ChannelClosed(f"graph input {self.name!r} is closed")
         host = graph._host
+        if self.route is not None:
+            envelope.transfer_addr = self.route
         if host.hub.in_task() or not host.has_credit(self.dests):
             return graph._call(deliver, host, self.dests, envelope)
         deliver(host, self.dests, envelope)  # credit for every destination: nothing to wait for

@@ -158,6 +158,36 @@ def test_two_graphs_at_once_chained_by_the_program_with_a_plain_join():
     assert got == [(i, 255 - i, (255 - i) * 64 * 64) for i in range(n)]
 
 
+def test_a_shared_node_behind_the_graph_inputs_answers_the_program():
+    g = Graph(config_str='''
+main = "g"
+[[nodes]]
+name = "common"
+ty = "Noop"
+[[graphs]]
+name = "g"
+inputs = [{ name = "inp", cap = 4, ports = ["common:inp"] }]
+outputs = [{ name = "out", cap = 4, ports = ["common:out"] }]
+''')
+    got = feed_and_drain(g, range(100))
+    g.wait()
+    assert [(e.partial_id, e.msg) for e in got] == [(i, i) for i in range(100)]
+
+
+@map_def()
+def vanish(msg):
+    if msg == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return msg
+
+
+def test_a_worker_killed_under_the_program_is_an_error_naming_its_node():
+    g = Graph(config_str=one_node("Vanish"))
+    with pytest.raises(AppFailed, match="worker of node 'n' .* was killed by SIGKILL"):
+        feed_and_drain(g, range(10))
+        g.wait()
+
+
 def test_send_is_held_back_by_the_channel_caps():
     cap_in, cap_out, n = 4, 4, 2000
     g = Graph(config_str=one_node("Noop", cap=cap_in, out_cap=cap_out))
