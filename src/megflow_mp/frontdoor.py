@@ -60,9 +60,10 @@ class FrontDoor:
     """Serves ``app`` and bridges its requests to the graph of the node that owns it."""
 
     def __init__(self, name: str, host: str = "127.0.0.1", port: int = 8080, timeout: float = 30.0,
-                 max_inflight: int = 64):
+                 max_inflight: int = 64, max_header: int = 64 << 10):
         self.name, self.host, self.timeout = name, host, float(timeout)
         self.max_inflight = int(max_inflight)
+        self.max_header = int(max_header)  # bytes of a request line and headers (then 431/414)
         self.sock = bind(host, int(port))
         self.port = self.sock.getsockname()[1]
         self.pending: dict[int, asyncio.Future] = {}
@@ -81,9 +82,12 @@ class FrontDoor:
         """Serve ``app`` on a thread; ``send(envelope)`` (run as a hub task) puts a request in the graph."""
         import uvicorn
 
+        from .http_protocol import protocol_class
+
         self.hub, self.send = hub, send
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
-                                timeout_graceful_shutdown=max(1, int(self.timeout)))
+                                timeout_graceful_shutdown=max(1, int(self.timeout)),
+                                http=protocol_class(self.max_header), h11_max_incomplete_event_size=self.max_header)
         self.server = uvicorn.Server(config)
         ready = threading.Event()
 

@@ -1,12 +1,18 @@
 """Base of the HTTP server nodes (ImageServer, BytesServer): the node side of a FrontDoor.
 
 Ports: ``out`` carries each request into the graph (``partial_id`` identifies it), ``inp`` brings
-the results back. Args: ``port`` (default 8080), ``host`` (default 127.0.0.1), ``timeout`` (seconds a
-request waits for its result, default 30: then 504), ``max_body`` (bytes, default 32 MiB: then 413),
-``max_inflight`` (requests in the graph at once, default 64); ``on_error``: what a node raising on
-a request does, ``"reply"`` (the default: that request is answered 500 naming the node and its
-exception, the node and the server go on) or ``"exit"`` (the node ends and the app with it, exit 1:
-for batch runs that must stop at the first error).
+the results back. Args:
+
+- ``port`` (default 8080); ``host`` (default 127.0.0.1: only this machine can connect; give
+  ``"0.0.0.0"`` to serve other machines);
+- ``timeout``: seconds a request waits for its result (default 30: then 504);
+- ``max_body``: bytes of a request body, raw or multipart (default 32 MiB: then 413);
+- ``max_header``: bytes of a request line and its headers (default 64 KiB: then 431, or 414 for
+  the line alone; the connection is closed);
+- ``max_inflight``: requests in the graph at once (default 64; more wait their turn);
+- ``on_error``: what a node raising on a request does: ``"reply"`` (the default: that request is
+  answered 500 naming the node and its exception, the node and the server go on) or ``"exit"``
+  (the node ends and the app with it, exit 1: for batch runs that must stop at the first error).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ class HttpServerNode:
         self.name = name
         self.max_body = int(args.get("max_body", 32 << 20))
         self.door = FrontDoor(name, host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
-                              timeout=float(args.get("timeout", 30)), max_inflight=int(args.get("max_inflight", 64)))
+                              timeout=float(args.get("timeout", 30)), max_inflight=int(args.get("max_inflight", 64)),
+                              max_header=int(args.get("max_header", 64 << 10)))
         self.draining = False
         self.on_error = str(args.get("on_error", "reply"))
         if self.on_error not in ("reply", "exit"):
