@@ -187,7 +187,8 @@ def test_bad_answers_are_asked_again_and_nothing_is_written_before_the_last_answ
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "f").write_text("x")
     target = tmp_path / "app"
-    code, out, err = quickstart(answers=lines(tmp_path / "taken", target, "audio", "modelserving", "", tmp_path / "m.mge"))
+    answers = lines(tmp_path / "taken", target, "audio", "modelserving", "", tmp_path / "m.mge")
+    code, out, err = quickstart(answers=answers)
     assert code == 1
     assert "! " + f"{tmp_path / 'taken'} exists and is not empty" in out
     assert "! unknown project type 'audio'" in out
@@ -234,13 +235,22 @@ def test_yes_takes_the_defaults_where_no_flag_answers(tmp_path, monkeypatch):
     assert not (tmp_path / "other").exists()
 
 
+def test_yes_takes_the_models_input_name_when_the_default_is_not_it(tmp_path):
+    code, out, err = quickstart("--yes", "--path", tmp_path / "app", "--model", ONNX)
+    assert code == 0, err
+    assert "note: mobilenet_v2_1.0_224_fp32.onnx has no input 'data' the engine can feed; its input is 'input'" in out
+    config = tomllib.loads((tmp_path / "app" / "config.toml").read_text())
+    assert config["graphs"][0]["nodes"][0]["input_name"] == "input"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--type", "image", "--model", "x.onnx"], "--model, --input-name and --labels are for modelserving"),
     (["--branch", "main"], "--branch and --set are for templates fetched with --git"),
     (["--git", "file:///nowhere", "--type", "image"], "--type: not used with --git"),
     (["--port", "0", "--type", "image"], "--port: 0 is not a TCP port"),
     (["--type", "audio"], "--type 'audio': unknown project type"),
-    (["--input-name", "data", "--model", str(ONNX)], "--input-name 'data': mobilenet_v2_1.0_224_fp32.onnx has no input"),
+    (["--input-name", "data", "--model", str(ONNX)],
+     "--input-name 'data': mobilenet_v2_1.0_224_fp32.onnx has no input"),
     (["--git", "file:///nowhere", "--set", "oops"], "--set 'oops': expected NAME=VALUE"),
 ])
 def test_flags_that_cannot_be_used_are_errors(tmp_path, argv, message):

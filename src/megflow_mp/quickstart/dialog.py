@@ -8,8 +8,8 @@ Contracts
 * Built-in templates, MegFlow's order and defaults: project root ``[megflow-app]``, project type
   ``[modelserving]``; for modelserving the model's input tensor name ``[data]`` and the model file
   ``[model.mge]``. The model file is loaded once to read its input: when the engine would feed an
-  input of another name, the name is asked again with the model's as default (a flag that
-  disagrees is an error). ``--labels`` and ``--port`` have no question (the defaults: no labels,
+  input of another name, the name is asked again with the model's as default (``--yes`` takes
+  it; an ``--input-name`` that disagrees is an error). ``--labels`` and ``--port`` have no question (the defaults: no labels,
   port 8080, 8085 for video); the generated config.toml says where to change them.
 * ``--git URL``: project root, then the branch (``[the repository's default]``; ``--branch``
   answers it); the repository is cloned (a failure shows git's reason and asks whether to retry),
@@ -64,7 +64,8 @@ def make_project(asker: Asker, args) -> tuple[Path, Tree]:
     kind = asker.ask(KIND, args.type)
     if kind != "modelserving" and (args.model is not None or args.input_name is not None or args.labels):
         raise QuickstartError(f"--model, --input-name and --labels are for modelserving projects, not {kind}")
-    values = {"PROJECT_NAME": root.name, "PORT": str(args.port if args.port is not None else DEFAULT_PORTS.get(kind, 0))}
+    port = args.port if args.port is not None else DEFAULT_PORTS.get(kind, 0)
+    values = {"PROJECT_NAME": root.name, "PORT": str(port)}
     if kind == "modelserving":
         values.update(_model_values(asker, args))
     return root, fill(builtin_tree(kind), values)
@@ -95,7 +96,7 @@ def _model_values(asker: Asker, args) -> dict[str, str]:
         reason = f"{info.path.name} has no input {input_name!r} the engine can feed; its input is {info.input_name!r}"
         if args.input_name is not None:
             raise QuickstartError(f"--input-name {input_name!r}: {reason}")
-        asker.say(f"! {reason}")
+        asker.say(f"{'note:' if asker.assume_defaults else '!'} {reason}")  # --yes takes the model's name
 
         def same(text: str, want=info.input_name) -> str:
             if text.strip() != want:

@@ -4,7 +4,8 @@ Contracts
 ---------
 * A placeholder is a match of :data:`PLACEHOLDER` (MegFlow's ``##[_\\-a-zA-Z0-9]*##``) in a text
   file. ``####`` (no name) is a Markdown heading, not a placeholder, and is left alone. A text file
-  is one without NUL bytes that decodes as UTF-8; other files are copied as they are.
+  is one without NUL bytes that decodes as UTF-8; other files, and all file names, are copied as
+  they are.
 * :func:`read_tree` reads a template directory (``.git`` and ``__pycache__`` left out) into a
   :class:`Tree`: relative path -> bytes, with each file's mode.
 * :func:`placeholders` lists the names in a tree in order of first appearance (files in path order).

@@ -117,8 +117,9 @@ class ServeModel:
             return
         msg = envelope.msg
         outputs = self.model.infer(self.preprocess(msg["data"]))
+        model = self.model
         result = {"extra_data": msg.get("extra_data"),
-                  "input": {"name": self.model.input_name, "shape": list(self.model.input_shape), "layout": self.layout},
+                  "input": {"name": model.input_name, "shape": list(model.input_shape), "layout": self.layout},
                   "outputs": [self.describe(n, o) for n, o in zip(self.model.output_names, outputs)]}
         if self.scores is not None:
             row = outputs[self.scores].reshape(-1)
