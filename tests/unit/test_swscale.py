@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -9,14 +11,64 @@ import pytest
 from megflow_mp.video import swscale
 from tests.support.clips import load_image
 
-SCALER = swscale.load()
+LIB = swscale.library()
+
+
+def SCALER():  # noqa: N802 - reads as the class it stands for
+    return swscale.DirectScaler(LIB)
 
 
 def test_pyav_libraries_are_found_and_used_by_the_reader():
     from megflow_mp.video.reader import BGRConverter
 
-    assert SCALER is swscale.DirectScaler  # PyAV's wheels carry libswscale; the fast path is on
+    assert LIB is not None  # PyAV's wheels carry libswscale; the fast path is on
     assert isinstance(BGRConverter()._direct, swscale.DirectScaler)
+
+
+PROBE = """
+import sys
+for name in sys.argv[1].split(","):
+    __import__(name)
+import av
+from megflow_mp.video import swscale
+lib = swscale.library()
+print(lib.paths[0] if lib else None)
+with open("/proc/self/maps") as f:
+    print(sum("libswscale" in line and "opencv" in line for line in f) > 0)
+"""
+
+
+@pytest.mark.parametrize("first", ["av,cv2", "cv2,av"])
+def test_pyavs_own_library_is_bound_whatever_was_loaded_first(first):
+    """opencv-python carries another FFmpeg (libswscale 6); the binding must take PyAV's (9) in any
+    import order, also when OpenCV's copy is mapped first."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", PROBE, first], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    path, opencv_mapped = r.stdout.split()
+    assert path == LIB.paths[0] and "/av.libs/" in path
+    if first.startswith("cv2"):
+        assert opencv_mapped == "True"  # the other copy really was in the process
+
+
+def test_a_library_of_another_version_is_refused_with_a_log_line(caplog):
+    import cv2
+
+    libs = Path(cv2.__file__).resolve().parents[1] / "opencv_python.libs"
+    other = next(libs.glob("libswscale-*.so*"))  # opencv-python's own FFmpeg (libswscale 6)
+    avutil = next(libs.glob("libavutil-*.so*"))
+    with caplog.at_level("INFO", logger="megflow_mp.video.swscale"):
+        assert swscale.bind(str(other), str(avutil)) is None
+    assert "libswscale not usable" in caplog.text and "PyAV uses 9." in caplog.text
+
+
+def test_dt_needed_is_read_from_the_extension():
+    import av.video.reformatter
+
+    names = swscale._needed(av.video.reformatter.__file__)
+    assert any(n.startswith("libswscale") for n in names) and any(n.startswith("libavutil") for n in names)
 
 
 def photo(h: int, w: int) -> np.ndarray:

@@ -132,8 +132,8 @@ class BGRConverter:
 
     def __init__(self, alloc=np.empty):
         self.alloc = alloc
-        direct = swscale.load()
-        self._direct = direct() if direct is not None else None
+        lib = swscale.library()
+        self._direct = swscale.DirectScaler(lib) if lib is not None else None
         self._reformatter = VideoReformatter()
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:

@@ -2,16 +2,18 @@
 
 PyAV's ``VideoReformatter`` always converts into a new frame it allocates, so a decoder that must
 deliver its pictures in shared memory would convert and then copy every frame (6 MB at 1080p).
-:class:`DirectScaler` calls ``sws_scale`` of the very libswscale PyAV has loaded (found in this
-process's memory map) through ``ctypes``, with the source planes of a PyAV frame and the destination
+:class:`DirectScaler` calls ``sws_scale`` of the very libswscale PyAV links (named by the DT_NEEDED
+entries of PyAV's reformatter extension, found in PyAV's ``av.libs``; never whichever FFmpeg copy
+happens to be mapped: opencv-python ships another one) through ``ctypes``, with the source planes of a PyAV frame and the destination
 array as pointers. The output is bit-identical to ``frame.to_ndarray(format="bgr24")``: the same
 bilinear context, the frame's colour matrix (BT.601 when unspecified, BT.709, ...) and range
 (limited, or full for ``yuvj*`` and full-range tagged frames) set on the context as PyAV sets them.
 
 Contracts:
 
-* :func:`load` returns a :class:`DirectScaler` factory, or ``None`` when the libraries are not found
-  (another platform, a PyAV build without them): callers then use PyAV's reformatter.
+* :func:`library` returns the bound libraries, or ``None`` when they are not found, cannot be
+  loaded, or report other versions than PyAV's (``av.library_versions``: an ABI mismatch would be a
+  crash, so it is a fallback with one log line): callers then use PyAV's reformatter.
 * A scaler belongs to one thread at a time; it keeps one context, remade only when the size, pixel
   format, colour matrix or range of the frames changes, and freed with the scaler. It runs on the
   calling thread, one slice thread, with the GIL released (ctypes), like PyAV's own call.
@@ -28,9 +30,10 @@ Contracts:
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
-import re
-import threading
+import struct
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +48,82 @@ _P, _I = ctypes.c_void_p, ctypes.c_int
 _IP = ctypes.POINTER(_I)
 
 
-def _loaded(name: str) -> str | None:
-    """Path of the shared library ``lib<name>`` this process has mapped (PyAV's own copy)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            found = re.search(rf"(/\S*/lib{name}[-.][^/\s]*\.so[^/\s]*)", maps.read())
-    except OSError:
-        return None
-    return found.group(1) if found else None
+def _needed(path: str) -> list[str]:
+    """The DT_NEEDED sonames of the ELF shared object at ``path`` (64- or 32-bit, little-endian)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or data[5] != 1:
+        raise OSError(f"{path}: not a little-endian ELF file")
+    wide = data[4] == 2
+    head = struct.unpack_from("<QQQIHHHHHH" if wide else "<IIIIHHHHHH", data, 24)
+    shoff, shentsize, shnum = head[2], head[7], head[8]
+    sections = []
+    for i in range(shnum):
+        fields = struct.unpack_from("<IIQQQQIIQQ" if wide else "<IIIIIIIIII", data, shoff + i * shentsize)
+        sections.append((fields[1], fields[4], fields[5], fields[6]))  # type, offset, size, link
+    names = []
+    for kind, offset, size, link in sections:
+        if kind != 6:  # SHT_DYNAMIC
+            continue
+        strtab = sections[link][1]
+        entry = struct.Struct("<qQ" if wide else "<iI")
+        for pos in range(offset, offset + size, entry.size):
+            tag, value = entry.unpack_from(data, pos)
+            if tag == 0:
+                break
+            if tag == 1:  # DT_NEEDED
+                names.append(data[strtab + value:data.index(b"\0", strtab + value)].decode())
+    return names
+
+
+def pyav_libraries() -> dict[str, str]:
+    """``{"swscale": path or soname, "avutil": ...}``: the libraries PyAV's own reformatter links.
+
+    Read from the DT_NEEDED entries of PyAV's ``av.video.reformatter`` extension, so the answer does
+    not depend on which other FFmpeg copies (OpenCV's, a plugin's) this process has mapped. A name
+    found in PyAV's bundled ``av.libs`` folder is returned as that file's path; otherwise (a PyAV
+    built against the system's FFmpeg) as the soname, which the dynamic loader resolves the same way
+    it did for PyAV. Raises ``OSError`` when the extension or an entry cannot be read.
+    """
+    import av.video.reformatter as reformatter
+
+    ext = Path(reformatter.__file__).resolve()
+    bundled = ext.parents[2] / "av.libs"
+    out = {}
+    for soname in _needed(str(ext)):
+        for lib in ("swscale", "avutil"):
+            if soname.startswith(f"lib{lib}.so") or soname.startswith(f"lib{lib}-"):
+                out[lib] = str(bundled / soname) if (bundled / soname).is_file() else soname
+    missing = {"swscale", "avutil"} - set(out)
+    if missing:
+        raise OSError(f"{ext.name} does not link lib{'/lib'.join(sorted(missing))}")
+    return out
+
+
+def _version(lib: ctypes.CDLL, name: str) -> tuple[int, int, int]:
+    fn = getattr(lib, f"{name}_version")
+    fn.restype, fn.argtypes = ctypes.c_uint, []
+    v = fn()
+    return v >> 16, (v >> 8) & 0xFF, v & 0xFF
 
 
 class _Lib:
-    """The ctypes bindings: libswscale and libavutil as PyAV loaded them."""
+    """The ctypes bindings of one libswscale + libavutil pair, checked against PyAV's versions.
+
+    Raises ``OSError`` when a library cannot be loaded, or is not the version PyAV reports
+    (``av.library_versions``): calling into another FFmpeg's ABI could crash the process.
+    """
 
     def __init__(self, swscale: str, avutil: str):
+        import av
+
         sws, avu = ctypes.CDLL(swscale), ctypes.CDLL(avutil)
+        for lib, name in ((sws, "swscale"), (avu, "avutil")):
+            want, have = tuple(av.library_versions[f"lib{name}"]), _version(lib, name)
+            if have != want:
+                raise OSError(f"{lib._name} is lib{name} {'.'.join(map(str, have))}, "
+                              f"PyAV uses {'.'.join(map(str, want))}")
+        self.paths = (swscale, avutil)
         sws.sws_getContext.restype = _P
         sws.sws_getContext.argtypes = [_I, _I, _I, _I, _I, _I, _I, _P, _P, _P]
         sws.sws_scale.restype = _I
@@ -78,35 +142,33 @@ class _Lib:
         self.pix_fmt = {name: avu.av_get_pix_fmt(name.replace("yuvj", "yuv").encode()) for name in FORMATS}
 
 
-_lib: _Lib | None = None
-_tried = False
-_load_lock = threading.Lock()  # streams start on several threads at once
+def bind(swscale: str, avutil: str) -> _Lib | None:
+    """The bindings of these two libraries, or None (with one INFO line saying why) when they cannot
+    be loaded or are not PyAV's versions: callers then convert with PyAV's reformatter."""
+    try:
+        return _Lib(swscale, avutil)
+    except (OSError, AttributeError) as exc:
+        log.info("libswscale not usable (%s): frames are converted by PyAV, then copied", exc)
+        return None
 
 
-def load():
-    """:class:`DirectScaler` when PyAV's libswscale and libavutil are found and bound, else ``None``
-    (looked for once per process)."""
-    global _lib, _tried
-    with _load_lock:
-        if not _tried:
-            _tried = True
-            import av.video.reformatter  # noqa: F401 - maps PyAV's libswscale into this process
-
-            paths = _loaded("swscale"), _loaded("avutil")
-            try:
-                if None in paths:
-                    raise OSError("not mapped in this process")
-                _lib = _Lib(*paths)
-            except (OSError, AttributeError) as exc:
-                log.info("libswscale not usable (%s): frames are converted by PyAV, then copied", exc)
-    return DirectScaler if _lib is not None else None
+@functools.cache
+def library() -> _Lib | None:
+    """PyAV's own libswscale and libavutil, bound once per process (the binding is immutable and the
+    libraries stay loaded for the life of the process anyway); None when not usable."""
+    try:
+        paths = pyav_libraries()
+    except (OSError, ImportError) as exc:
+        log.info("libswscale not usable (%s): frames are converted by PyAV, then copied", exc)
+        return None
+    return bind(paths["swscale"], paths["avutil"])
 
 
 class DirectScaler:
-    """One stream's conversion context (see the module docstring)."""
+    """One stream's conversion context on the bound libraries ``lib`` (see the module docstring)."""
 
-    def __init__(self):
-        self._lib = _lib
+    def __init__(self, lib: _Lib):
+        self._lib = lib
         self._ctx = None
         self._key = None  # (width, height, pixel format, colour matrix, full range) of the context
         self._src, self._src_stride = (_P * 4)(), (_I * 4)()
