@@ -235,6 +235,22 @@ def test_yes_takes_the_defaults_where_no_flag_answers(tmp_path, monkeypatch):
     assert not (tmp_path / "other").exists()
 
 
+def test_a_model_whose_backend_is_missing_here_is_taken_uninspected(tmp_path, monkeypatch):
+    from megflow_mp.models import backend
+
+    def no_backend(path, **kwargs):
+        raise backend.ModelError(f"{path}: running .mge models needs megenginelite; install it with: "
+                                 f"{backend.MEGENGINE_INSTALL}")
+
+    monkeypatch.setattr(backend, "load_model", no_backend)
+    code, out, err = quickstart("--yes", "--path", tmp_path / "app", "--input-name", "anything", "--model", MGE)
+    assert code == 0, err
+    assert "note: not inspected: " in out
+    config = (tmp_path / "app" / "config.toml").read_text()
+    assert "# not inspected: " in config and "megengine==1.13.0" in config
+    assert tomllib.loads(config)["graphs"][0]["nodes"][0]["input_name"] == "anything"
+
+
 def test_yes_takes_the_models_input_name_when_the_default_is_not_it(tmp_path):
     code, out, err = quickstart("--yes", "--path", tmp_path / "app", "--model", ONNX)
     assert code == 0, err
@@ -252,6 +268,7 @@ def test_yes_takes_the_models_input_name_when_the_default_is_not_it(tmp_path):
     (["--input-name", "data", "--model", str(ONNX)],
      "--input-name 'data': mobilenet_v2_1.0_224_fp32.onnx has no input"),
     (["--git", "file:///nowhere", "--set", "oops"], "--set 'oops': expected NAME=VALUE"),
+    (["--labels", "/nonexistent/labels.txt"], "--labels '/nonexistent/labels.txt': /nonexistent/labels.txt: label file"),
 ])
 def test_flags_that_cannot_be_used_are_errors(tmp_path, argv, message):
     code, out, err = quickstart("--path", tmp_path / "app", "--yes", *argv)

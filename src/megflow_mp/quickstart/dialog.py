@@ -77,6 +77,11 @@ def _check_flags(args) -> None:
             check_port(str(args.port))
         except BadAnswer as e:
             raise QuickstartError(f"--port: {e}") from None
+    if args.labels:
+        try:
+            check_labels(args.labels)
+        except BadAnswer as e:
+            raise QuickstartError(f"--labels {args.labels!r}: {e}") from None
     if args.git:
         used = [f for f, v in (("--type", args.type), ("--model", args.model), ("--input-name", args.input_name),
                                ("--labels", args.labels), ("--port", args.port)) if v is not None]
@@ -104,12 +109,7 @@ def _model_values(asker: Asker, args) -> dict[str, str]:
             return want
 
         input_name = asker.ask(Question(INPUT_NAME.text, info.input_name, same, INPUT_NAME.flag))
-    labels = ""
-    if args.labels:
-        try:
-            labels = str(check_labels(args.labels))
-        except BadAnswer as e:
-            raise QuickstartError(f"--labels {args.labels!r}: {e}") from None
+    labels = str(check_labels(args.labels)) if args.labels else ""  # checked with the other flags
     return {"MODEL": str(info.path), "MODEL_TOML": toml_str(info.path), "INPUT_NAME": input_name,
             "INPUT_NAME_TOML": toml_str(input_name), "LABELS_TOML": toml_str(labels),
             "MODEL_INFO": _describe(info), "MODEL_REQUIREMENTS": "\n".join(_requirements(info.path))}
