@@ -68,6 +68,14 @@ class Slow:  # slower than a live camera: 10 frames/s
         self.out.send(e.repack({"shape": list(e.msg["data"].shape), "mean": 0.0}))
 
 @register(inputs=["inp"], outputs=["out"])
+class Raw:  # sends a dict out of the graph, not a string
+    def __init__(self, name, args): pass
+    def exec(self):
+        e = self.inp.recv()
+        if e is None: return
+        self.out.send(e.repack({"frame": e.partial_id, **e.msg}))
+
+@register(inputs=["inp"], outputs=["out"])
 class Fmt:
     def __init__(self, name, args): pass
     def exec(self):
@@ -307,3 +315,26 @@ def test_video_server_openapi_lists_its_endpoints_with_schemas(tmp_path):
         assert requests.get(f"{url}/docs", timeout=10).status_code == 200
     finally:
         drain(proc)
+
+
+def test_a_non_string_message_is_shown_as_json_with_one_warning_per_stream(tmp_path, clip_dir):  # noqa: F811
+    toml = VIDEO_TOML.replace("{source}", "VideoServer").replace("{args}", server_args(clip_dir))
+    app = write_app(tmp_path, "video", {"video.toml": toml.replace('ty = "Fmt"', 'ty = "Raw"'), "nodes.py": NODES})
+    proc, url = start_server(app)
+    try:
+        quoted = requests.utils.quote(str(clip_dir / "cat.mp4"), safe="")
+        for sid in (0, 1):
+            assert requests.post(f"{url}/start/{quoted}", timeout=30).status_code == 200
+        got = {0: [], 1: []}
+        for sid in (0, 1):
+            wait_state(url, sid, {"finished"})
+            deadline = time.monotonic() + 30
+            while len(got[sid]) < 50 and time.monotonic() < deadline:
+                got[sid] += messages(url, sid)
+        assert all([m["frame"] for m in got[sid]] == list(range(50)) for sid in (0, 1))
+        assert {m["mean"] > 0 for sid in (0, 1) for m in got[sid]} == {True}
+    finally:
+        _, err = drain(proc)
+    warnings = [line for line in err.splitlines() if "not a string; /get_msgs shows it as JSON" in line]
+    assert sorted(w.split("stream ", 1)[1].split(" ", 1)[0] for w in warnings) == ["0", "1"], err
+    assert all("a dict out" in w for w in warnings)
