@@ -4,7 +4,10 @@ bodies and headers over their limits, and more requests than ``max_pending``."""
 from __future__ import annotations
 
 import socket
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+import cv2
+import numpy as np
 import pytest
 import requests
 
@@ -26,6 +29,7 @@ connections = [
     [[graphs.nodes]]
     name = "work"
     ty = "{work}"
+    {work_args}
 """
 
 VIDEO_TOML = """
@@ -79,12 +83,13 @@ class Gated:
 """
 
 
-def serve(tmp_path, server: str, extra: str = "", work: str = "Reverse"):
+def serve(tmp_path, server: str, extra: str = "", work: str = "Reverse", work_args: str = ""):
     port = free_port()
     if server == "VideoServer":
         toml = VIDEO_TOML.replace("{port}", str(port)).replace("{extra}", extra)
     else:
         toml = SERVER_TOML.replace("{server}", server).replace("{work}", work).replace("{port}", str(port))
+        toml = toml.replace("{work_args}", work_args)
         toml = toml.replace("{extra}", extra)
     name = f"app_{server.lower()}_{len(list(tmp_path.iterdir()))}"
     proc, url = start_server(write_app(tmp_path, name, {f"{name}.toml": toml, "nodes.py": NODES}))
@@ -183,4 +188,56 @@ def test_request_heads_over_max_header_are_refused_and_the_server_goes_on(tmp_pa
         if server == "BytesServer":
             assert r.content == b"cba"
     finally:
+        drain(proc)
+
+
+def gray_png(level: int) -> bytes:
+    image = np.full((40, 60, 3), level, np.uint8)
+    image[:20] = 255 - level  # top and bottom differ: a flip shows
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+@pytest.mark.parametrize("server", ["BytesServer", "ImageServer"])
+def test_requests_over_max_pending_get_503_with_retry_after_and_service_comes_back(tmp_path, server):
+    gate = tmp_path / "gate"
+    proc, url, _ = serve(tmp_path, server, "max_pending = 4\n    max_inflight = 2\n    timeout = 60", work="Gated",
+                         work_args=f'gate = "{gate}"')
+
+    def body(i: int) -> bytes:
+        return gray_png(10 * i) if server == "ImageServer" else f"request {i:02d}".encode()
+
+    def correct(i: int, reply) -> bool:
+        if reply.status_code != 200:
+            return False
+        if server == "BytesServer":
+            return reply.content == body(i)[::-1]
+        got = cv2.imdecode(np.frombuffer(reply.content, np.uint8), cv2.IMREAD_COLOR)
+        return got.shape == (40, 60, 3) and abs(int(got[0, 0, 0]) - 10 * i) <= 3 and abs(int(got[-1, 0, 0]) - (255 - 10 * i)) <= 3
+
+    def ask(i: int):
+        return i, requests.post(f"{url}/analyze/r{i}", data=body(i), headers={"Content-Type": "image/*"}, timeout=120)
+
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            pending = {pool.submit(ask, i) for i in range(12)}
+            refused = []
+            while len(refused) < 8:  # four are held at the closed gate: the other eight are refused at once
+                done, pending = wait(pending, timeout=60, return_when=FIRST_COMPLETED)
+                assert done, f"only {len(refused)} answered while the gate is closed"
+                refused += [f.result() for f in done]
+            assert len(pending) == 4 and not any(f.done() for f in pending)
+            for i, reply in refused:
+                assert reply.status_code == 503 and reply.headers["Retry-After"] == "1", reply.text
+                assert "retry in 1 s" in reply.json()["detail"]
+            gate.write_text("open")
+            done, pending = wait(pending, timeout=120)
+            assert not pending, "a request admitted under load never got its answer"
+            for i, reply in (f.result() for f in done):
+                assert correct(i, reply), (i, reply.status_code, reply.text[:200])
+        for i in range(12, 20):  # the load is gone: every request is served again
+            assert correct(i, ask(i)[1])
+        with ThreadPoolExecutor(4) as pool:  # max_pending at once is fine
+            assert all(correct(i, reply) for i, reply in pool.map(ask, range(20, 24)))
+    finally:
+        gate.write_text("open")
         drain(proc)

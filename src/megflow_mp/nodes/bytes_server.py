@@ -4,8 +4,9 @@ The graph gets ``{'data': 1-D uint8 array of the body, 'extra_data': extra_data}
 returned ``msg['data']`` (bytes or a uint8 array) as ``application/octet-stream``.
 
 Args as :mod:`.http_node`: ``port``, ``host`` (default 127.0.0.1), ``timeout`` (then 504),
-``max_body`` (then 413), ``max_inflight``, ``on_error`` (``"reply"``: a node raising on a request
-answers it 500 naming the node and its exception, and the service goes on; ``"exit"``: the app ends).
+``max_body`` (then 413), ``max_header``, ``max_inflight``, ``max_pending`` and ``retry_after``
+(then 503), ``on_error`` (``"reply"``: a node raising on a request answers it 500 naming the node
+and its exception, and the service goes on; ``"exit"``: the app ends).
 """
 
 
@@ -22,7 +23,7 @@ from .http_routes import ERRORS, make_app, read_body, reply_error
 @register(name="BytesServer", inputs=["inp"], outputs=["out"])
 class BytesServer(HttpServerNode):
     def build_app(self):
-        from fastapi import Request, Response
+        from fastapi import Request
 
         app = make_app(f"megflow-mp BytesServer {self.name}", "Send bytes; get bytes back.")
         body_spec = {"required": True,
@@ -34,21 +35,26 @@ class BytesServer(HttpServerNode):
                                                                                        "format": "binary"}}}},
                              **ERRORS})
         async def analyze(extra_data: str, request: Request):
-            body = await read_body(request, self.max_body)
-            if isinstance(body, Response):
-                return body
-            data = np.frombuffer(body, np.uint8)
-            try:
-                result = await self.door.request({"data": data, "extra_data": extra_data}, extra_data)
-            except asyncio.TimeoutError:
-                return reply_error(504, f"no result from the graph within {self.door.timeout:g} s")
-            except RequestFailed as exc:
-                return reply_error(500, str(exc))
-            out = result.msg.get("data") if isinstance(result.msg, dict) else result.msg
-            if isinstance(out, np.ndarray):
-                out = out.tobytes()
-            if not isinstance(out, (bytes, bytearray)):
-                return reply_error(500, "the graph's result has no bytes in msg['data']")
-            return Response(bytes(out), media_type="application/octet-stream")
+            return await self.admit(self.analyze, extra_data, request)
 
         return app
+
+    async def analyze(self, extra_data: str, request):
+        from fastapi import Response
+
+        body = await read_body(request, self.max_body)
+        if isinstance(body, Response):
+            return body
+        data = np.frombuffer(body, np.uint8)
+        try:
+            result = await self.door.request({"data": data, "extra_data": extra_data}, extra_data)
+        except asyncio.TimeoutError:
+            return reply_error(504, f"no result from the graph within {self.door.timeout:g} s")
+        except RequestFailed as exc:
+            return reply_error(500, str(exc))
+        out = result.msg.get("data") if isinstance(result.msg, dict) else result.msg
+        if isinstance(out, np.ndarray):
+            out = out.tobytes()
+        if not isinstance(out, (bytes, bytearray)):
+            return reply_error(500, "the graph's result has no bytes in msg['data']")
+        return Response(bytes(out), media_type="application/octet-stream")

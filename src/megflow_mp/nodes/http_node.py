@@ -10,6 +10,8 @@ the results back. Args:
 - ``max_header``: bytes of a request line and its headers (default 64 KiB: then 431, or 414 for
   the line alone; the connection is closed);
 - ``max_inflight``: requests in the graph at once (default 64; more wait their turn);
+- ``max_pending``: requests being served at once, from reading the body to the reply (default
+  256); more are answered at once 503 with ``Retry-After: retry_after`` (seconds, default 1);
 - ``on_error``: what a node raising on a request does: ``"reply"`` (the default: that request is
   answered 500 naming the node and its exception, the node and the server go on) or ``"exit"``
   (the node ends and the app with it, exit 1: for batch runs that must stop at the first error).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from ..frontdoor import FrontDoor
 from ..runtime.hub import Cancelled
+from .http_routes import reply_error
 
 
 class HttpServerNode:
@@ -31,6 +34,11 @@ class HttpServerNode:
                               timeout=float(args.get("timeout", 30)), max_inflight=int(args.get("max_inflight", 64)),
                               max_header=int(args.get("max_header", 64 << 10)))
         self.draining = False
+        self.max_pending = int(args.get("max_pending", 256))
+        self.retry_after = int(args.get("retry_after", 1))
+        if self.max_pending < 1:
+            raise ValueError(f"{type(self).__name__} {name!r}: max_pending must be at least 1, got {self.max_pending}")
+        self.pending = 0  # requests being served (on the server's event loop only)
         self.on_error = str(args.get("on_error", "reply"))
         if self.on_error not in ("reply", "exit"):
             raise ValueError(f"{type(self).__name__} {name!r}: on_error must be 'reply' or 'exit', got {self.on_error!r}")
@@ -42,6 +50,17 @@ class HttpServerNode:
 
     def build_app(self):  # pragma: no cover - each server defines its routes
         raise NotImplementedError
+
+    async def admit(self, handler, *args):
+        """``await handler(*args)`` unless ``max_pending`` requests are being served: then 503."""
+        if self.pending >= self.max_pending:
+            return reply_error(503, f"{self.pending} requests are being served, the most this server takes; "
+                                    f"retry in {self.retry_after} s", headers={"Retry-After": str(self.retry_after)})
+        self.pending += 1
+        try:
+            return await handler(*args)
+        finally:
+            self.pending -= 1
 
     def exec(self):
         if self.door.thread is None:

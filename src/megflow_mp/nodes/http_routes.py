@@ -13,6 +13,10 @@ ERRORS = {
                          "the server replies",
           "content": {"application/json": {"schema": ERROR_SCHEMA,
                                             "example": {"detail": "node 'serve/work' failed: ValueError: bad input"}}}},
+    503: {"description": "the server is serving max_pending requests already: retry after the seconds in "
+                         "the Retry-After header",
+          "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+          "content": {"application/json": {"schema": ERROR_SCHEMA}}},
     504: {"description": "the graph gave no result within the server's timeout",
           "content": {"application/json": {"schema": ERROR_SCHEMA}}},
 }
@@ -41,10 +45,10 @@ def make_app(title: str, description: str):
     return app
 
 
-def reply_error(status: int, detail: str):
+def reply_error(status: int, detail: str, headers: dict | None = None):
     from fastapi.responses import JSONResponse
 
-    return JSONResponse({"detail": detail}, status_code=status)
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 async def read_body(request, limit: int):

@@ -5,11 +5,13 @@ request number). The reply is the JPEG of the returned ``msg['data']`` (``respon
 default) or the returned string as ``application/json`` (``response = "json"``). The body is the
 image bytes (``Content-Type: image/*``, as the seeds' curl and Python clients send it) or a
 multipart form with a file (Swagger UI's "Try it out"). A body that is no decodable image: 400;
-too big: 413; a node raised on it: 500 naming the node and its exception; no result in time: 504.
+too big: 413; a node raised on it: 500 naming the node and its exception; ``max_pending`` requests
+already being served: 503 with ``Retry-After``; no result in time: 504.
 
-Args: ``port``, ``host`` (default 127.0.0.1), ``timeout``, ``max_body``, ``max_inflight``,
-``on_error`` (``"reply"``: a node raising answers 500 and the service goes on; ``"exit"``: the app
-ends, exit 1) as in :mod:`.http_node`; ``response`` (``"image"`` or ``"json"``).
+Args: ``port``, ``host`` (default 127.0.0.1), ``timeout``, ``max_body``, ``max_header``,
+``max_inflight``, ``max_pending``, ``retry_after``, ``on_error`` (``"reply"``: a node raising
+answers 500 and the service goes on; ``"exit"``: the app ends, exit 1) as in :mod:`.http_node`;
+``response`` (``"image"`` or ``"json"``).
 """
 
 
@@ -43,7 +45,7 @@ class ImageServer(HttpServerNode):
             raise ValueError(f"ImageServer {name!r}: response must be 'image' or 'json', got {self.response!r}")
 
     def build_app(self):
-        from fastapi import Request, Response
+        from fastapi import Request
 
         app = make_app(f"megflow-mp ImageServer {self.name}", "Send an image; the graph's answer comes back.")
         ok = ({"application/json": {"example": '{"label": "cat", "score": 0.93}'}} if self.response == "json"
@@ -53,22 +55,27 @@ class ImageServer(HttpServerNode):
                   openapi_extra={"requestBody": IMAGE_BODY},
                   responses={200: {"description": "the graph's result", "content": ok}, **ERRORS})
         async def analyze(extra_data: str, request: Request):
-            body = await read_body(request, self.max_body)
-            if isinstance(body, Response):
-                return body
-            loop = asyncio.get_running_loop()
-            image = await loop.run_in_executor(None, _decode, body)
-            if image is None:
-                return reply_error(400, f"the body ({len(body)} bytes) is not a decodable image")
-            try:
-                result = await self.door.request({"data": image, "extra_data": extra_data}, extra_data)
-            except asyncio.TimeoutError:
-                return reply_error(504, f"no result from the graph within {self.door.timeout:g} s")
-            except RequestFailed as exc:
-                return reply_error(500, str(exc))
-            return await loop.run_in_executor(None, self._reply, result.msg)
+            return await self.admit(self.analyze, extra_data, request)
 
         return app
+
+    async def analyze(self, extra_data: str, request):
+        from fastapi import Response
+
+        body = await read_body(request, self.max_body)
+        if isinstance(body, Response):
+            return body
+        loop = asyncio.get_running_loop()
+        image = await loop.run_in_executor(None, _decode, body)
+        if image is None:
+            return reply_error(400, f"the body ({len(body)} bytes) is not a decodable image")
+        try:
+            result = await self.door.request({"data": image, "extra_data": extra_data}, extra_data)
+        except asyncio.TimeoutError:
+            return reply_error(504, f"no result from the graph within {self.door.timeout:g} s")
+        except RequestFailed as exc:
+            return reply_error(500, str(exc))
+        return await loop.run_in_executor(None, self._reply, result.msg)
 
     def _reply(self, msg):
         from fastapi import Response
