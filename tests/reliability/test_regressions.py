@@ -4,6 +4,7 @@ where the fault was fixed."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 
 from megflow_mp.frontdoor import bind
@@ -30,3 +31,61 @@ def test_front_door_connections_have_nagle_off():
 
     asyncio.run(main())
     assert seen and seen[0] != 0
+
+
+def video_server(allow_dirs):
+    from megflow_mp.nodes.video_server import VideoServer
+
+    return VideoServer("video", {"port": 0, "allow_dirs": [str(d) for d in allow_dirs]})
+
+
+def test_video_server_refuses_unusable_paths_instead_of_failing(tmp_path):
+    """A NUL byte, a name longer than the file system takes and a symlink loop made check_url raise
+    (ValueError, OSError, RuntimeError): the request was answered 500."""
+    (tmp_path / "loop.mp4").symlink_to(tmp_path / "loop.mp4")
+    server = video_server([tmp_path])
+    try:
+        for url in (f"{tmp_path}/a\x00b.mp4", "\x00", f"{tmp_path}/{'a' * 10_000}", f"{tmp_path}/loop.mp4"):
+            reason = server.check_url(url)
+            assert reason, url
+    finally:
+        server.door.close()
+
+
+def test_video_server_opens_a_file_by_its_resolved_path(tmp_path):
+    """A file under allow_dirs whose name starts like an FFmpeg protocol (``concat:/elsewhere/x.mp4``,
+    relative to the working directory) passed the check and was opened by its name, so FFmpeg read
+    ``/elsewhere/x.mp4``, outside allow_dirs."""
+    outside = tmp_path / "outside" / "x.mp4"
+    deputy = tmp_path / f"concat:{outside}"
+    deputy.parent.mkdir(parents=True)
+    deputy.write_bytes(b"not a video")
+    server = video_server([tmp_path])
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        url = f"concat:{outside}"
+        assert server.check_url(url) is None  # a real file inside allow_dirs
+        assert server.open_target(url) == str(deputy.resolve())  # opened as that file, no protocol
+        assert server.open_target("rtsp://127.0.0.1:8554/cam") == "rtsp://127.0.0.1:8554/cam"
+    finally:
+        os.chdir(cwd)
+        server.door.close()
+
+
+def test_read_body_answers_a_client_that_hung_up_mid_body():
+    """The client closing the connection mid-body raised ClientDisconnect out of the route: uvicorn
+    logged 'Exception in ASGI application' with a traceback for every such client."""
+    from starlette.requests import Request
+
+    from megflow_mp.nodes.http_routes import read_body
+
+    messages = [{"type": "http.request", "body": b"abc", "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive():
+        return messages.pop(0)
+
+    scope = {"type": "http", "method": "POST", "path": "/analyze/x", "headers": [(b"content-length", b"100")],
+             "query_string": b""}
+    reply = asyncio.run(read_body(Request(scope, receive), 1000))
+    assert reply.status_code == 400

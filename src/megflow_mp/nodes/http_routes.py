@@ -57,12 +57,17 @@ async def read_body(request, limit: int):
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         return reply_error(413, f"body of {declared} bytes is larger than the limit of {limit} bytes")
+    from starlette.requests import ClientDisconnect
+
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return reply_error(413, f"body is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return reply_error(413, f"body is larger than the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client hung up mid-body: nobody reads this answer, nothing to log
+        return reply_error(400, "the client closed the connection before the body was complete")
     body = b"".join(chunks)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         body = await _form_file(request, body)

@@ -104,12 +104,22 @@ class VideoServer:
             return f"only rtsp, rtsps, http and https URLs or files are accepted, not {url.split('://')[0]}://"
         if not self.allow_dirs:
             return "local files are not accepted (the server's allow_dirs is empty)"
-        path = Path(url).resolve()
-        if not any(path == d or d in path.parents for d in self.allow_dirs):
-            return f"{url} is not under an allowed directory ({', '.join(map(str, self.allow_dirs))})"
-        if not path.is_file():
-            return f"no such file: {url}"
+        try:
+            path = Path(url).resolve()
+            if not any(path == d or d in path.parents for d in self.allow_dirs):
+                return f"{url} is not under an allowed directory ({', '.join(map(str, self.allow_dirs))})"
+            if not path.is_file():
+                return f"no such file: {url}"
+        except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a name too long, a symlink loop
+            return f"not a usable path: {getattr(exc, 'strerror', None) or exc}"
         return None
+
+    @staticmethod
+    def open_target(url: str) -> str:
+        """What the reader opens for an accepted ``url``: a live URL as is, a file by its resolved
+        absolute path, so that FFmpeg never reads a prefix of the name as a protocol (``concat:``,
+        ``subfile,,``, ``file:``, ...) that would open other files than the one checked."""
+        return url if url.startswith(LIVE_SCHEMES) else str(Path(url).resolve())
 
     def start_stream(self, url: str) -> Stream:
         with self.lock:
@@ -140,7 +150,7 @@ class VideoServer:
                 return reply_error(400, f"refused: {reason}")
             loop = asyncio.get_running_loop()
             try:
-                stream = await loop.run_in_executor(None, self.start_stream, url)
+                stream = await loop.run_in_executor(None, self.start_stream, self.open_target(url))
             except ReaderError as exc:
                 return reply_error(400, f"cannot decode: {exc}")
             return Response(f"start stream whose id is {stream.id}", media_type="text/plain")
