@@ -1,0 +1,35 @@
+"""How many cases each reliability scenario runs: ``small`` in ``make test``, ``full`` in ``make chaos``.
+
+The size comes from ``MEGFLOW_MP_RELIABILITY`` (``small`` when unset); ``MEGFLOW_MP_RELIABILITY_SCALE``
+multiplies every count of the chosen size (``0.1`` for a quick look at the full scenarios).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Size:
+    http_requests: int  # schemathesis requests per front door
+    config_cases: int  # mutated configs checked in-process
+    config_subprocess: int  # mutated configs checked by a real `megflow-mp check` process
+    slow_clients: int  # slowloris sockets held open at once
+    hostile_rounds: int  # rounds of the hand-written hostile requests
+
+
+SIZES = {
+    "small": Size(http_requests=150, config_cases=300, config_subprocess=2, slow_clients=16, hostile_rounds=1),
+    "full": Size(http_requests=10_000, config_cases=10_000, config_subprocess=30, slow_clients=256, hostile_rounds=20),
+}
+
+SIZE = os.environ.get("MEGFLOW_MP_RELIABILITY", "small")
+if SIZE not in SIZES:
+    raise ValueError(f"MEGFLOW_MP_RELIABILITY must be one of {', '.join(SIZES)}, not {SIZE!r}")
+
+
+def size() -> Size:
+    base = SIZES[SIZE]
+    scale = float(os.environ.get("MEGFLOW_MP_RELIABILITY_SCALE", "1"))
+    return Size(**{f.name: max(1, round(getattr(base, f.name) * scale)) for f in fields(Size)})
