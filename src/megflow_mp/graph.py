@@ -14,10 +14,14 @@ import inspect
 import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from .config import Config, PortRef
+from .config.portref import PortRef
 from .errors import ConfigError
 from .registry import DICT, LIST, NodeType, Registry
+
+if TYPE_CHECKING:
+    from .config import Config
 
 SHARED = "@"  # graph name of top-level (shared) node declarations
 

@@ -67,3 +67,17 @@ def test_testing_harness_is_importable():
     from megflow_mp.testing import FLUSH, run_node  # the harness ships with the library
 
     assert callable(run_node) and repr(FLUSH) == "FLUSH"
+
+
+HEAVY = ("pydantic", "jinja2", "fastapi", "starlette", "uvicorn", "av", "cv2", "onnxruntime", "megenginelite")
+
+
+def test_importing_the_plugin_api_loads_no_heavy_library():
+    """What every plugin does first stays light: no config parser, web framework, codec or vision library."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, megflow, megflow_mp, megflow.func_op; "
+             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert r.stdout.strip() == "[]"

@@ -4,8 +4,18 @@
 :class:`~megflow_mp.errors.ConfigError` naming the file and the TOML path of the problem.
 """
 
-from .loader import load_config, load_config_string
-from .schema import Config, Connection, Graph, NamedConn, Node, PortRef, Resource
+import importlib
+
+_HOMES = {"load_config": "loader", "load_config_string": "loader", "load_variables": "loader", "PortRef": "portref",
+          **{name: "schema" for name in ("Config", "Connection", "Graph", "NamedConn", "Node", "Resource")}}
+
+
+def __getattr__(name: str):
+    """Names are imported on first use: ``PortRef`` needs no pydantic, the loader needs it."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+
 
 __all__ = [
     "Config",
@@ -17,4 +27,5 @@ __all__ = [
     "PortRef",
     "load_config",
     "load_config_string",
+    "load_variables",
 ]
