@@ -67,8 +67,19 @@ class Browser:
                     raise BrowserError(f"{method}: {reply['error']}")
                 return reply["result"]
 
-    def open(self, url: str) -> None:
-        self.call("Page.navigate", url=url)
+    def open(self, url: str, timeout: float | None = None) -> None:
+        """Load ``url`` in the page; returns once its load event fired."""
+        self.call("Page.enable")
+        mid = next(self.ids)
+        self.ws.send(json.dumps({"id": mid, "method": "Page.navigate", "params": {"url": url}}))
+        loaded = answered = False
+        while not (loaded and answered):
+            reply = json.loads(self.ws.recv(timeout=timeout or self.timeout))
+            if reply.get("id") == mid:
+                if "error" in reply or reply["result"].get("errorText"):
+                    raise BrowserError(f"cannot open {url}: {reply.get('error') or reply['result']['errorText']}")
+                answered = True
+            loaded = loaded or reply.get("method") == "Page.loadEventFired"
 
     def evaluate(self, expression: str, timeout: float | None = None):
         """The JSON value of ``expression`` in the page (a promise is awaited); BrowserError if it throws."""

@@ -41,8 +41,8 @@ KEYFRAME_GAP = 0.5  # seconds: least time between two requested keyframes
 class Viewer:
     """One HTTP response streaming a channel; every method runs on the viewer's event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_queue: int, max_skips: int):
-        self.loop, self.max_queue, self.max_skips = loop, max_queue, max_skips
+    def __init__(self, channel: "LiveChannel", loop: asyncio.AbstractEventLoop):
+        self.channel, self.loop = channel, loop
         self.queue: deque[bytes] = deque()
         self.queued = 0
         self.wake = asyncio.Event()
@@ -52,7 +52,6 @@ class Viewer:
         self.skips = 0
         self.sent = 0
         self.closed = False
-        self.channel: LiveChannel | None = None
 
     def offer(self, init: bytes | None, codecs: str | None, segment: bytes, keyframe: bool) -> None:
         if self.closed:
@@ -66,7 +65,7 @@ class Viewer:
             self.sent_init = init
             if not self.ready.done():
                 self.ready.set_result(codecs)
-        if self.queued + len(segment) > self.max_queue:
+        if self.queued + len(segment) > self.channel.max_queue:
             self.skip()
             return
         self._put(segment)
@@ -79,13 +78,11 @@ class Viewer:
         self.waiting_key = True
         self.skips += 1
         channel = self.channel
-        if self.skips > self.max_skips:
-            log.info("live view of %s: a viewer fell behind %d times and is dropped",
-                     channel.name if channel else "a stream", self.skips)
+        if self.skips > channel.max_skips:
+            log.info("live view of %s: a viewer fell behind %d times and is dropped", channel.name, self.skips)
             self.close()
-            if channel is not None:
-                channel.drop_viewer(self)
-        elif channel is not None:
+            channel.drop_viewer(self)
+        else:
             channel.request_keyframe(skipped=True)
 
     def _put(self, data: bytes) -> None:
@@ -125,7 +122,7 @@ class LiveChannel:
     :class:`~.encoder.H264Encoder` options (``crf``, ``max_kbps``, ``keyint``, ``preset``, ``threads``);
     a frame may bring its own (the Visualize node's args), which apply from the next encoder on."""
 
-    def __init__(self, name: str, encode: dict | None = None, max_queue: int = 8 << 20, max_skips: int = 20):
+    def __init__(self, name: str, encode: dict | None = None, max_queue: int = 8 << 20, max_skips: int = 10):
         self.name = name
         self.encode = dict(encode or {})
         self.max_queue, self.max_skips = int(max_queue), int(max_skips)
@@ -170,8 +167,7 @@ class LiveChannel:
     # -- viewers (event-loop thread) -----------------------------------------------------------------
     def add_viewer(self) -> Viewer:
         """A new viewer on the running loop; it starts at the next keyframe (one is requested)."""
-        viewer = Viewer(asyncio.get_running_loop(), self.max_queue, self.max_skips)
-        viewer.channel = self
+        viewer = Viewer(self, asyncio.get_running_loop())
         with self.cond:
             if self.ended:
                 viewer.close()
@@ -203,7 +199,9 @@ class LiveChannel:
 
     def stats(self) -> dict:
         with self.cond:
-            return {"viewers": len(self.viewers), "encoding": self.thread is not None, "codecs": self.codecs,
+            return {"viewers": len(self.viewers),
+                    "queues": [{"queued": v.queued, "sent": v.sent, "skips": v.skips} for v in self.viewers],
+                    "encoding": self.thread is not None, "codecs": self.codecs,
                     "size": list(self.size) if self.size else None, "frames_in": self.frames_in,
                     "frames_encoded": self.frames_encoded, "skipped": self.skipped, "keyframes": self.keyframes,
                     "bytes_out": self.bytes_out, "viewer_skips": self.viewer_skips,
