@@ -320,33 +320,23 @@ class Receiver:
 
 
 def _load(config_path, config_str, dynamic_path, dynamic_str, plugin_path, module_path, caller: str):
-    """``(App, picture path)`` from the Graph arguments."""
-    from .config import load_config, load_config_string
-    from .graph import build_app
-    from .plugins import load_registry
+    """``(App, picture path)`` from the Graph arguments (the files as ``megflow-mp run`` finds them:
+    :mod:`megflow_mp.project`), with the node types of the calling module and ``__main__``."""
+    from .project import load_app
 
     if (config_path is None) == (config_str is None) and not (config_path is None and plugin_path):
         raise MegFlowError("Graph needs exactly one of config_path and config_str")
     if dynamic_path is not None and dynamic_str is not None:
         raise MegFlowError("Graph takes dynamic_path or dynamic_str, not both")
-    if config_path is None and config_str is None:
-        plugin = Path(plugin_path)
-        config_path = plugin / f"{plugin.resolve().name}.toml"
-    variables = _variables(dynamic_path, dynamic_str)
-    if config_str is not None:
-        file = "<config_str>"
-        config = load_config_string(config_str, file, variables)
-    else:
-        file = os.fspath(config_path)
-        config = load_config(file, variables=variables)
     paths = [module_path] if isinstance(module_path, (str, os.PathLike)) else list(module_path or [])
     for extra in reversed([str(Path(p).resolve()) for p in paths]):  # what the plugins import from
         if extra not in sys.path:
             sys.path.insert(0, extra)
-    registry = load_registry(plugin_path, [os.fspath(p) for p in paths])
-    registry.add_modules(dict.fromkeys([caller, "__main__"]))
-    app = build_app(config, registry, file)
-    picture = Path(f"{app.main}.svg") if config_str is not None else Path(file).with_suffix(".svg")
+    app, path, _ = load_app("<config_str>" if config_str is not None else config_path,
+                            [plugin_path] if plugin_path is not None else [], [os.fspath(p) for p in paths],
+                            variables=_variables(dynamic_path, dynamic_str), text=config_str,
+                            extra_modules=list(dict.fromkeys([caller, "__main__"])))
+    picture = Path(f"{app.main}.svg") if config_str is not None else path.with_suffix(".svg")
     return app, picture
 
 

@@ -66,11 +66,15 @@ def plugin_dirs(given: Sequence[PathLike], named: Sequence[str], config: Path) -
 
 
 def load_app(config: PathLike | None = None, plugins: Sequence[PathLike] = (), module_path: Sequence[str] = (),
-             dynamic: PathLike | None = None, variables: dict | None = None, text: str | None = None):
+             dynamic: PathLike | None = None, variables: dict | None = None, text: str | None = None,
+             extra_modules: Sequence[str] = ()):
     """Load, check and resolve an app; see the module docstring for which files are used.
 
     ``text`` is the config itself (``config`` then only names it in errors and is the base of its
-    relative paths; it need not exist). Returns ``(App, config path, plugin directories)``.
+    relative paths; it need not exist, and its folder is not taken for a plugin directory).
+    ``variables`` (merged over ``dynamic``'s) make the config a template. ``extra_modules``: already
+    imported modules whose node types the app may use too (a program's own). Returns
+    ``(App, config path, plugin directories)``.
     """
     from .config import load_config, load_config_string
     from .graph import build_app
@@ -80,16 +84,18 @@ def load_app(config: PathLike | None = None, plugins: Sequence[PathLike] = (), m
     if text is None:
         cfg = load_config(path, dynamic=dynamic, variables=variables)
     else:
-        merged = dict(variables or {})
         if dynamic is not None:
-            from .config.loader import load_variables
+            from .config import load_variables
 
-            merged = {**load_variables(dynamic), **merged}
-        cfg = load_config_string(text, str(path), merged if (dynamic is not None or variables) else None,
-                                 base_dir=path.parent)
-    dirs = plugin_dirs(plugins, cfg.plugins, path)
+            variables = {**load_variables(dynamic), **(variables or {})}
+        cfg = load_config_string(text, str(path), variables, base_dir=path.parent)
+    if plugins or cfg.plugins or text is None:
+        dirs = plugin_dirs(plugins, cfg.plugins, path)
+    else:
+        dirs = []
     for i, d in enumerate(dirs):
         if not d.is_dir() and not plugins:
             raise ConfigError(f"plugin directory not found: {d}", file=str(path), path=f"plugins[{i}]")
     registry = load_registry(dirs, list(module_path))
+    registry.add_modules(extra_modules)
     return build_app(cfg, registry, str(path)), path, dirs
