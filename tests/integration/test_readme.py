@@ -63,3 +63,15 @@ def test_the_brightness_node_answers_json(tmp_path):
         assert abs(body["mean"] - float(original.mean())) < 0.01
     finally:
         drain(proc)
+
+
+def test_the_graph_program_runs_as_shown(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "program.py").write_text(readme_block("# a program running a graph"))
+    r = subprocess.run([sys.executable, "program.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "['inp'] ['out']"
+    assert lines[1:] == [f"{i} {float(i)}" for i in range(100)]
