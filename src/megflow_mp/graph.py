@@ -269,6 +269,33 @@ class _Builder:
                 self.fail(f"resource {name!r} has unknown type {ty!r}; known resource types: {known}", "resources")
 
 
+def _check_nesting(b: _Builder, config: Config, templates: dict) -> None:
+    """Fail when a graph contains itself through other graphs (``g -> h -> g``): its expansion never
+    ends. The error names the node of the first graph of the cycle that starts it."""
+    index = {g.name: gi for gi, g in enumerate(config.graphs)}
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in path:
+            cycle = path[path.index(name):] + [name]
+            gi = index[cycle[0]]
+            ni = next(i for i, n in enumerate(config.graphs[gi].nodes)
+                      if n.name in templates[cycle[0]].subs and cycle[1] in templates[cycle[0]].subs[n.name].types)
+            b.fail(f"graph {cycle[0]!r} contains itself: {' -> '.join(cycle)}", f"graphs[{gi}].nodes[{ni}].ty")
+        if name in done or name not in templates:
+            return
+        path.append(name)
+        for sub in templates[name].subs.values():
+            for ty in sub.types:
+                visit(ty)
+        path.pop()
+        done.add(name)
+
+    for name in templates:
+        visit(name)
+
+
 def _reachable(templates: dict, main: str) -> list[str]:
     seen, stack = [], [main]
     while stack:
@@ -326,6 +353,7 @@ def build_app(config: Config, registry: Registry, file: str = "<config>") -> App
             b.fail("a shared [[nodes]] entry must be a node type, not a graph", f"nodes[{ni}].ty")
         shared[node.name] = d
     templates = {g.name: b.template(gi, shared) for gi, g in enumerate(config.graphs)}
+    _check_nesting(b, config, templates)
     global_res = {r.name: (r.ty, MappingProxyType(dict(r.args))) for r in config.resources}
     b.check_resources(templates, global_res)
     used = _reachable(templates, config.main)

@@ -89,3 +89,30 @@ def test_read_body_answers_a_client_that_hung_up_mid_body():
              "query_string": b""}
     reply = asyncio.run(read_body(Request(scope, receive), 1000))
     assert reply.status_code == 400
+
+
+def test_graphs_that_contain_each_other_are_refused():
+    """g -> h -> g passed check ('0 worker processes') and run died with RecursionError: only a
+    graph naming itself directly was caught."""
+    import pytest
+
+    from megflow_mp.config import load_config_string
+    from megflow_mp.errors import ConfigError
+    from megflow_mp.graph import build_app
+    from megflow_mp.registry import builtin_registry
+
+    text = """
+main = "g"
+[[graphs]]
+name = "g"
+nodes = [{ name = "a", ty = "NoopProducer" }, { name = "b", ty = "h" }]
+[[graphs]]
+name = "h"
+nodes = [{ name = "c", ty = "k|g" }]
+[[graphs]]
+name = "k"
+nodes = [{ name = "d", ty = "NoopConsumer" }]
+"""
+    with pytest.raises(ConfigError) as err:
+        build_app(load_config_string(text, "app.toml"), builtin_registry(), "app.toml")
+    assert str(err.value) == "app.toml: graphs[0].nodes[1].ty: graph 'g' contains itself: g -> h -> g"
