@@ -7,7 +7,8 @@ ERRORS = {
     400: {"description": "the body is empty or not what the server takes",
           "content": {"application/json": {"schema": ERROR_SCHEMA,
                                             "example": {"detail": "the body (12 bytes) is not a decodable image"}}}},
-    413: {"description": "the body is larger than the server's max_body",
+    413: {"description": "the body is larger than the server's max_body (ImageServer: or the image has more "
+                         "pixels than its max_pixels)",
           "content": {"application/json": {"schema": ERROR_SCHEMA}}},
     500: {"description": "a node raised on this request (on_error = \"reply\"), or the result is not what "
                          "the server replies",

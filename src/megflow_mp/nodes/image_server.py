@@ -4,14 +4,17 @@ The graph gets ``{'data': HxWx3 uint8 BGR array, 'extra_data': extra_data}`` (``
 request number). The reply is the JPEG of the returned ``msg['data']`` (``response = "image"``, the
 default) or the returned string as ``application/json`` (``response = "json"``). The body is the
 image bytes (``Content-Type: image/*``, as the seeds' curl and Python clients send it) or a
-multipart form with a file (Swagger UI's "Try it out"). A body that is no decodable image: 400;
-too big: 413; a node raised on it: 500 naming the node and its exception; ``max_pending`` requests
-already being served: 503 with ``Retry-After``; no result in time: 504.
+multipart form with a file (Swagger UI's "Try it out"). The image's header is read before it is
+decoded (:mod:`..imagehead`): an unknown format, a corrupt or truncated image: 400 with the reason;
+a body over ``max_body`` or an image of more than ``max_pixels`` pixels (default 50 million, a
+decompression bomb is refused before anything is allocated): 413; a node raised on it: 500 naming
+the node and its exception; ``max_pending`` requests already being served: 503 with
+``Retry-After``; no result in time: 504.
 
 Args: ``port``, ``host`` (default 127.0.0.1), ``timeout``, ``max_body``, ``max_header``,
 ``max_inflight``, ``max_pending``, ``retry_after``, ``on_error`` (``"reply"``: a node raising
 answers 500 and the service goes on; ``"exit"``: the app ends, exit 1) as in :mod:`.http_node`;
-``response`` (``"image"`` or ``"json"``).
+``response`` (``"image"`` or ``"json"``); ``max_pixels``.
 """
 
 
@@ -22,6 +25,7 @@ import cv2
 import numpy as np
 
 from ..frontdoor import RequestFailed
+from ..imagehead import ImageRefused, decode_image
 from ..registry import register
 from .http_node import HttpServerNode
 from .http_routes import ERRORS, make_app, read_body, reply_error
@@ -40,6 +44,7 @@ IMAGE_BODY = {
 class ImageServer(HttpServerNode):
     def __init__(self, name, args):
         super().__init__(name, args)
+        self.max_pixels = int(args.get("max_pixels", 50_000_000))
         self.response = str(args.get("response", "image"))
         if self.response not in ("image", "json"):
             raise ValueError(f"ImageServer {name!r}: response must be 'image' or 'json', got {self.response!r}")
@@ -66,9 +71,10 @@ class ImageServer(HttpServerNode):
         if isinstance(body, Response):
             return body
         loop = asyncio.get_running_loop()
-        image = await loop.run_in_executor(None, _decode, body)
-        if image is None:
-            return reply_error(400, f"the body ({len(body)} bytes) is not a decodable image")
+        try:
+            image = await loop.run_in_executor(None, decode_image, body, self.max_pixels)
+        except ImageRefused as exc:
+            return reply_error(exc.status, str(exc))
         try:
             result = await self.door.request({"data": image, "extra_data": extra_data}, extra_data)
         except asyncio.TimeoutError:
@@ -89,7 +95,3 @@ class ImageServer(HttpServerNode):
         ok, jpeg = cv2.imencode(".jpg", data)
         return Response(jpeg.tobytes(), media_type="image/jpeg")
 
-
-def _decode(body: bytes):
-    image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
-    return image if image is not None and image.size else None
