@@ -109,8 +109,8 @@ def test_a_node_raising_in_any_position_ends_only_its_stream(tmp_path, clip_dir)
         for sid, node in enumerate(["entry", "middle", "exit", "shared"]):
             info = infos[sid]
             assert info["state"] == "error", info
-            assert re.fullmatch(rf"node '([^']*/)?{node}' failed: ValueError: {node} cannot take frame 4 of stream {sid}",
-                                info["reason"]), info
+            expected = rf"node '([^']*/)?{node}' failed: ValueError: {node} cannot take frame 4 of stream {sid}"
+            assert re.fullmatch(expected, info["reason"]), info
             assert got[sid] == list(range(4)), (sid, got[sid])  # what passed before the failure
         for sid in (4, 5):  # the others went on to their end, every frame, in order
             assert infos[sid]["state"] == "finished" and infos[sid]["reason"] is None, infos[sid]

@@ -41,7 +41,8 @@ class HttpServerNode:
         self.pending = 0  # requests being served (on the server's event loop only)
         self.on_error = str(args.get("on_error", "reply"))
         if self.on_error not in ("reply", "exit"):
-            raise ValueError(f"{type(self).__name__} {name!r}: on_error must be 'reply' or 'exit', got {self.on_error!r}")
+            raise ValueError(f"{type(self).__name__} {name!r}: on_error must be 'reply' or 'exit', "
+                             f"got {self.on_error!r}")
 
     def bind_runtime(self, worker, node):
         self.hub = worker.hub
