@@ -116,3 +116,32 @@ nodes = [{ name = "d", ty = "NoopConsumer" }]
     with pytest.raises(ConfigError) as err:
         build_app(load_config_string(text, "app.toml"), builtin_registry(), "app.toml")
     assert str(err.value) == "app.toml: graphs[0].nodes[1].ty: graph 'g' contains itself: g -> h -> g"
+
+
+def test_a_config_that_is_not_utf8_is_refused_at_its_line(tmp_path):
+    """The error gave the codec's byte position ('can't decode byte 0xff in position 414'), not
+    where in the file the bad byte is."""
+    import pytest
+
+    from megflow_mp.config import load_config
+    from megflow_mp.errors import ConfigError
+
+    path = tmp_path / "app.toml"
+    path.write_bytes(b'main = "g"\n[[graphs]]\nname = "g\xff"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: cannot read config file: not UTF-8 at line 3, column 10 (byte 0xff)"
+
+
+def test_an_endless_include_is_refused_instead_of_read_forever(tmp_path):
+    """include = ["/dev/zero"] made the loader read until memory ran out."""
+    import pytest
+
+    from megflow_mp.config import load_config
+    from megflow_mp.errors import ConfigError
+
+    path = tmp_path / "app.toml"
+    path.write_text('main = "g"\ninclude = ["/dev/zero"]\n[[graphs]]\nname = "g"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.path == "include[0]" and "larger than 16 MiB" in err.value.message

@@ -36,6 +36,7 @@ except ModuleNotFoundError:  # Python < 3.11
 __all__ = ["load_config", "load_config_string", "load_variables"]
 
 LIST_KEYS = ("resources", "nodes", "graphs")
+MAX_BYTES = 16 << 20  # a config or variables file larger than this is refused
 _EXPECTED = {
     "int_type": "an integer",
     "int_parsing": "an integer",
@@ -94,11 +95,19 @@ def _read(path: str, err_file: str, err_path: str, what: str) -> str:
     """Return the text at ``path``; raise ``ConfigError`` located at ``err_file``/``err_path``."""
     where = "" if path == err_file else f": {path}"
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_BYTES + 1)  # bounded: an endless file (/dev/zero, a pipe) ends here
+        if len(data) > MAX_BYTES:
+            raise ConfigError(f"{what} is larger than {MAX_BYTES >> 20} MiB{where}", file=err_file, path=err_path)
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
     except FileNotFoundError:
         raise ConfigError(f"{what} not found{where}", file=err_file, path=err_path) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        column = exc.start - exc.object.rfind(b"\n", 0, exc.start)
+        raise ConfigError(f"cannot read {what}{where}: not UTF-8 at line {line}, column {column} "
+                          f"(byte 0x{exc.object[exc.start]:02x})", file=err_file, path=err_path) from None
+    except OSError as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(f"cannot read {what}{where}: {reason}", file=err_file, path=err_path) from None
 
