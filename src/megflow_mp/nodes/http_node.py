@@ -38,7 +38,7 @@ class HttpServerNode:
         self.retry_after = int(args.get("retry_after", 1))
         if self.max_pending < 1:
             raise ValueError(f"{type(self).__name__} {name!r}: max_pending must be at least 1, got {self.max_pending}")
-        self.pending = 0  # requests being served (on the server's event loop only)
+        self.serving = 0  # requests being served (on the server's event loop only)
         self.on_error = str(args.get("on_error", "reply"))
         if self.on_error not in ("reply", "exit"):
             raise ValueError(f"{type(self).__name__} {name!r}: on_error must be 'reply' or 'exit', "
@@ -54,14 +54,14 @@ class HttpServerNode:
 
     async def admit(self, handler, *args):
         """``await handler(*args)`` unless ``max_pending`` requests are being served: then 503."""
-        if self.pending >= self.max_pending:
-            return reply_error(503, f"{self.pending} requests are being served, the most this server takes; "
+        if self.serving >= self.max_pending:
+            return reply_error(503, f"{self.serving} requests are being served, the most this server takes; "
                                     f"retry in {self.retry_after} s", headers={"Retry-After": str(self.retry_after)})
-        self.pending += 1
+        self.serving += 1
         try:
             return await handler(*args)
         finally:
-            self.pending -= 1
+            self.serving -= 1
 
     def exec(self):
         if self.door.thread is None:
