@@ -145,3 +145,44 @@ def test_an_endless_include_is_refused_instead_of_read_forever(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert err.value.path == "include[0]" and "larger than 16 MiB" in err.value.message
+
+
+def test_a_huge_cloned_is_refused_before_anything_is_planned():
+    """cloned = 1000000000 passed validation and check built a list of a billion processes
+    (MemoryError, or the machine swapping)."""
+    import pytest
+
+    from megflow_mp.config import load_config_string
+    from megflow_mp.errors import ConfigError
+
+    text = 'main = "g"\n[[graphs]]\nname = "g"\nnodes = [{ name = "a", ty = "NoopProducer", cloned = 1000000000 }]\n'
+    with pytest.raises(ConfigError) as err:
+        load_config_string(text, "app.toml")
+    assert str(err.value) == "app.toml: graphs[0].nodes[0].cloned: expected an integer <= 1024, got 1000000000"
+
+
+def test_an_odd_key_is_quoted_in_the_error_path():
+    """An unknown key with a tab or U+0085 (a line break to str.splitlines) was printed raw in the
+    TOML path, so the one error line became several."""
+    import pytest
+
+    from megflow_mp.config import load_config_string
+    from megflow_mp.errors import ConfigError
+
+    text = 'main = "g"\n[[graphs]]\nname = "g"\nconnections = [{ cap = 1, ports = ["a:b", "c:d"], "x\\ty\\u0085" = 1 }]\n'
+    with pytest.raises(ConfigError) as err:
+        load_config_string(text, "app.toml")
+    assert err.value.path == 'graphs[0].connections[0]."x\\u0009y\\u0085"'
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_a_toml_error_at_the_end_of_the_file_names_its_line():
+    """tomllib says '(at end of document)' for a file cut inside a string: the error named no line."""
+    import pytest
+
+    from megflow_mp.config import load_config_string
+    from megflow_mp.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_config_string('main = "g"\n[[graphs]]\nname = """g', "app.toml")
+    assert "TOML syntax error at line 3, column 12 (the end of the file): Unterminated string" in str(err.value)

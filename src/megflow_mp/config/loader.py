@@ -123,6 +123,10 @@ def _parse_toml(text: str, file: str, rendered: bool) -> dict[str, Any]:
         if found:
             at = f" at line {found.group(1)}, column {found.group(2)}"
             reason = reason[: found.start()] + reason[found.end():]
+        elif "(at end of document)" in reason:  # the file ends inside a string, table, key, ...
+            last = text.rsplit("\n", 1)[-1]
+            at = f" at line {text.count(chr(10)) + 1}, column {len(last) + 1} (the end of the file)"
+            reason = reason.replace(" (at end of document)", "")
         note = " (of the rendered template)" if rendered and at else ""
         raise ConfigError(f"TOML syntax error{at}{note}: {reason}", file=file) from None
 
@@ -230,6 +234,8 @@ def _explain(err: dict[str, Any], errors: list[dict[str, Any]]) -> str:
         return f"field required{hint}"
     if kind == "greater_than_equal":
         return f"expected an integer >= {ctx['ge']}, got {_describe(value)}"
+    if kind == "less_than_equal":
+        return f"expected an integer <= {ctx['le']}, got {_describe(value)}"
     if kind == "too_short":
         return f"expected at least {ctx['min_length']} entries, got {ctx['actual_length']}"
     if kind == "value_error":

@@ -15,6 +15,7 @@ one :class:`~megflow_mp.errors.ConfigError` with a TOML path and a file.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Iterable, Sequence
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
@@ -26,14 +27,32 @@ Loc = tuple  # a pydantic location: str keys and int list indices, e.g. ("graphs
 
 
 def format_path(loc: Iterable[str | int]) -> str:
-    """Format a location as a TOML path: ``("graphs", 1, "nodes", 0)`` -> ``graphs[1].nodes[0]``."""
+    """Format a location as a TOML path: ``("graphs", 1, "nodes", 0)`` -> ``graphs[1].nodes[0]``.
+
+    A key that is not a bare TOML key is quoted as TOML quotes it (``nodes[0]."a b"``), with
+    characters that are not printable escaped, so a path is always one unambiguous line."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            key = str(part) if _BARE_KEY.fullmatch(str(part)) else _quote_key(str(part))
+            out += f".{key}" if out else key
     return out
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _quote_key(key: str) -> str:
+    def char(c: str) -> str:
+        if c in '"\\':
+            return "\\" + c
+        if c.isprintable():
+            return c
+        return f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
+
+    return '"' + "".join(char(c) for c in key) + '"'
 
 
 def _check_port(text: str) -> str:
@@ -43,6 +62,8 @@ def _check_port(text: str) -> str:
 
 PortStr = Annotated[str, AfterValidator(_check_port)]
 Cap = Annotated[int, Field(ge=1)]
+MAX_CLONED = 1024  # replicas of one node: each is a process
+Cloned = Annotated[int, Field(ge=1, le=MAX_CLONED)]
 
 _CLOSED = ConfigDict(frozen=True, strict=True, extra="forbid")
 _OPEN = ConfigDict(frozen=True, strict=True, extra="allow")
@@ -110,7 +131,7 @@ class Node(_WithArgs):
 
     name: str
     ty: str
-    cloned: Cap = 1
+    cloned: Cloned = 1
     res: list[str] = []
 
 
