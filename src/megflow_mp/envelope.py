@@ -27,13 +27,10 @@ node next to another reader of the frame, should draw on ``frame.copy()`` instea
 from __future__ import annotations
 
 from typing import Any
+from .errors import EnvelopeMoved
 
 _FIELDS = ("msg", "partial_id", "from_addr", "to_addr", "tag", "extra_data", "transfer_addr", "origin")
 _INFO = _FIELDS[1:]
-
-
-class EnvelopeMoved(RuntimeError):
-    """An envelope was used after ``send`` moved it to another node."""
 
 
 class Envelope:

@@ -100,3 +100,40 @@ class AppFailed(MegFlowError):
 
     def __str__(self) -> str:
         return "app failed:\n" + "\n".join(f"- {r}" for r in self.reasons)
+
+
+class Cancelled(BaseException):
+    """Thrown into a task that the engine stops (drain or shutdown); plugins should not catch it."""
+
+
+class EnvelopeMoved(RuntimeError):
+    """An envelope was used after ``send`` moved it to another node."""
+
+
+class FrontDoorError(MegFlowError):
+    """The server cannot listen (address in use, bad host) or failed to start."""
+
+
+class RequestFailed(MegFlowError):
+    """A node raised on this request; ``str()`` names the node and its exception."""
+
+
+class ReaderError(MegFlowError):
+    """A video source could not be opened; ``str()`` names the URL or path and the reason."""
+
+    def __init__(self, url: str, reason: str):
+        self.url, self.reason = url, reason
+        super().__init__(reason)
+
+
+class ModelError(MegFlowError):
+    """A model file cannot be loaded or run, or an input does not fit it; ``str()`` says why."""
+
+
+class RebatchError(ModelError):
+    """A graph cannot be given a symbolic batch axis (or ``onnx`` is missing); ``str()`` says why."""
+
+
+class QuickstartError(MegFlowError):
+    """The dialog cannot go on (a bad flag, the input ended, a template that cannot be fetched);
+    ``str()`` says why and what to do. Nothing has been written when it is raised."""

@@ -24,17 +24,9 @@ import socket
 import threading
 
 from .envelope import Envelope
-from .errors import MegFlowError
+from .errors import FrontDoorError, RequestFailed
 
 log = logging.getLogger("megflow_mp")
-
-
-class FrontDoorError(MegFlowError):
-    """The server cannot listen (address in use, bad host) or failed to start."""
-
-
-class RequestFailed(MegFlowError):
-    """A node raised on this request; ``str()`` names the node and its exception."""
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -48,7 +48,8 @@ from . import api
 from .envelope import Envelope, mark_moved
 from .errors import PluginError
 from .registry import _CATALOG, DICT, LIST, NodeType, Registry, builtin_registry
-from .runtime.hub import Cancelled, Hub
+from .errors import Cancelled
+from .runtime.hub import Hub
 
 __all__ = ["run_node", "FLUSH", "find_node_type"]
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.isolation import isolated_imports  # noqa: F401
 
-from megflow_mp.cli import main, megflow_run
+from megflow_mp.cli import main
 from megflow_mp.project import config_file
 from megflow_mp.registry import builtin_registry
 
@@ -424,11 +424,15 @@ def test_version(capsys):
     assert capsys.readouterr().out == "megflow-mp 0.1.0\n"
 
 
-def test_megflow_run_dump_writes_the_picture_beside_the_config(tmp_path, capsys):
+def test_megflow_run_dump_writes_the_picture_beside_the_config(tmp_path):
+    """Run in a child process: running an app makes the process a child subreaper."""
+    import subprocess
+
     plugin = PLUGIN.replace("class CliSource", "class CliSourceD")
     pkg = write_app(tmp_path, {"nodes.py": plugin}, config=CONFIG.replace("CliSource", "CliSourceD"))
-    code = megflow_run(["-p", str(pkg), "--dump"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    assert out.startswith(f"wrote {pkg / (pkg.name + '.svg')}\n")
+    code = "import sys; from megflow_mp.cli import megflow_run; sys.exit(megflow_run(sys.argv[1:]))"
+    r = subprocess.run([sys.executable, "-c", code, "-p", str(pkg), "--dump"], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"wrote {pkg / (pkg.name + '.svg')}\n")
     assert "<svg" in (pkg / f"{pkg.name}.svg").read_text()

@@ -6,7 +6,8 @@ import pickle
 
 import pytest
 
-from megflow_mp.envelope import Envelope, EnvelopeMoved, MovedEnvelope, mark_moved
+from megflow_mp.envelope import Envelope, MovedEnvelope, mark_moved
+from megflow_mp.errors import EnvelopeMoved
 
 INFO = {"partial_id": 3, "from_addr": 1, "to_addr": 2, "tag": "A", "extra_data": "x", "transfer_addr": 9,
         "origin": (0, 1)}

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from megflow_mp.quickstart import add_arguments, run
-from megflow_mp.quickstart.asker import Asker, BadAnswer, Question, QuickstartError
+from megflow_mp.errors import QuickstartError
+from megflow_mp.quickstart.asker import Asker, BadAnswer, Question
 from megflow_mp.quickstart.dialog import parse_sets
 from megflow_mp.quickstart.questions import check_kind, check_port, check_root, inspect_model
 from megflow_mp.quickstart.templates import Tree, builtin_tree, fill, placeholders, write_project

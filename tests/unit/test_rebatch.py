@@ -12,8 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from megflow_mp.models import Classifier, ModelError, load_model
-from megflow_mp.models.rebatch import RebatchError, batch_mismatch, symbolic_batch
+from megflow_mp.errors import ModelError
+from megflow_mp.models import Classifier, load_model
+from megflow_mp.errors import RebatchError
+from megflow_mp.models.rebatch import batch_mismatch, symbolic_batch
 from tests.support.clips import data_dir
 
 SHARED = data_dir().parent  # ../shared, or $MEGFLOW_MP_SHARED

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from megflow_mp import Envelope, api, create_future, join, register, sleep, yield_now
-from megflow_mp.envelope import EnvelopeMoved
+from megflow_mp.errors import EnvelopeMoved
 from megflow_mp.errors import PluginError
 from megflow_mp.func_op import batch_def, map_def, reduce_def, source_def
 from megflow_mp.registry import Registry

@@ -7,7 +7,8 @@ import threading
 import greenlet
 import pytest
 
-from megflow_mp.runtime.hub import Cancelled, Future, Hub
+from megflow_mp.errors import Cancelled
+from megflow_mp.runtime.hub import Future, Hub
 from megflow_mp.runtime.threads import off_hub, run_on_hub
 
 

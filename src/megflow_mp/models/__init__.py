@@ -6,7 +6,8 @@ imported only when such a file is loaded. Models live in ``models/`` (``make mod
 ``../shared/models``); see that folder's README for the files.
 """
 
-from .backend import Model, ModelError, load_model
+from ..errors import ModelError
+from .backend import Model, load_model
 from .classify import Classifier
 from .detect import Detection, Detector
 from .embed import Embedder, cosine

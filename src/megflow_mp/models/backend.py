@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import MegFlowError
+from ..errors import ModelError
 
 __all__ = ["ModelError", "Model", "load_model", "MEGENGINE_INSTALL", "ONNXRUNTIME_INSTALL"]
 
@@ -49,10 +49,6 @@ ONNXRUNTIME_INSTALL = "pip install onnxruntime"
 log = logging.getLogger("megflow_mp")
 _ONNX_DTYPES = {f"tensor({k})": np.dtype(v) for k, v in [("float", "float32"), ("float16", "float16"), (
     "double", "float64"), ("uint8", "uint8"), ("int8", "int8"), ("int32", "int32"), ("int64", "int64")]}
-
-
-class ModelError(MegFlowError):
-    """A model file cannot be loaded or run, or an input does not fit it; ``str()`` says why."""
 
 
 def _shape_str(shape: Sequence[int | None]) -> str:
@@ -256,7 +252,8 @@ class OrtModel(Model):
     def _rebatch(self) -> str | None:
         import onnxruntime as ort
 
-        from .rebatch import RebatchError, batch_mismatch, symbolic_batch
+        from ..errors import RebatchError
+        from .rebatch import batch_mismatch, symbolic_batch
 
         original = self._sess
         try:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import ModelError, load_model
+from ..errors import ModelError
+from .backend import load_model
 from .images import as_images, resize
 from .labels import IMAGENET_LABELS, as_labels
 

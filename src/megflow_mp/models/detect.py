@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import ModelError, load_model
+from ..errors import ModelError
+from .backend import load_model
 from .images import as_images, resize, to_bgr
 from .labels import COCO_LABELS, as_labels
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import ModelError, load_model
+from ..errors import ModelError
+from .backend import load_model
 from .classify import input_size, mobilenet_input
 from .images import as_images, resize
 

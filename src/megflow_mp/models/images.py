@@ -16,7 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .backend import ModelError
+from ..errors import ModelError
 
 __all__ = ["to_bgr", "as_images", "resize"]
 

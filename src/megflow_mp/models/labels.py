@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .backend import ModelError
+from ..errors import ModelError
 
 __all__ = ["COCO_LABELS", "IMAGENET_LABELS", "resolve", "load_labels", "labels_near", "as_labels"]
 

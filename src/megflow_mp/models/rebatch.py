@@ -28,17 +28,13 @@ from typing import Callable
 
 import numpy as np
 
-from .backend import ModelError
+from ..errors import RebatchError
 
 __all__ = ["RebatchError", "symbolic_batch", "batch_mismatch", "ONNX_INSTALL", "PROBE_SAMPLES"]
 
 ONNX_INSTALL = 'pip install onnx "numpy<2"'
 PROBE_SAMPLES = 3  # odd and > 2: a graph that pairs or reverses samples shows it
 TOLERANCE = 1e-4   # of the largest output value (at least 1): batched vs single runs
-
-
-class RebatchError(ModelError):
-    """A graph cannot be given a symbolic batch axis (or ``onnx`` is missing); ``str()`` says why."""
 
 
 def _onnx():

@@ -22,18 +22,13 @@ import sys
 from dataclasses import dataclass, replace
 from typing import Any, Callable, TextIO
 
-from ..errors import MegFlowError
+from ..errors import QuickstartError
 
 __all__ = ["BadAnswer", "QuickstartError", "Question", "Asker"]
 
 
 class BadAnswer(ValueError):
     """An answer a question refuses; ``str()`` is the reason shown before the question is asked again."""
-
-
-class QuickstartError(MegFlowError):
-    """The dialog cannot go on (a bad flag, the input ended, a template that cannot be fetched);
-    ``str()`` says why and what to do. Nothing has been written when it is raised."""
 
 
 def _accept(text: str) -> str:

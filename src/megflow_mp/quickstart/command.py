@@ -16,7 +16,8 @@ import argparse
 import sys
 from typing import TextIO
 
-from .asker import Asker, QuickstartError
+from ..errors import QuickstartError
+from .asker import Asker
 from .dialog import make_project
 from .templates import write_project
 

@@ -25,7 +25,8 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from .asker import Asker, BadAnswer, Question, QuickstartError
+from ..errors import QuickstartError
+from .asker import Asker, BadAnswer, Question
 from .fetch import FetchError, clone
 from .questions import BRANCH, INPUT_NAME, KIND, MODEL, RETRY, ROOT, ModelInfo, check_labels, check_port
 from .templates import Tree, builtin_tree, fill, placeholders, read_tree

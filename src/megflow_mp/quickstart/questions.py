@@ -84,7 +84,8 @@ class ModelInfo:
 
 def inspect_model(text: str) -> ModelInfo:
     """The model file ``text`` names, loaded once to read its input; see the module contract."""
-    from ..models.backend import MEGENGINE_INSTALL, ONNXRUNTIME_INSTALL, ModelError, load_model
+    from ..errors import ModelError
+    from ..models.backend import MEGENGINE_INSTALL, ONNXRUNTIME_INSTALL, load_model
 
     if not text.strip():
         raise BadAnswer("the model path is empty")
@@ -106,7 +107,7 @@ def inspect_model(text: str) -> ModelInfo:
 
 def check_labels(text: str) -> Path:
     """An existing, non-empty label file (one class name a line), made absolute."""
-    from ..models.backend import ModelError
+    from ..errors import ModelError
     from ..models.labels import load_labels
 
     path = Path(os.path.expanduser(text.strip())).absolute()

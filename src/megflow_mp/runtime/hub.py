@@ -22,10 +22,7 @@ from collections import deque
 from typing import Callable
 
 import greenlet
-
-
-class Cancelled(BaseException):
-    """Thrown into a task that the engine stops (drain or shutdown); plugins should not catch it."""
+from ..errors import Cancelled  # noqa: F401 - also imported from here by the nodes
 
 
 class Timer:

@@ -15,10 +15,10 @@ import threading
 import traceback
 from collections import deque
 
-from ..errors import MegFlowError, NodeFailure
+from ..errors import Cancelled, MegFlowError, NodeFailure
 from ..registry import DICT, LIST
 from .channels import Inbox
-from .hub import Cancelled, Future
+from .hub import Future
 from .ports import InputPort, OutputPort, RoutedOutputPort, close_dests, deliver
 from .threads import off_hub, run_on_hub
 

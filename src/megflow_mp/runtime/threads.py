@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 
-from .hub import Cancelled, Hub
+from ..errors import Cancelled
+from .hub import Hub
 
 
 def off_hub(hub: Hub) -> bool:

@@ -46,7 +46,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from ..errors import MegFlowError
+from ..errors import ReaderError
 from . import swscale
 
 log = logging.getLogger(__name__)
@@ -66,14 +66,6 @@ class _Empty:
 
 EMPTY = _Empty()
 """Returned by :meth:`StreamReader.get` when its timeout passed before a frame or the end."""
-
-
-class ReaderError(MegFlowError):
-    """A video source could not be opened; ``str()`` names the URL or path and the reason."""
-
-    def __init__(self, url: str, reason: str):
-        self.url, self.reason = url, reason
-        super().__init__(reason)
 
 
 @dataclass(frozen=True)
