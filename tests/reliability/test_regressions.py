@@ -4,8 +4,11 @@ where the fault was fixed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
+
+import pytest
 
 from megflow_mp.frontdoor import bind
 
@@ -94,8 +97,6 @@ def test_read_body_answers_a_client_that_hung_up_mid_body():
 def test_graphs_that_contain_each_other_are_refused():
     """g -> h -> g passed check ('0 worker processes') and run died with RecursionError: only a
     graph naming itself directly was caught."""
-    import pytest
-
     from megflow_mp.config import load_config_string
     from megflow_mp.errors import ConfigError
     from megflow_mp.graph import build_app
@@ -121,8 +122,6 @@ nodes = [{ name = "d", ty = "NoopConsumer" }]
 def test_a_config_that_is_not_utf8_is_refused_at_its_line(tmp_path):
     """The error gave the codec's byte position ('can't decode byte 0xff in position 414'), not
     where in the file the bad byte is."""
-    import pytest
-
     from megflow_mp.config import load_config
     from megflow_mp.errors import ConfigError
 
@@ -135,8 +134,6 @@ def test_a_config_that_is_not_utf8_is_refused_at_its_line(tmp_path):
 
 def test_an_endless_include_is_refused_instead_of_read_forever(tmp_path):
     """include = ["/dev/zero"] made the loader read until memory ran out."""
-    import pytest
-
     from megflow_mp.config import load_config
     from megflow_mp.errors import ConfigError
 
@@ -150,8 +147,6 @@ def test_an_endless_include_is_refused_instead_of_read_forever(tmp_path):
 def test_a_huge_cloned_is_refused_before_anything_is_planned():
     """cloned = 1000000000 passed validation and check built a list of a billion processes
     (MemoryError, or the machine swapping)."""
-    import pytest
-
     from megflow_mp.config import load_config_string
     from megflow_mp.errors import ConfigError
 
@@ -164,8 +159,6 @@ def test_a_huge_cloned_is_refused_before_anything_is_planned():
 def test_an_odd_key_is_quoted_in_the_error_path():
     """An unknown key with a tab or U+0085 (a line break to str.splitlines) was printed raw in the
     TOML path, so the one error line became several."""
-    import pytest
-
     from megflow_mp.config import load_config_string
     from megflow_mp.errors import ConfigError
 
@@ -178,11 +171,37 @@ def test_an_odd_key_is_quoted_in_the_error_path():
 
 def test_a_toml_error_at_the_end_of_the_file_names_its_line():
     """tomllib says '(at end of document)' for a file cut inside a string: the error named no line."""
-    import pytest
-
     from megflow_mp.config import load_config_string
     from megflow_mp.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
         load_config_string('main = "g"\n[[graphs]]\nname = """g', "app.toml")
     assert "TOML syntax error at line 3, column 12 (the end of the file): Unterminated string" in str(err.value)
+
+
+@pytest.mark.parametrize("where,name,reason", [
+    ("graphs[0].nodes[0].name", "a\x0bb", "cannot contain whitespace or control characters ('\\x0b')"),
+    ("graphs[0].nodes[0].name", "a:b", "cannot contain ':': it is written in ports as 'node:port'"),
+    ("graphs[0].nodes[0].name", "", "a name cannot be empty"),
+])
+def test_a_node_name_that_no_port_can_name_is_refused_at_the_name(where, name, reason):
+    """A node named with a control character was accepted; the error came later, at a port, and
+    listed the raw name among 'nodes here', splitting the one error line."""
+    from megflow_mp.config import load_config_string
+    from megflow_mp.errors import ConfigError
+
+    text = ('main = "g"\n[[graphs]]\nname = "g"\n'
+            f'nodes = [{{ name = {json.dumps(name)}, ty = "NoopProducer" }}]\n')
+    with pytest.raises(ConfigError) as err:
+        load_config_string(text, "app.toml")
+    assert err.value.path == where and reason in err.value.message
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_a_graph_name_with_a_bar_is_refused():
+    from megflow_mp.config import load_config_string
+    from megflow_mp.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_config_string('main = "a|b"\n[[graphs]]\nname = "a|b"\n', "app.toml")
+    assert err.value.path == "graphs[0].name" and "graph types are written 'A|B'" in err.value.message

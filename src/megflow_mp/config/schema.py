@@ -61,6 +61,27 @@ def _check_port(text: str) -> str:
 
 
 PortStr = Annotated[str, AfterValidator(_check_port)]
+
+
+def _name_check(forbidden: str, why: str):
+    def check(text: str) -> str:
+        if not text:
+            raise ValueError("a name cannot be empty")
+        bad = next((c for c in text if c.isspace() or not c.isprintable() or c in forbidden), None)
+        if bad is not None:
+            if bad in forbidden:
+                raise ValueError(f"name {text!r} cannot contain {bad!r}: {why}")
+            raise ValueError(f"name {text!r} cannot contain whitespace or control characters ({bad!r})")
+        return text
+
+    return AfterValidator(check)
+
+
+# what a name may hold: printable, no whitespace; node and channel names appear in ports
+# 'node:port', graph names in types 'A|B'
+Name = Annotated[str, _name_check("", "")]
+PortName = Annotated[str, _name_check(":", "it is written in ports as 'node:port'")]
+GraphName = Annotated[str, _name_check("|", "graph types are written 'A|B'")]
 Cap = Annotated[int, Field(ge=1)]
 MAX_CLONED = 1024  # replicas of one node: each is a process
 Cloned = Annotated[int, Field(ge=1, le=MAX_CLONED)]
@@ -109,7 +130,7 @@ class NamedConn(_PortsMixin, BaseModel):
     """A graph input or output: the channel ``name`` joined to the inner ``ports`` (at least 1)."""
 
     model_config = _CLOSED
-    name: str
+    name: PortName
     cap: Cap
     ports: Annotated[list[PortStr], Field(min_length=1)]
 
@@ -129,7 +150,7 @@ class Node(_WithArgs):
     """A node: ``ty`` names the node type (or a graph), ``cloned`` its parallelism, ``res`` the
     resource names it may ``get``; other keys are its ``args``."""
 
-    name: str
+    name: PortName
     ty: str
     cloned: Cloned = 1
     res: list[str] = []
@@ -138,7 +159,7 @@ class Node(_WithArgs):
 class Resource(_WithArgs):
     """A resource: ``ty`` names its type; other keys are its ``args``."""
 
-    name: str
+    name: Name
     ty: str
 
 
@@ -150,7 +171,7 @@ class Graph(BaseModel):
     """
 
     model_config = _CLOSED
-    name: str
+    name: GraphName
     resources: list[Resource] = []
     nodes: list[Node] = []
     inputs: list[NamedConn] = []
