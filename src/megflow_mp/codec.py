@@ -28,6 +28,7 @@ Contracts
 from __future__ import annotations
 
 import copyreg
+import functools
 import io
 import pickle
 import threading
@@ -39,14 +40,38 @@ from .shm import Arena, Block
 __all__ = ["Codec"]
 
 _NO_KEYS = frozenset()
-_current: Arena | None = None  # the arena of the latest decode (one arena per process in an app)
+
+
+class _NeedsArena(RuntimeError):
+    """Raised by a plain ``pickle.loads`` of a payload that references shared memory: only
+    :meth:`Codec.decode` (which then unpickles it with its arena) can read such a payload."""
 
 
 def _rebuild(owner: int, segment: int, offset: int, data_offset: int, shape, strides, dtype) -> np.ndarray:
-    """Unpickling side of an array reference: a view into the (mapped) block, see ``Arena.view``."""
-    arena: Arena | None = _current
-    if arena is None:
-        raise RuntimeError("a megflow_mp shared-memory array can only be unpickled by Codec.decode")
+    """What an array reference names in a pickle; only :meth:`Codec.decode` can resolve it (its
+    unpickler substitutes a view in its own arena for this function)."""
+    raise _NeedsArena("a megflow_mp shared-memory array can only be unpickled by Codec.decode")
+
+
+class _Decoder(pickle.Unpickler):
+    """Unpickles one payload of ``codec``: array references become views of its arena's blocks.
+
+    The resolvers it hands out (``codec.resolvers``) refer to the codec, never to the unpickler:
+    no reference cycle keeps the unpickler's memo, and so the decoded arrays, alive after ``load``.
+    """
+
+    def __init__(self, payload, codec: "Codec"):
+        super().__init__(io.BytesIO(payload))
+        self.resolvers = codec.resolvers
+
+    def find_class(self, module: str, name: str):
+        if module == __name__ and name in self.resolvers:
+            return self.resolvers[name]
+        return super().find_class(module, name)
+
+
+def _view(arena: Arena, owner: int, segment: int, offset: int, data_offset: int, shape, strides, dtype):
+    """An array reference of a payload resolved in ``arena`` (see ``Arena.view``)."""
     if not arena.knows((owner, segment)):
         raise LookupError(f"array in segment {segment} of process {owner} cannot be decoded in "
                           f"process {arena.index}: that segment is not mapped (map_remote its fd first)")
@@ -101,7 +126,8 @@ class _Spill:
 
 
 def _unspill(data: np.ndarray):
-    return pickle.loads(data)
+    """What a spilled payload names in a pickle; resolved by the decoding codec."""
+    raise _NeedsArena("a spilled megflow_mp payload can only be unpickled by Codec.decode")
 
 
 class _Encoder:
@@ -170,6 +196,9 @@ class Codec:
     def __init__(self, arena: Arena):
         self.arena = arena
         self._local = threading.local()  # one reusable pickler per thread
+        # what the array and spill references of a payload resolve to when this codec decodes it
+        self.resolvers = {"_rebuild": functools.partial(_view, arena),
+                          "_unspill": lambda data: _Decoder(data, self).load()}
 
     def _pickler(self) -> "_Encoder":
         enc = getattr(self._local, "encoder", None)
@@ -216,7 +245,10 @@ class Codec:
     def decode(self, payload: bytes):
         """Unpickle a payload made by :meth:`encode` (in this or another process). Arrays come back as
         writable shared-memory views; each drops its reference when it (and all views of it) die.
-        ``LookupError`` if a referenced segment is not mapped."""
-        global _current
-        _current = self.arena
-        return pickle.loads(payload)
+        ``LookupError`` if a referenced segment is not mapped. A payload that references no shared
+        memory (most small messages) is read by C ``pickle.loads`` alone; one that does is read again
+        by an unpickler bound to this codec's arena (no process-wide state)."""
+        try:  # the C fast path; it stops at the first reference to shared memory
+            return pickle.loads(payload)
+        except _NeedsArena:
+            return _Decoder(payload, self).load()

@@ -55,7 +55,6 @@ class Worker:
         self.hub = Hub()
         self.arena = Arena(index, supervisor + 1)
         self.codec = Codec(self.arena)
-        self.codec.decode(pickle.dumps(None))  # makes this arena the one pickle.loads rebuilds arrays in
         self.transport = Transport(self.hub, run_id, index, listener, self.arena, self.on_records)
         self.credits = Credits(self.hub)
         self.hub.idle_hooks.insert(0, self.return_credits)
@@ -81,7 +80,7 @@ class Worker:
         self.transport.post(proc, (CTRL, pickle.dumps(msg, protocol=5)))
 
     def on_records(self, src: int, records) -> None:
-        inboxes, decode = self.inboxes, pickle.loads  # this process's arena is the codec's (see __init__)
+        inboxes, decode = self.inboxes, self.codec.decode
         for rec in records:
             op = rec[0]
             if op == DATA:
