@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 
 from .errors import PluginError
-from .registry import _CATALOG, Registry, builtin_registry
+from .registry import Registry, builtin_registry
 
 _ENGINE_DIR = str(Path(__file__).resolve().parent)
 
@@ -36,8 +36,7 @@ def _import(name: str, file: Path) -> str:
     if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() != file.resolve():
         # same module name from another plugin directory (another app in this process): reload
         for mod in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
-            del sys.modules[mod]
-            _CATALOG.pop(mod, None)  # its types belong to the other directory
+            del sys.modules[mod]  # its types (recorded on the module) go with it
     try:
         importlib.import_module(name)
     except BaseException as exc:  # noqa: BLE001 - any failure of user code is reported the same way

@@ -1,14 +1,16 @@
 """Node and resource types: the ``register`` / ``res_register`` decorators and the Registry object.
 
-Decorators record each type in a process-wide catalog keyed by the defining module, so importing a
-plugin module twice (or from a cache) never loses or duplicates a type. A :class:`Registry` is an
-ordinary object built from chosen modules (the plugin loader builds a fresh one per app, tests build
-their own), never a mutable global that runs share.
+Decorators record each type in its defining module (the module object's ``__megflow_types__``
+list, see :func:`module_types`), so the record lives and dies with the module: importing a plugin
+module again (a reload, another app's module of the same name) starts a fresh list, and nothing is
+kept process-wide. A :class:`Registry` is an ordinary object built from chosen modules (the plugin
+loader builds a fresh one per app, tests build their own).
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -74,8 +76,17 @@ class ResourceType:
     file: str = ""
 
 
-# module name -> types defined there, in definition order (filled by the decorators)
-_CATALOG: dict[str, list] = {}
+TYPES_ATTR = "__megflow_types__"  # on a module: the types it registered, in definition order
+
+
+def module_types(module: str) -> tuple:
+    """The node and resource types that the (imported) module named ``module`` registered."""
+    return tuple(getattr(sys.modules.get(module), TYPES_ATTR, ()))
+
+
+def registered_types() -> list:
+    """Every type registered by a module imported in this process (for lookups by name)."""
+    return [t for mod in list(sys.modules.values()) for t in getattr(mod, TYPES_ATTR, ())]
 
 
 def _source_file(obj) -> str:
@@ -96,7 +107,11 @@ def _ports(specs: Iterable[str], owner: str) -> tuple[PortSpec, ...]:
 
 
 def _record(entry) -> None:
-    entries = _CATALOG.setdefault(entry.module, [])
+    module = sys.modules.get(entry.module)
+    if module is None:
+        raise PluginError(f"@register of {entry.name!r}: its module {entry.module!r} is not imported; define "
+                          f"node types in a module that is imported (a plugin file)", file=entry.file)
+    entries = module.__dict__.setdefault(TYPES_ATTR, [])
     entries[:] = [e for e in entries if not (type(e) is type(entry) and e.name == entry.name)]
     entries.append(entry)
 
@@ -151,7 +166,7 @@ class Registry:
     def add_modules(self, modules: Iterable[str]) -> "Registry":
         """Add every type defined in ``modules`` (module names, as imported)."""
         for mod in modules:
-            for entry in _CATALOG.get(mod, ()):
+            for entry in module_types(mod):
                 (self.add_node if isinstance(entry, NodeType) else self.add_resource)(entry)
         return self
 

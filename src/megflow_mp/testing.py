@@ -47,7 +47,7 @@ from collections import deque
 from . import api
 from .envelope import Envelope, mark_moved
 from .errors import PluginError
-from .registry import _CATALOG, DICT, LIST, NodeType, Registry, builtin_registry
+from .registry import DICT, LIST, NodeType, Registry, builtin_registry, module_types, registered_types
 from .errors import Cancelled
 from .runtime.hub import Hub
 
@@ -121,12 +121,12 @@ def find_node_type(node, registry: Registry | None = None) -> NodeType:
         reg = registry or builtin_registry()
         if node in reg.nodes:
             return reg.nodes[node]
-        found = [e for es in _CATALOG.values() for e in es if isinstance(e, NodeType) and e.name == node]
+        found = [e for e in registered_types() if isinstance(e, NodeType) and e.name == node]
         if registry is None and len(found) == 1:
             return found[0]
         where = "in several modules: " + ", ".join(e.module for e in found) if found else "not registered"
         raise PluginError(f"node type {node!r} is {where}; pass the class or a Registry")
-    pool = registry.nodes.values() if registry else _CATALOG.get(getattr(node, "__module__", None), ())
+    pool = registry.nodes.values() if registry else module_types(getattr(node, "__module__", None))
     for t in pool:
         if isinstance(t, NodeType) and (t.factory is node or _closes_over(t.factory, node)):
             return t

@@ -1,7 +1,7 @@
 """Shared helpers of the unit tests.
 
 - ``isolated_imports``: a fixture that undoes what importing plugins does to ``sys.path``,
-  ``sys.modules`` and the registration catalog (use it with ``pytestmark`` or ``usefixtures``).
+  ``sys.modules`` (and so the types those modules registered) (use it with ``pytestmark`` or ``usefixtures``).
 - :func:`run_tasks`: spawn functions as tasks of a hub and run it until all of them returned.
 """
 
@@ -11,19 +11,15 @@ import sys
 
 import pytest
 
-from megflow_mp import registry as regmod
-
 
 @pytest.fixture
 def isolated_imports():
-    """Undo what importing plugins does to sys.path, sys.modules and the catalog."""
-    path, modules, catalog = list(sys.path), set(sys.modules), dict(regmod._CATALOG)
+    """Undo what importing plugins does to sys.path and sys.modules (types are recorded on modules)."""
+    path, modules = list(sys.path), set(sys.modules)
     yield
     sys.path[:] = path
     for name in set(sys.modules) - modules:
-        del sys.modules[name]
-    regmod._CATALOG.clear()
-    regmod._CATALOG.update(catalog)
+        del sys.modules[name]  # the types those modules registered go with them
 
 
 def run_tasks(hub, *fns, timeout: float = 10) -> None:

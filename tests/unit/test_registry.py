@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import sys
+import types
 
 import pytest
 
@@ -16,16 +18,17 @@ _ids = itertools.count()
 
 @pytest.fixture
 def module():
-    """A fresh fake module name; its catalog entries are removed afterwards."""
+    """A fresh module (in sys.modules, as an imported plugin is); removed afterwards."""
     names = []
 
     def make():
         names.append(f"fake_plugins_{next(_ids)}")
+        sys.modules[names[-1]] = types.ModuleType(names[-1])
         return names[-1]
 
     yield make
     for name in names:
-        regmod._CATALOG.pop(name, None)
+        del sys.modules[name]
 
 
 def node_class(mod: str, name: str = "Thing"):
@@ -57,7 +60,7 @@ def test_register_records_the_type_in_its_module(module):
     mod = module()
     cls = node_class(mod)
     assert register(inputs=["inp", "side:[]"], outputs="out:{}", exclusive=True)(cls) is cls
-    (t,) = regmod._CATALOG[mod]
+    (t,) = regmod.module_types(mod)
     assert isinstance(t, NodeType)
     assert (t.name, t.factory, t.exclusive, t.module) == ("Thing", cls, True, mod)
     assert t.inputs == (PortSpec("inp"), PortSpec("side", LIST))
@@ -70,7 +73,7 @@ def test_register_records_the_type_in_its_module(module):
 def test_register_with_explicit_name(module):
     mod = module()
     register(name="Renamed", outputs=["out"])(node_class(mod))
-    assert [t.name for t in regmod._CATALOG[mod]] == ["Renamed"]
+    assert [t.name for t in regmod.module_types(mod)] == ["Renamed"]
     assert NodeType("X", object).port_names() == "inputs: none; outputs: none"
 
 
@@ -89,7 +92,7 @@ def test_res_register(module):
     cls = node_class(mod, "Model")
     assert res_register()(cls) is cls
     res_register(name="Other")(node_class(mod, "Model2"))
-    entries = regmod._CATALOG[mod]
+    entries = regmod.module_types(mod)
     assert all(isinstance(e, ResourceType) for e in entries)
     assert [(e.name, e.module) for e in entries] == [("Model", mod), ("Other", mod)]
 
@@ -98,7 +101,7 @@ def test_registering_again_in_a_module_replaces(module):
     mod = module()
     register(outputs=["out"])(node_class(mod))
     second = register(inputs=["inp"])(node_class(mod))
-    (t,) = regmod._CATALOG[mod]
+    (t,) = regmod.module_types(mod)
     assert t.factory is second and t.inputs == (PortSpec("inp"),)
 
 
@@ -106,15 +109,15 @@ def test_same_name_node_and_resource_coexist_in_a_module(module):
     mod = module()
     register()(node_class(mod, "Both"))
     res_register()(node_class(mod, "Both"))
-    assert sorted(type(e).__name__ for e in regmod._CATALOG[mod]) == ["NodeType", "ResourceType"]
+    assert sorted(type(e).__name__ for e in regmod.module_types(mod)) == ["NodeType", "ResourceType"]
 
 
 def test_catalog_is_per_module(module):
     a, b = module(), module()
     cls_a = register()(node_class(a))
     cls_b = register()(node_class(b))
-    assert regmod._CATALOG[a][0].factory is cls_a
-    assert regmod._CATALOG[b][0].factory is cls_b
+    assert regmod.module_types(a)[0].factory is cls_a
+    assert regmod.module_types(b)[0].factory is cls_b
 
 
 # --- Registry objects -------------------------------------------------------------------------------------
