@@ -5,6 +5,10 @@ instances) and by a creator node (DynDemux, a video server) at run time for each
 (dynamic instances). It is a pure function of the :class:`~megflow_mp.graph.App`, which every
 process holds (inherited at fork), so any process can plan an instance and send each host its part.
 
+Also here: :func:`plan_shared` (the one instance of each top-level shared node) and
+:func:`static_items` (what each worker installs before the app starts). Specs hold plain dicts and
+tuples only, so plans pickle with the standard pickler (they travel in control messages).
+
 Vocabulary: a *channel* is one receiving port element of one node instance (identified by an int
 unique in the app); a :class:`Dest` is where a sender delivers: the channel, the processes hosting
 its replicas (they compete for its messages) and whether the receiver is a shared node (then the
@@ -13,23 +17,16 @@ sender stamps the envelope with its instance id, the *route*).
 
 from __future__ import annotations
 
-import copyreg
 import itertools
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from typing import NamedTuple, Union
 
 from .graph import App, Endpoint, LeafDecl, Template
-
-
-
-def _frozen(d: dict) -> MappingProxyType:
-    return MappingProxyType(d)
-
-
-copyreg.pickle(MappingProxyType, lambda m: (_frozen, (dict(m),)))  # plans travel in messages
+from .registry import DICT, LIST
 
 STATIC_ID_BASE = 1 << 20
 DYNAMIC_ID_STRIDE = 1 << 40
+MAIN = STATIC_ID_BASE - 1  # the instance id of the main graph (shared nodes are instance 0)
 
 
 @dataclass(frozen=True)
@@ -55,7 +52,7 @@ class ResBinding:
     scope: int
     name: str
     ty: str
-    args: MappingProxyType
+    args: dict
 
 
 @dataclass
@@ -92,8 +89,8 @@ class DynSpec:
     port: str
     cap: int
     path: str
-    visible: MappingProxyType  # resource bindings passed down by the subgraph node
-    args: MappingProxyType
+    visible: dict  # resource bindings passed down by the subgraph node
+    args: dict
 
 
 @dataclass
@@ -134,19 +131,44 @@ class IdAllocator:
         return next(self._next)
 
 
+class LeafEnd(NamedTuple):
+    """A resolved endpoint on a node of graph instance ``inst``."""
+
+    inst: int
+    node: str
+    port: str
+    tag: str | None
+    decl: LeafDecl
+
+    @property
+    def key(self) -> tuple:
+        return (self.inst, self.node, self.port, self.tag)
+
+
+class SharedEnd(NamedTuple):
+    """A resolved endpoint on shared node ``node``, used by the wiring of graph instance ``route``."""
+
+    node: str
+    port: str
+    tag: str | None
+    route: int
+    decl: LeafDecl
+
+
+End = Union[LeafEnd, SharedEnd]
+
+
 class _Planner:
     def __init__(self, app: App, ids: IdAllocator, plan: InstancePlan):
         self.app, self.ids, self.plan = app, ids, plan
         self.chans: dict[tuple, InSpec] = {}
         self.specs: dict[tuple, NodeSpec] = {}
 
-    # endpoints are resolved to ("leaf", inst, node, port, tag, decl) or
-    # ("shared", name, port, tag, inst, decl) where inst is the graph instance whose wiring uses it
     def expand(self, tpl: Template, inst: int, path: str, visible: dict, overlay: dict) -> dict:
         """Create the node specs of ``tpl`` (and its static subgraphs); return a resolver context."""
         res = dict(visible)
         for name, (ty, args) in tpl.resources.items():
-            res[name] = ResBinding(inst, name, ty, args)
+            res[name] = ResBinding(inst, name, ty, dict(args))
         ctx = {"tpl": tpl, "inst": inst, "subs": {}}
         for name, d in tpl.leaves.items():
             args = {**overlay, **d.args}
@@ -167,9 +189,9 @@ class _Planner:
                                             {**overlay, **s.args})
         for (node, port), b in tpl.dynamic.items():
             s = tpl.subs[b.sub]
-            passed = MappingProxyType({r: self.binding(r, res) for r in s.res})
+            passed = {r: self.binding(r, res) for r in s.res}
             self.specs[(inst, node)].dynamic[port] = DynSpec(s.types, b.port, b.cap, f"{path}/{b.sub}", passed,
-                                                             MappingProxyType({**overlay, **s.args}))
+                                                             {**overlay, **s.args})
         for c in tpl.conns:
             senders = [x for e in c.senders for x in self.resolve(ctx, e, "outputs")]
             receivers = [x for e in c.receivers for x in self.resolve(ctx, e, "inputs")]
@@ -179,48 +201,40 @@ class _Planner:
     def binding(self, name: str, res: dict) -> ResBinding:
         if name in res:
             return res[name]
-        ty, args = self.app.global_resources[name]
-        return ResBinding(0, name, ty, args)
+        return global_binding(self.app, name)
 
-    def resolve(self, ctx: dict, e: Endpoint, io: str) -> list[tuple]:
+    def resolve(self, ctx: dict, e: Endpoint, io: str) -> list[End]:
         tpl = ctx["tpl"]
         if e.node in tpl.leaves:
-            return [("leaf", ctx["inst"], e.node, e.port, e.tag, tpl.leaves[e.node])]
+            return [LeafEnd(ctx["inst"], e.node, e.port, e.tag, tpl.leaves[e.node])]
         if e.node in tpl.subs:
             sub = ctx["subs"][e.node]
             _, eps = getattr(sub["tpl"], io)[e.port]
             return [x for inner in eps for x in self.resolve(sub, inner, io)]
-        return [("shared", e.node, e.port, e.tag, ctx["inst"], self.app.shared[e.node])]
+        return [SharedEnd(e.node, e.port, e.tag, ctx["inst"], self.app.shared[e.node])]
 
-    def decl_of(self, ep: tuple) -> LeafDecl:
-        return ep[-1]
-
-    def channel(self, ep: tuple, cap: int) -> tuple[int, Dest]:
-        decl = self.decl_of(ep)
-        procs = self.app.decl_procs[decl.key]
-        if ep[0] == "shared":
-            key = (ep[1], ep[2], ep[3])
+    def channel(self, ep: End, cap: int) -> tuple[int, Dest]:
+        procs = self.app.decl_procs[ep.decl.key]
+        if isinstance(ep, SharedEnd):
+            key = (ep.node, ep.port, ep.tag)
             chan = self.app.shared_chans[key]
-            return chan, Dest(chan, procs, True, self.app.shared_caps[key], ep[4])
-        key = ep[1:5]
-        spec = self.chans.get(key)
+            return chan, Dest(chan, procs, True, self.app.shared_caps[key], ep.route)
+        spec = self.chans.get(ep.key)
         if spec is None:
             spec = InSpec(self.ids(), cap, 0)
         spec = InSpec(spec.chan, max(spec.cap, cap), spec.senders)
-        self.chans[key] = spec
-        node = self.specs[(ep[1], ep[2])]
-        _put(node.inputs, ep[3], ep[4], spec)
+        self.chans[ep.key] = spec
+        _put(self.specs[(ep.inst, ep.node)].inputs, ep.port, ep.tag, spec)
         return spec.chan, Dest(spec.chan, procs, False, spec.cap)
 
-    def add_senders(self, ep: tuple, chan: int, n: int) -> None:
-        if ep[0] == "shared":
-            r = self.route(ep[1], ep[4])
+    def add_senders(self, ep: End, chan: int, n: int) -> None:
+        if isinstance(ep, SharedEnd):
+            r = self.route(ep.node, ep.route)
             r.inputs[chan] = r.inputs.get(chan, 0) + n
             return
-        key = ep[1:5]
-        old = self.chans[key]
-        self.chans[key] = new = InSpec(old.chan, old.cap, old.senders + n)
-        _put(self.specs[(ep[1], ep[2])].inputs, ep[3], ep[4], new)
+        old = self.chans[ep.key]
+        self.chans[ep.key] = new = InSpec(old.chan, old.cap, old.senders + n)
+        _put(self.specs[(ep.inst, ep.node)].inputs, ep.port, ep.tag, new)
 
     def route(self, shared: str, route: int) -> RouteSpec:
         return self.plan.routes.setdefault((shared, route), RouteSpec(shared, route))
@@ -228,18 +242,24 @@ class _Planner:
     def connect(self, senders: list, receivers: list, cap: int) -> None:
         dests = [(r, *self.channel(r, cap)) for r in receivers]
         for s in senders:
-            replicas = self.decl_of(s).cloned
+            replicas = s.decl.cloned
             for r, chan, dest in dests:
                 self.add_senders(r, chan, replicas)
                 self.add_output(s, dest)
 
-    def add_output(self, s: tuple, dest: Dest) -> None:
+    def add_output(self, s: End, dest: Dest) -> None:
         """Sender ``s`` delivers to ``dest``: a leaf's port gets it; a shared node gets it for the
         route of the instance whose wiring names it."""
-        if s[0] == "shared":
-            self.route(s[1], s[4]).outputs.setdefault((s[2], s[3]), []).append(dest)
+        if isinstance(s, SharedEnd):
+            self.route(s.node, s.route).outputs.setdefault((s.port, s.tag), []).append(dest)
         else:
-            _append(self.specs[(s[1], s[2])].outputs, s[3], s[4], dest)
+            _append(self.specs[(s.inst, s.node)].outputs, s.port, s.tag, dest)
+
+
+def global_binding(app: App, name: str) -> ResBinding:
+    """The binding of the app's global resource ``name`` (scope 0)."""
+    ty, args = app.global_resources[name]
+    return ResBinding(0, name, ty, dict(args))
 
 
 def _put(table: dict, port: str, tag, value) -> None:
@@ -257,7 +277,7 @@ def _append(table: dict, port: str, tag, dest: Dest) -> None:
 
 
 def plan_instance(app: App, graph: str, inst: int, ids: IdAllocator, creator: int, path: str,
-                  visible=MappingProxyType({}), overlay=MappingProxyType({}), entry_senders: int = 0,
+                  visible=None, overlay=None, entry_senders: int = 0,
                   exit_dests: dict | None = None) -> InstancePlan:
     """Plan one instance of ``graph`` with id ``inst``.
 
@@ -268,7 +288,7 @@ def plan_instance(app: App, graph: str, inst: int, ids: IdAllocator, creator: in
     """
     plan = InstancePlan(inst, graph, path, creator)
     planner = _Planner(app, ids, plan)
-    ctx = planner.expand(app.templates[graph], inst, path, dict(visible), dict(overlay))
+    ctx = planner.expand(app.templates[graph], inst, path, dict(visible or {}), dict(overlay or {}))
     tpl = app.templates[graph]
     for name, (cap, eps) in tpl.inputs.items():
         receivers = [x for e in eps for x in planner.resolve(ctx, e, "inputs")]
@@ -281,8 +301,50 @@ def plan_instance(app: App, graph: str, inst: int, ids: IdAllocator, creator: in
     for name, dests in (exit_dests or {}).items():
         _, eps = tpl.outputs[name]
         senders = [x for e in eps for x in planner.resolve(ctx, e, "outputs")]
-        plan.exits[name] = sum(planner.decl_of(s).cloned for s in senders)
+        plan.exits[name] = sum(s.decl.cloned for s in senders)
         for s in senders:
             for dest in dests:
                 planner.add_output(s, dest)
     return plan
+
+
+def shared_output_tags(app: App, name: str, port: str) -> list:
+    """The tags of list/dict output ``port`` of shared node ``name`` that any graph wires."""
+    tags = {e.tag for tpl in app.templates.values() for c in tpl.conns for e in c.senders
+            if e.node == name and e.port == port and name not in tpl.leaves}
+    return sorted(tags, key=lambda t: (len(t), t))
+
+
+def plan_shared(app: App, name: str) -> NodeSpec:
+    """The one instance (id 0, top 0) of shared node ``name``: its input channels, closed only by
+    routes (no senders of their own), the tags of its list/dict outputs (each with no destination:
+    those come with each route) and the global resources it names."""
+    decl = app.shared[name]
+    inputs: dict = {}
+    for (node, port, tag), chan in app.shared_chans.items():
+        if node == name:
+            _put(inputs, port, tag, InSpec(chan, app.shared_caps[(node, port, tag)], 0))
+    outputs = {p.name: {t: [] for t in shared_output_tags(app, name, p.name)}
+               for p in decl.ntype.outputs if p.kind in (LIST, DICT)}
+    res = {r: global_binding(app, r) for r in decl.res if r in app.global_resources}
+    return NodeSpec(0, 0, name, decl.key, dict(decl.args), res, inputs, outputs)
+
+
+def static_items(app: App, plan: InstancePlan | None = None) -> tuple[dict[int, list], int, int]:
+    """Per worker: ``[(top, creator, items)]`` to install before start; plus the number of static
+    non-shared and shared node replicas the supervisor waits for. ``plan`` is the main graph's plan
+    (default: one whose inputs nobody feeds and whose outputs go nowhere). The creator of every
+    static item is the supervisor (process index ``app.nworkers``)."""
+    sup = app.nworkers
+    if plan is None:
+        plan = plan_instance(app, app.main, MAIN, IdAllocator(None), sup, app.main)
+    out: dict[int, list] = {i: [] for i in range(app.nworkers)}
+    shared_count = 0
+    for name, decl in app.shared.items():
+        spec = plan_shared(app, name)
+        for p in app.decl_procs[decl.key]:
+            out[p].append((0, sup, [spec]))
+            shared_count += 1
+    for proc, items in plan.hosts(app).items():
+        out[proc].append((MAIN, sup, items))
+    return out, plan.node_count(app), shared_count

@@ -62,7 +62,6 @@ from .program_host import ProgramHost
 from .runtime import worker as _worker
 from .runtime.channels import Inbox
 from .runtime.hub import Hub
-from .runtime.ports import close_dests, deliver
 
 __all__ = ["Graph", "block_on"]
 
@@ -196,7 +195,7 @@ class Graph:
         if not self._closed:
             self._closed = True
             if self in _LIVE:
-                close_dests(self._host, [(d, d.route) for dests in self._host.entry.values() for d in dests])
+                self._host.channels.close([d for dests in self._host.entry.values() for d in dests])
 
     def wait(self) -> None:
         """Close the inputs, discard the results not received, wait until every node ended, then
@@ -278,11 +277,10 @@ class Sender:
         if graph._closed:
             raise ChannelClosed(f"graph input {self.name!r} is closed")
         host = graph._host
-        if self.route is not None:
-            envelope.transfer_addr = self.route
+        send = host.channels.send
         if host.hub.in_task() or not host.has_credit(self.dests):
-            return graph._call(deliver, host, self.dests, envelope)
-        deliver(host, self.dests, envelope)  # credit for every destination: nothing to wait for
+            return graph._call(send, self.dests, envelope, self.route)
+        send(self.dests, envelope, self.route)  # credit for every destination: nothing to wait for
 
     def __repr__(self) -> str:
         return f"<graph input {self.name!r}>"

@@ -4,7 +4,8 @@
 also takes part in the app as a worker does: it plans the main graph with this process as the
 single sender of every graph input (``entry``: where each input delivers) and as the receiver of
 every graph output (``exits``: an :class:`~megflow_mp.runtime.channels.Inbox` each), and it has its
-own shared-memory arena, codec and credit table, so arrays travel as in the rest of the app.
+own shared-memory arena, codec and :class:`~megflow_mp.runtime.channels.Channels` (``channels``:
+the one send and close path), so arrays travel as in the rest of the app.
 
 It runs on the hub of the program's thread, only while the program waits in a call of
 :mod:`megflow_mp.program`. A failure throws :class:`~megflow_mp.errors.AppFailed` into the program's
@@ -21,11 +22,11 @@ import threading
 
 from .codec import Codec
 from .errors import AppFailed
-from .plan import Dest, IdAllocator, plan_instance
-from .runtime.channels import CLOSE, CREDIT, DATA, Credits, Inbox
+from .plan import MAIN, Dest, IdAllocator, plan_instance
+from .runtime.channels import Channels, Inbox
 from .runtime.hub import Hub
 from .shm import Arena
-from .supervisor import MAIN, Supervisor, children_of
+from .supervisor import Supervisor, children_of
 
 __all__ = ["ProgramHost"]
 
@@ -39,12 +40,10 @@ class ProgramHost(Supervisor):
         self._hub = hub
         self.arena = Arena(self.index, self.index + 1)  # the workers' arenas count this process too
         self.codec = Codec(self.arena)
-        self.credits = Credits(hub)
-        self.closed_log: dict[int, list] = {}
-        self.owing: set = set()
+        # its transport comes with the workers (spawn); credits go out through it from then on
+        self.channels = Channels(hub, None, self.codec, on_control=self.on_control)
         self.entry: dict[str, list] = {}
         self.exits: dict[str, Inbox] = {}
-        self.inboxes: dict[int, Inbox] = {}
         self.leftovers: list = []
 
     def hub_of_thread(self) -> Hub | None:
@@ -60,46 +59,22 @@ class ProgramHost(Supervisor):
         plan = plan_instance(app, app.main, MAIN, ids, self.index, app.main, entry_senders=1, exit_dests=exit_dests)
         self.entry = dict(plan.entry)
         for name, (chan, cap) in chans.items():
-            self.exits[name] = self.inboxes[chan] = Inbox(chan, cap, plan.exits.get(name, 0), self._credit_now,
-                                                          self._hub, False, self.owing)
+            self.exits[name] = self.channels.open_inbox(chan, cap, plan.exits.get(name, 0))
         return plan
 
-    def _credit_now(self, proc: int, record: tuple) -> None:
-        self.transport.send_now(proc, record)
-
     def new_hub(self) -> Hub:
-        self._hub.idle_hooks.insert(0, self.return_credits)
         return self._hub
 
-    def has_credit(self, dests) -> bool:
-        avail = self.credits.avail
-        return all(any(avail.get((p, d.chan), d.cap) > 0 for p in d.procs) for d in dests)
+    def spawn(self) -> None:
+        super().spawn()
+        self.channels.transport = self.transport
 
-    def return_credits(self) -> None:
-        for inbox in self.owing:
-            inbox.return_credits()
-        self.owing.clear()
+    def has_credit(self, dests) -> bool:
+        return self.channels.credits.has(dests)
 
     # -- records ------------------------------------------------------------------------------------------------
     def on_records(self, src, records) -> None:
-        for rec in records:
-            op = rec[0]
-            if op == DATA:
-                inbox = self.inboxes.get(rec[1])
-                item = self.codec.decode(rec[2])
-                if inbox is None or inbox.discard:
-                    del item  # nobody reads it any more: its arrays are released
-                    self.transport.post(src, (CREDIT, rec[1], 1))
-                else:
-                    inbox.push(src, item)
-            elif op == CREDIT:
-                self.credits.grant(src, rec[1], rec[2])
-            elif op == CLOSE:
-                inbox = self.inboxes.get(rec[1])
-                if inbox is not None:
-                    inbox.close_one(rec[2])
-            else:
-                super().on_records(src, [rec])
+        self.channels.on_records(src, records)
 
     def fail(self, reason: str) -> None:
         super().fail(reason)
@@ -110,30 +85,26 @@ class ProgramHost(Supervisor):
             if inbox.waiter is not None:
                 hub.throw(inbox.waiter, AppFailed(self.failures))
                 inbox.waiter = None
-        for chan, waiters in list(self.credits.waiters.items()):
+        waiting = self.channels.credits.waiters
+        for chan, waiters in list(waiting.items()):
             if any(d.chan == chan for dests in self.entry.values() for d in dests):
-                del self.credits.waiters[chan]
+                del waiting[chan]
                 for task in waiters:
                     hub.throw(task, AppFailed(self.failures))
 
     def fork_worker(self, i: int, listener, restarted: bool = False) -> None:
         super().fork_worker(i, listener, restarted)
         if restarted:  # a new process: our links to it start afresh, and it must see the ends we sent
-            self.transport.reset_peer(i)
-            self.credits.reset_peer(i)
-            for chan, route in self.closed_log.get(i, []):
-                self.transport.post(i, (CLOSE, chan, route))
+            self.channels.peer_restarted(i)
 
     # -- the end -----------------------------------------------------------------------------------------------
     def stop(self) -> None:
         """Stop the workers and free everything (from the hub's thread; elsewhere, kill them)."""
-        if not hasattr(self, "transport"):  # spawning failed before the workers were watched
+        if not hasattr(self, "transport") or self.hub_of_thread() is None:
+            # spawning failed before the workers were watched, or not on the hub's thread
             for pid in self.pids.values():
                 _kill_and_reap(pid)
-            return
-        if self.hub_of_thread() is None:
-            for pid in self.pids.values():
-                _kill_and_reap(pid)
+            self.channels.close_hub()
             return
         self.shutdown()
 
@@ -144,8 +115,7 @@ class ProgramHost(Supervisor):
         super().shutdown()
 
     def release(self) -> None:
-        if self.return_credits in self._hub.idle_hooks:
-            self._hub.idle_hooks.remove(self.return_credits)
+        self.channels.close_hub()
         for pid, started in self.leftovers:
             if started is not None and _start_time(pid) == started:
                 try:

@@ -22,52 +22,13 @@ import time
 import uuid
 
 from .graph import App
-from .plan import STATIC_ID_BASE, IdAllocator, InstancePlan, NodeSpec, plan_instance
+from .plan import MAIN, InstancePlan, static_items
 from .runtime.channels import CTRL
 from .runtime.hub import Hub
 from .runtime.transport import Transport, listen
 
 log = logging.getLogger("megflow_mp")
-MAIN = STATIC_ID_BASE - 1
 GRACE = 3.0
-
-
-def _shared_spec(app: App, name: str) -> NodeSpec:
-    decl = app.shared[name]
-    inputs = {}
-    for (node, port, tag), chan in app.shared_chans.items():
-        if node != name:
-            continue
-        from .plan import InSpec
-
-        ispec = InSpec(chan, app.shared_caps[(node, port, tag)], 0)
-        if tag is None:
-            inputs[port] = ispec
-        else:
-            inputs.setdefault(port, {})[tag] = ispec
-    from .plan import ResBinding
-
-    res = {r: ResBinding(0, r, *app.global_resources[r]) for r in decl.res if r in app.global_resources}
-    return NodeSpec(0, 0, name, decl.key, dict(decl.args), res, inputs)
-
-
-def static_items(app: App, plan: InstancePlan | None = None) -> tuple[dict[int, list], int, int]:
-    """Per worker: ``[(top, creator, items)]`` to install before start; plus the number of static
-    non-shared and shared node replicas the supervisor waits for. ``plan`` is the main graph's plan
-    (default: one whose inputs nobody feeds and whose outputs go nowhere)."""
-    sup = app.nworkers
-    if plan is None:
-        plan = plan_instance(app, app.main, MAIN, IdAllocator(None), sup, app.main)
-    out: dict[int, list] = {i: [] for i in range(app.nworkers)}
-    shared_count = 0
-    for name, decl in app.shared.items():
-        spec = _shared_spec(app, name)
-        for p in app.decl_procs[decl.key]:
-            out[p].append((0, sup, [spec]))
-            shared_count += 1
-    for proc, items in plan.hosts(app).items():
-        out[proc].append((MAIN, sup, items))
-    return out, plan.node_count(app), shared_count
 
 
 class Supervisor:
@@ -134,8 +95,10 @@ class Supervisor:
     def on_records(self, src, records) -> None:
         for rec in records:
             if rec[0] == CTRL:
-                msg = pickle.loads(rec[1])
-                getattr(self, "on_" + msg[0])(src, *msg[1:])
+                self.on_control(src, pickle.loads(rec[1]))
+
+    def on_control(self, src, msg: tuple) -> None:
+        getattr(self, "on_" + msg[0])(src, *msg[1:])
 
     def on_installed(self, src, top, proc, error) -> None:
         if error:

@@ -10,7 +10,6 @@ An instance whose creation fails is reported; its address's envelopes are droppe
 import logging
 
 from ..registry import register
-from ..runtime.ports import close_dests
 
 log = logging.getLogger("megflow_mp")
 
@@ -48,10 +47,8 @@ class DynDemux:
             child = self._create(envelope)
             if child is None:
                 return
-        route = next((d.route for d in child.plan.entry[self.dyn.port] if d.shared), None)
-        if route is not None:
-            envelope.transfer_addr = route
-        self.node.deliver(child.plan.entry[self.dyn.port], envelope)
+        entry = child.plan.entry[self.dyn.port]
+        self.worker.channels.send(entry, envelope, next((d.route for d in entry if d.shared), None))
 
     def _create(self, envelope):
         types = self.dyn.types
@@ -73,7 +70,7 @@ class DynDemux:
 
     def _close(self, addr, wait):
         child = self.instances[addr]
-        close_dests(self.worker, [(d, d.route) for d in child.plan.entry[self.dyn.port]])
+        self.worker.channels.close(child.plan.entry[self.dyn.port])
         if wait:
             self.instances.pop(addr)
             child.done.wait()

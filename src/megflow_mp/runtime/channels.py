@@ -1,4 +1,4 @@
-"""Channel state on both sides of a connection, and the record vocabulary.
+"""Channels: the one home of inboxes, credits, ends of stream and the send path of a process.
 
 Records exchanged between processes (tuples, see :mod:`.transport`):
 ``(DATA, chan, payload)``, ``(CLOSE, chan, route)``, ``(CREDIT, chan, n)``, ``(CTRL, pickled)``.
@@ -11,13 +11,23 @@ consumer blocks its producers (backpressure), memory stays bounded, and no windo
 End of stream: a channel *closes* when all of its sender endpoints have sent CLOSE (counted). A
 shared node's channel never closes before the app ends; instead CLOSE with a route counts down that
 route's senders and then queues a :class:`Flush` marker, which ``recv()`` returns as ``None`` once.
+
+:class:`Channels` is a process's table of them (a worker's, or a program's): it owns the inboxes
+hosted here, the sender-side :class:`Credits`, the log of CLOSEs sent (replayed to a restarted
+peer), CLOSEs that came before their channel was installed (a restarted process), and the credits
+owed; :meth:`Channels.send` and :meth:`Channels.close` are the only ways records for a channel
+leave the process.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections import deque
 
 import greenlet
+
+from ..envelope import mark_moved
+from ..errors import PeerDied
 
 DATA, CLOSE, CREDIT, CTRL = 0, 1, 2, 3
 
@@ -32,7 +42,14 @@ class Flush:
 
 
 class Inbox:
-    """The receiving end of one channel replica in this process."""
+    """The receiving end of one channel replica in this process.
+
+    Filled on the hub (``push``, ``close_one``), read by the node's task (``take``, ``wait``). The
+    items are the senders' decoded envelope tuples; taking one owes its sender a credit, which goes
+    back through ``post`` (``post(proc, record)``, sent at once) in batches of ``cap/2``, or all at
+    once from ``return_credits`` (the process is about to wait). ``drop`` (its node ended) turns it
+    into a sink that credits everything at once.
+    """
 
     __slots__ = ("chan", "queue", "senders", "closed", "waiter", "owed", "threshold", "post", "shared",
                  "route_left", "eof_seen", "discard", "hub", "owing")
@@ -55,6 +72,7 @@ class Inbox:
 
     # -- hub side -------------------------------------------------------------------------------------
     def push(self, src: int, item) -> None:
+        """Queue ``item`` from process ``src`` (-1: a Flush) and wake the waiting task."""
         if self.discard:
             if src >= 0:  # a Flush (src -1) is nobody's message: no credit for it
                 self.post(src, (CREDIT, self.chan, 1))
@@ -65,6 +83,7 @@ class Inbox:
             self.waiter = None
 
     def close_one(self, route) -> None:
+        """One sender endpoint ended (for ``route``, in a shared node's channel)."""
         if self.shared and route is not None:
             left = self.route_left.get(route, 0) - 1
             if left > 0:
@@ -124,40 +143,64 @@ class Inbox:
 
 
 class Credits:
-    """Sender-side credit table of one process: ``(proc, chan) -> messages it may still send``."""
+    """Sender-side credit table of one process: ``(proc, chan) -> messages it may still send``.
+
+    ``dead`` holds the peers known to have died for good (no restart): sending to a destination
+    whose every replica is dead raises :class:`~megflow_mp.errors.PeerDied` instead of waiting."""
 
     def __init__(self, hub):
         self.hub = hub
         self.avail: dict[tuple[int, int], int] = {}
         self.waiters: dict[int, list] = {}
+        self.dead: set[int] = set()
 
     def acquire(self, dest) -> int:
-        """Pick the replica of ``dest`` with the most credit, blocking the task while none has any."""
+        """Pick the replica of ``dest`` with the most credit, blocking the task while none has any.
+        Raises PeerDied when every replica of ``dest`` died."""
         avail, chan = self.avail, dest.chan
         procs = dest.procs
-        if len(procs) == 1:  # fast path: one replica
+        if len(procs) == 1 and not self.dead:  # fast path: one replica
             key = (procs[0], chan)
             n = avail.get(key, dest.cap)
             if n > 0:
                 avail[key] = n - 1
                 return procs[0]
         while True:
-            best, most = -1, 0
-            for proc in dest.procs:
+            best, most, dead = -1, 0, self.dead
+            for proc in procs:
+                if proc in dead:
+                    continue
                 n = avail.get((proc, chan), dest.cap)
                 if n > most:
                     best, most = proc, n
             if best >= 0:
                 avail[(best, chan)] = most - 1
                 return best
+            if dead and all(p in dead for p in procs):
+                raise PeerDied(f"channel {chan}: the process{'es' if len(procs) > 1 else ''} "
+                               f"receiving it ({', '.join(map(str, procs))}) died")
             self.waiters.setdefault(chan, []).append(greenlet.getcurrent())
             self.hub.park()
 
+    def has(self, dests) -> bool:
+        """True when a send to every one of ``dests`` would not wait."""
+        avail = self.avail
+        return all(any(avail.get((p, d.chan), d.cap) > 0 for p in d.procs) for d in dests)
+
     def reset_peer(self, proc: int) -> None:
         """Process ``proc`` was restarted: every window to it is full again."""
+        self.dead.discard(proc)
         for key in [k for k in self.avail if k[0] == proc]:
             del self.avail[key]
             for w in self.waiters.pop(key[1], ()):
+                self.hub.wake(w)
+
+    def peer_died(self, proc: int) -> None:
+        """Process ``proc`` died and will not come back: its waiting senders raise PeerDied."""
+        self.dead.add(proc)
+        chans = {k[1] for k in self.avail if k[0] == proc}
+        for chan in chans:
+            for w in self.waiters.pop(chan, ()):
                 self.hub.wake(w)
 
     def grant(self, proc: int, chan: int, n: int, cap_default: int | None = None) -> None:
@@ -170,3 +213,117 @@ class Credits:
         if waiters:
             for w in waiters:
                 self.hub.wake(w)
+
+
+class Channels:
+    """The channels of one process: inboxes hosted here and the sending side of every channel.
+
+    Owned by the process's worker (or program host); ``transport`` and ``codec`` are its.
+    ``decode`` rebuilds a DATA payload (arrays as views of shared memory). Records are handed in by
+    :meth:`on_records` (CTRL ones go to ``on_control(src, msg)``, unpickled)."""
+
+    def __init__(self, hub, transport, codec, decode=None, on_control=None, keep_early_closes: bool = False):
+        self.hub, self.transport, self.codec = hub, transport, codec
+        self.decode = decode or codec.decode
+        self.on_control = on_control
+        self.credits = Credits(hub)
+        self.inboxes: dict[int, Inbox] = {}
+        self.owing: set = set()
+        self.closed_log: dict[int, list] = {}  # proc -> CLOSE records sent to it (replayed if it restarts)
+        self.early_closes: dict[int, list] = {}  # chan -> routes of CLOSEs that came before the channel
+        self.keep_early_closes = keep_early_closes  # a restarted process: peers replay their CLOSEs
+        hub.idle_hooks.insert(0, self.return_credits)
+
+    # -- receiving --------------------------------------------------------------------------------------
+    def on_records(self, src: int, records) -> None:
+        inboxes, decode = self.inboxes, self.decode
+        for rec in records:
+            op = rec[0]
+            if op == DATA:
+                inbox = inboxes.get(rec[1])
+                item = decode(rec[2])
+                if inbox is None:
+                    del item  # a late message for an ended node: drop it (its arrays are released)
+                    self.transport.post(src, (CREDIT, rec[1], 1))
+                else:
+                    inbox.push(src, item)
+            elif op == CREDIT:
+                self.credits.grant(src, rec[1], rec[2])
+            elif op == CLOSE:
+                inbox = inboxes.get(rec[1])
+                if inbox is not None:
+                    inbox.close_one(rec[2])
+                elif self.keep_early_closes:
+                    self.early_closes.setdefault(rec[1], []).append(rec[2])
+            elif op == CTRL:
+                self.on_control(src, pickle.loads(rec[1]))
+
+    def open_inbox(self, chan: int, cap: int, senders: int, shared: bool = False) -> Inbox:
+        """The receiving end of channel ``chan`` here (CLOSEs that came early are applied)."""
+        # credits go out at once: a sender waiting for them must not wait for our next batch
+        inbox = self.inboxes[chan] = Inbox(chan, cap, senders, self.post_now, self.hub, shared, self.owing)
+        for route in self.early_closes.pop(chan, ()):
+            inbox.close_one(route)
+        return inbox
+
+    def post_now(self, proc: int, record: tuple) -> None:
+        self.transport.send_now(proc, record)
+
+    def remove_inbox(self, inbox: Inbox) -> None:
+        if self.inboxes.get(inbox.chan) is inbox:
+            del self.inboxes[inbox.chan]
+
+    def return_credits(self) -> None:
+        for inbox in self.owing:
+            inbox.return_credits()
+        self.owing.clear()
+
+    # -- sending ----------------------------------------------------------------------------------------
+    def send(self, dests, envelope, route=None) -> None:
+        """Deliver ``envelope`` to each of ``dests`` (one replica each, by credit); stamped with
+        ``route`` when it enters a shared node. Encodes once; moves the envelope; blocks the task
+        while a destination has no credit; raises PeerDied when every replica of one died."""
+        if route is not None:
+            envelope.transfer_addr = route
+        payload, segments = self.codec.encode(envelope.to_tuple(), len(dests), envelope.msg)
+        mark_moved(envelope)
+        size, acquire, post = len(payload), self.credits.acquire, self.transport.post
+        for d in dests:
+            post(acquire(d), (DATA, d.chan, payload), size, segments)
+
+    def close(self, dests) -> None:
+        """Send CLOSE (for each destination's route) to every replica of each of ``dests``; logged,
+        to be replayed to a peer that restarts."""
+        post, log_ = self.transport.post, self.closed_log
+        for d in dests:
+            for proc in d.procs:
+                post(proc, (CLOSE, d.chan, d.route))
+                log_.setdefault(proc, []).append((d.chan, d.route))
+
+    def forget(self, chans: set) -> None:
+        """Channels of an ended instance: drop their credit windows and logged ends (no leak per
+        instance in a long-running app)."""
+        if not chans:
+            return
+        avail = self.credits.avail
+        for key in [k for k in avail if k[1] in chans]:
+            del avail[key]
+        for entries in self.closed_log.values():
+            entries[:] = [e for e in entries if e[0] not in chans]
+
+    # -- peers ------------------------------------------------------------------------------------------
+    def peer_restarted(self, proc: int) -> None:
+        """Worker ``proc`` died and was started again: reset the link and replay the ends sent to it."""
+        self.transport.reset_peer(proc)
+        self.credits.reset_peer(proc)
+        for chan, route in self.closed_log.get(proc, []):
+            self.transport.post(proc, (CLOSE, chan, route))
+
+    def peer_died(self, proc: int) -> None:
+        """Worker ``proc`` died for good: senders waiting on it raise PeerDied."""
+        self.credits.peer_died(proc)
+
+    def close_hub(self) -> None:
+        """Stop returning credits from the hub's idle hook (the hub goes on serving others)."""
+        if self.return_credits in self.hub.idle_hooks:
+            self.hub.idle_hooks.remove(self.return_credits)

@@ -19,35 +19,12 @@ from ..errors import Cancelled, MegFlowError, NodeFailure
 from ..registry import DICT, LIST
 from .channels import Inbox
 from .hub import Future
-from .ports import InputPort, OutputPort, RoutedOutputPort, close_dests, deliver
+from .ports import InputPort, OutputPort
+from .shared import SharedRoutes
 from .threads import off_hub, run_on_hub
 
 log = logging.getLogger("megflow_mp")
 TOOK_MAX = 1024  # envelopes of one exec call an exception can be charged to
-
-
-class LazyResource:
-    """What ``self.<resource>`` is: the resource object, built on first use in this process."""
-
-    __slots__ = ("_get",)
-
-    def __init__(self, get):
-        object.__setattr__(self, "_get", get)
-
-    def __getattr__(self, name):
-        return getattr(self._get(), name)
-
-    def __getitem__(self, key):
-        return self._get()[key]
-
-    def __len__(self):
-        return len(self._get())
-
-    def __iter__(self):
-        return iter(self._get())
-
-    def __call__(self, *args, **kwargs):
-        return self._get()(*args, **kwargs)
 
 
 class NodeInstance:
@@ -57,10 +34,9 @@ class NodeInstance:
         self.inst, self.top, self.path = spec.inst, spec.top, spec.path
         self.shared = decl.shared
         self.inboxes: list[Inbox] = []
-        self.route_inputs: dict[int, set] = {}
-        self.flushed: dict[int, set] = {}
-        self.pending_closes: list[int] = []
-        self.routed: dict[tuple, RoutedOutputPort] = {}
+        self.routes = SharedRoutes(self, worker.channels)
+        self.pending_closes = self.routes.pending  # read on every recv: one attribute away
+        self.failed_routes = self.routes.failed
         self.task = None
         self.ended = False
         self.threaded = decl.ntype.exclusive  # exclusive: exec runs on a thread of its own
@@ -69,8 +45,6 @@ class NodeInstance:
         # (partial_id, route, origin) of what ``exec`` received since it was last called: an exception
         # there fails those envelopes' requests or subgraph instances when it can, instead of the node
         self.took: deque = deque(maxlen=TOOK_MAX)
-        self.failed_routes: set[int] = set()
-        self.route_creators: dict[int, int] = {}
         ports = {p.name: self._input(p) for p in decl.ntype.inputs}
         self.outputs = {p.name: self._output(p) for p in decl.ntype.outputs}
         ports.update(self.outputs)
@@ -78,21 +52,16 @@ class NodeInstance:
         for name, port in ports.items():
             setattr(self.obj, name, port)
         for name, binding in spec.res.items():
-            setattr(self.obj, name, LazyResource(lambda b=binding: worker.resource(b, self.top)))
+            setattr(self.obj, name, worker.resources.bind(binding, self.top))
         if decl.ntype.builtin and hasattr(self.obj, "bind_runtime"):
             self.obj.bind_runtime(worker, self)
 
     # -- building ports ---------------------------------------------------------------------------------
     def _inbox(self, ispec) -> Inbox:
-        if ispec is None:
+        if ispec is None:  # nothing connected: ended from the start
             inbox = Inbox(-1, 1, 0, self.worker.transport.post, self.hub)
         else:
-            # credits go out at once: a sender waiting for them must not wait for our next batch
-            inbox = Inbox(ispec.chan, ispec.cap, ispec.senders, self.worker.transport.send_now, self.hub,
-                          self.shared, self.worker.owing)
-            self.worker.inboxes[ispec.chan] = inbox
-            for route in self.worker.early_closes.pop(ispec.chan, ()):
-                inbox.close_one(route)
+            inbox = self.worker.channels.open_inbox(ispec.chan, ispec.cap, ispec.senders, self.shared)
         self.inboxes.append(inbox)
         return inbox
 
@@ -108,13 +77,12 @@ class NodeInstance:
 
     def _output(self, p):
         given = self.spec.outputs.get(p.name)
-        if self.shared:
-            tags = self.worker.app_shared_output_tags(self.decl.name, p.name) if p.kind != "single" else [None]
-            ports = {t: self.routed.setdefault((p.name, t), RoutedOutputPort(self, p.name if t is None else f"{p.name}:{t}"))
-                     for t in tags}
+        if self.shared:  # the planner lists the tags (an empty list each): destinations come by route
             if p.kind == LIST:
-                return [ports[str(i)] for i in range(len(ports))]
-            return ports if p.kind == DICT else ports[None]
+                return [self.routes.port(p.name, str(i)) for i in range(len(given or {}))]
+            if p.kind == DICT:
+                return {t: self.routes.port(p.name, t) for t in (given or {})}
+            return self.routes.port(p.name, None)
         if p.kind == LIST:
             given = given or {}
             size = max((int(t) + 1 for t in given), default=0)
@@ -133,40 +101,12 @@ class NodeInstance:
                 yield port
 
     # -- shared-node routes --------------------------------------------------------------------------------
-    def install_route(self, r, creator: int) -> None:
-        self.route_creators[r.route] = creator
-        need = self.route_inputs.setdefault(r.route, set())
-        for chan, n in r.inputs.items():
-            inbox = self.worker.inboxes[chan]
-            inbox.route_left[r.route] = inbox.route_left.get(r.route, 0) + n
-            need.add(chan)
-        for (port, tag), dests in r.outputs.items():
-            self.routed[(port, tag)].routes.setdefault(r.route, []).extend(dests)
+    def flush_barriers(self) -> None:
+        """Close each route whose end passed every input (called at the next recv)."""
+        self.routes.flush()
 
     def on_flush(self, route: int, chan: int) -> None:
-        got = self.flushed.setdefault(route, set())
-        got.add(chan)
-        if got >= self.route_inputs.get(route, set()):
-            self.flushed.pop(route, None)
-            self.pending_closes.append(route)
-
-    def flush_barriers(self) -> None:
-        """Close this route's outputs once its end passed every input (called at the next recv)."""
-        while self.pending_closes:
-            route = self.pending_closes.pop(0)
-            self.route_inputs.pop(route, None)
-            self.route_creators.pop(route, None)
-            self.failed_routes.discard(route)
-            self._close_route(route)
-
-    def _close_route(self, route: int) -> None:
-        for port in self.routed.values():
-            dests = port.routes.pop(route, [])
-            close_dests(self.worker, [(d, d.route) for d in dests])
-            self.worker.forget({d.chan for d in dests if not d.shared})
-
-    def deliver(self, dests, envelope) -> None:
-        deliver(self.worker, dests, envelope)
+        self.routes.on_flush(route, chan)
 
     def warn_once(self, message: str) -> None:
         if message not in self._warned:
@@ -259,16 +199,16 @@ class NodeInstance:
         took = list(self.took)
         self.took.clear()
         supervisor = self.worker.supervisor
-        if not took or not all(origin is not None or (self.shared and self.route_creators.get(route, supervisor)
-                                                      != supervisor) for _, route, origin in took):
+        if not took or not all(origin is not None or (self.shared and self.routes.can_fail(route, supervisor))
+                               for _, route, origin in took):
             return False
         for pid, route, origin in took:
             if origin is not None:
                 self.worker.control(origin[0], "request_failed", origin[1], pid, failure)
-            elif route not in self.failed_routes:
-                self.failed_routes.add(route)
-                self._close_route(route)  # the instance's nodes after this one see the end
-                self.worker.control(self.route_creators[route], "route_failed", route, failure)
+            else:
+                creator = self.routes.fail(route)  # the instance's nodes after this one see the end
+                if creator is not None:
+                    self.worker.control(creator, "route_failed", route, failure)
         return True
 
     def end(self, failure=None) -> None:
@@ -278,14 +218,9 @@ class NodeInstance:
         for inbox in self.inboxes:
             inbox.drop()
         self.flush_barriers()
-        targets = []
         for port in self.output_ports():
             if isinstance(port, OutputPort):
-                targets += port.close_targets()
-            else:
-                for route, dests in port.routes.items():
-                    targets += [(d, d.route) for d in dests]
-                port.routes.clear()
-        close_dests(self.worker, targets)
+                port.close()
+        self.routes.close_all()
         self.obj = None  # the plugin object is finalised here (``__del__``)
         self.worker.node_ended(self, failure)

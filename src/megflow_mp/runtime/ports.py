@@ -6,16 +6,14 @@ shared-memory views), outputs take Envelopes. ``send`` moves the envelope (later
 
 from __future__ import annotations
 
-import logging
 import time
 
 import greenlet
 
-from ..envelope import Envelope, mark_moved
-from .channels import CLOSE, DATA, Flush
+from ..envelope import Envelope
+from ..errors import ChannelClosed
+from .channels import Flush
 from .threads import off_hub, run_on_hub
-
-log = logging.getLogger("megflow_mp")
 
 
 class InputPort:
@@ -109,87 +107,37 @@ def _wake_waiter(inbox, task) -> None:
 
 
 class OutputPort:
-    """One output of a node instance, delivering to a fixed list of destinations (broadcast)."""
+    """One output of a node instance, delivering to a fixed list of destinations (broadcast).
 
-    __slots__ = ("node", "dests", "name", "stamp", "encode", "acquire", "post", "copies")
+    Closed by :meth:`close` or when its node ends (the node does it); a send after ``close()``
+    raises ChannelClosed."""
+
+    __slots__ = ("node", "dests", "name", "stamp", "send_to", "closed")
 
     def __init__(self, node, dests: list, name: str):
         self.node, self.dests, self.name = node, list(dests), name
         routes = {d.route for d in self.dests if d.shared}
         if len(routes) > 1:
             raise ValueError(f"port {name!r} of {node.path!r} feeds shared nodes of several graph instances")
-        self.stamp = routes.pop() if routes else None
-        worker = node.worker
-        self.encode, self.acquire, self.post = worker.codec.encode, worker.credits.acquire, worker.transport.post
-        self.copies = len(self.dests)
+        self.stamp = routes.pop() if routes else None  # entering a shared node: the route brings results back
+        self.send_to = node.worker.channels.send
+        self.closed = False
 
     def send(self, envelope: Envelope) -> None:
         """Deliver ``envelope`` to every connected receiver (one replica each); blocks while the
-        receivers' channels are full. The envelope is moved: using it afterwards raises."""
+        receivers' channels are full. The envelope is moved: using it afterwards raises. Raises
+        ChannelClosed after :meth:`close`, PeerDied when every replica of a receiver died."""
         if type(envelope) is not Envelope:
             raise TypeError(f"send() takes an Envelope, got {type(envelope).__name__}: wrap it with Envelope.pack(msg)")
         node = self.node
         if node.threaded and off_hub(node.hub):
             return run_on_hub(node.hub, self.send, envelope, cancelled=node.is_cancelled)
-        if self.stamp is not None:  # entering a shared node: the route brings results back here
-            envelope.transfer_addr = self.stamp
-        payload, segments = self.encode(envelope.to_tuple(), self.copies, envelope.msg)
-        mark_moved(envelope)
-        size, acquire, post = len(payload), self.acquire, self.post
-        for d in self.dests:
-            post(acquire(d), (DATA, d.chan, payload), size, segments)
-
-    def close_targets(self):
-        return [(d, d.route) for d in self.dests]
+        if self.closed:
+            raise ChannelClosed(f"port {self.name!r} of {node.path!r} was closed: nothing more can be sent on it")
+        self.send_to(self.dests, envelope, self.stamp)
 
     def close(self) -> None:
-        """End this output now (receivers see the end of stream); later sends are an error."""
-        close_dests(self.node.worker, self.close_targets())
-        self.dests, self.copies = [], 0
-
-
-class RoutedOutputPort:
-    """An output of a shared node: destinations depend on the envelope's route (its instance)."""
-
-    __slots__ = ("node", "routes", "name")
-
-    def __init__(self, node, name: str):
-        self.node, self.routes, self.name = node, {}, name
-
-    def send(self, envelope: Envelope) -> None:
-        if not isinstance(envelope, Envelope):
-            raise TypeError(f"send() takes an Envelope, got {type(envelope).__name__}")
-        node = self.node
-        if node.threaded and off_hub(node.hub):
-            return run_on_hub(node.hub, self.send, envelope, cancelled=node.is_cancelled)
-        dests = self.routes.get(envelope.transfer_addr)
-        if dests is None and envelope.transfer_addr in node.failed_routes:
-            mark_moved(envelope)  # that instance got this node's error: nothing more goes to it
-            return
-        if dests is None:
-            self.node.warn_once(f"shared node {self.node.path!r} port {self.name!r}: no subgraph instance "
-                                f"{envelope.transfer_addr!r} is connected; envelope dropped (use envelope.repack "
-                                f"to keep the route of the input)")
-            mark_moved(envelope)
-            return
-        self.node.deliver(dests, envelope)
-
-
-def deliver(worker, dests: list, envelope: Envelope) -> None:
-    """Encode once, then post one DATA record per destination (one replica each, by credit)."""
-    payload, segments = worker.codec.encode(envelope.to_tuple(), len(dests), envelope.msg)
-    mark_moved(envelope)
-    size = len(payload)
-    credits, post = worker.credits, worker.transport.post
-    for d in dests:
-        proc = credits.acquire(d)
-        post(proc, (DATA, d.chan, payload), size, segments)
-
-
-def close_dests(worker, dests_routes) -> None:
-    """Send CLOSE to every replica of each destination (logged, to be replayed to a restarted peer)."""
-    post, log_ = worker.transport.post, worker.closed_log
-    for d, route in dests_routes:
-        for proc in d.procs:
-            post(proc, (CLOSE, d.chan, route))
-            log_.setdefault(proc, []).append((d.chan, route))
+        """End this output now (receivers see the end of stream); later sends raise ChannelClosed."""
+        if not self.closed:
+            self.closed = True
+            self.node.worker.channels.close(self.dests)

@@ -27,9 +27,11 @@ from ..codec import Codec
 from ..errors import MegFlowError, NodeFailure
 from ..plan import Dest, IdAllocator, NodeSpec, RouteSpec, plan_instance
 from ..shm import Arena
-from .channels import CLOSE, CREDIT, CTRL, DATA, Credits, Inbox
+from .channels import CTRL, Channels
 from .hub import Future, Hub
 from .node import NodeInstance
+from .ports import OutputPort
+from .resources import Resources
 from .transport import Transport
 
 log = logging.getLogger("megflow_mp")
@@ -49,22 +51,19 @@ class Child:
 
 
 class Worker:
-    def __init__(self, app, index: int, run_id: str, listener, supervisor: int):
+    def __init__(self, app, index: int, run_id: str, listener, supervisor: int, restarted: bool = False):
         global CURRENT
         self.app, self.index, self.supervisor = app, index, supervisor
         self.hub = Hub()
         self.arena = Arena(index, supervisor + 1)
         self.codec = Codec(self.arena)
-        self.transport = Transport(self.hub, run_id, index, listener, self.arena, self.on_records)
-        self.credits = Credits(self.hub)
-        self.hub.idle_hooks.insert(0, self.return_credits)
-        self.inboxes: dict = {}
-        self.owing: set = set()
-        self.closed_log: dict[int, list] = {}  # proc -> CLOSE records sent to it (replayed if it restarts)
-        self.early_closes: dict[int, list] = {}  # chan -> routes of CLOSEs that came before the channel
+        self.transport = Transport(self.hub, run_id, index, listener, self.arena)
+        # a restarted worker keeps CLOSEs that come before their channel: its peers replay them
+        self.channels = Channels(self.hub, self.transport, self.codec, on_control=self.on_control,
+                                 keep_early_closes=restarted)
+        self.transport.on_records = self.channels.on_records
         self.nodes: dict[int, list[NodeInstance]] = {}
-        self.resources: dict = {}
-        self.scope_top: dict[int, int] = {}
+        self.resources = Resources(app.registry)
         self.children: dict[int, Child] = {}
         self.installing: dict[int, tuple] = {}
         self.futures: dict[int, Future] = {}
@@ -72,55 +71,14 @@ class Worker:
         self._future_ids = itertools.count(1)
         self.ids = IdAllocator(index)
         self.exiting = False
-        self.restarted = False
         CURRENT = self
 
     # -- messaging --------------------------------------------------------------------------------------
     def control(self, proc: int, *msg) -> None:
         self.transport.post(proc, (CTRL, pickle.dumps(msg, protocol=5)))
 
-    def on_records(self, src: int, records) -> None:
-        inboxes, decode = self.inboxes, self.codec.decode
-        for rec in records:
-            op = rec[0]
-            if op == DATA:
-                inbox = inboxes.get(rec[1])
-                item = decode(rec[2])
-                if inbox is None or inbox.discard:
-                    del item  # a late message for an ended node: drop it (its arrays are released)
-                    self.transport.post(src, (CREDIT, rec[1], 1))
-                else:
-                    inbox.queue.append((src, item))
-                    if inbox.waiter is not None:
-                        self.hub.wake(inbox.waiter)
-                        inbox.waiter = None
-            elif op == CREDIT:
-                self.credits.grant(src, rec[1], rec[2])
-            elif op == CLOSE:
-                inbox = inboxes.get(rec[1])
-                if inbox is not None:
-                    inbox.close_one(rec[2])
-                elif self.restarted:
-                    self.early_closes.setdefault(rec[1], []).append(rec[2])
-            elif op == CTRL:
-                msg = pickle.loads(rec[1])
-                getattr(self, "on_" + msg[0])(src, *msg[1:])
-
-    def forget(self, chans: set) -> None:
-        """Channels of an ended instance: drop their credit windows and logged ends (no leak per
-        instance in a long-running app)."""
-        if not chans:
-            return
-        avail = self.credits.avail
-        for key in [k for k in avail if k[1] in chans]:
-            del avail[key]
-        for proc, entries in self.closed_log.items():
-            entries[:] = [e for e in entries if e[0] not in chans]
-
-    def return_credits(self) -> None:
-        for inbox in self.owing:
-            inbox.return_credits()
-        self.owing.clear()
+    def on_control(self, src: int, msg: tuple) -> None:
+        getattr(self, "on_" + msg[0])(src, *msg[1:])
 
     # -- hosting --------------------------------------------------------------------------------------------
     def install(self, top: int, creator: int, items) -> str | None:
@@ -129,13 +87,9 @@ class Worker:
         try:
             for item in items:
                 if isinstance(item, NodeSpec):
-                    decl = self.app.decls[item.decl]
-                    for b in item.res.values():
-                        if b.scope:
-                            self.scope_top[b.scope] = top
-                    built.append(NodeInstance(self, item, decl, creator))
+                    built.append(NodeInstance(self, item, self.app.decls[item.decl], creator))
                 elif isinstance(item, RouteSpec):
-                    self.shared_node.install_route(item, creator)
+                    self.shared_node.routes.install(item, creator)
         except Exception as exc:  # noqa: BLE001 - reported to the creator as data
             for node in built:
                 node.end()
@@ -156,25 +110,10 @@ class Worker:
     def on_destroy(self, src, top) -> None:
         for node in self.nodes.pop(top, []):
             for inbox in node.inboxes:
-                if self.inboxes.get(inbox.chan) is inbox:
-                    del self.inboxes[inbox.chan]
-            self.forget({d.chan for port in node.output_ports() if hasattr(port, "dests")
-                         for d in port.dests if not d.shared})
-        for key in [k for k in self.resources if self.scope_top.get(k[0]) == top]:
-            del self.resources[key]
-
-    def resource(self, binding, top: int):
-        key = (binding.scope, binding.name)
-        obj = self.resources.get(key)
-        if obj is None:
-            rtype = self.app.registry.resources[binding.ty]
-            obj = self.resources[key] = rtype.factory(binding.name, dict(binding.args))
-        return obj
-
-    def app_shared_output_tags(self, name: str, port: str) -> list:
-        tags = {e.tag for tpl in self.app.templates.values() for c in tpl.conns for e in c.senders
-                if e.node == name and e.port == port and name not in tpl.leaves}
-        return sorted(tags, key=lambda t: (len(t), t))
+                self.channels.remove_inbox(inbox)
+            self.channels.forget({d.chan for port in node.output_ports() if isinstance(port, OutputPort)
+                                  for d in port.dests if not d.shared})
+        self.resources.release(top)
 
     @property
     def shared_node(self) -> NodeInstance:
@@ -195,6 +134,10 @@ class Worker:
             for inbox in node.inboxes:
                 inbox.close()
 
+    def on_peer_died(self, src, proc) -> None:
+        """Worker ``proc`` died and is not restarted: senders waiting on it raise PeerDied."""
+        self.channels.peer_died(proc)
+
     def on_exit(self, src) -> None:
         self.exiting = True
 
@@ -211,10 +154,8 @@ class Worker:
         exit_dests = {name: [Dest(chan, (self.index,), False, cap)] for name, (chan, cap) in exit_chans.items()}
         plan = plan_instance(self.app, graph, inst, self.ids, self.index, path, dyn.visible, dyn.args,
                              entry_senders=1, exit_dests=exit_dests)
-        inboxes = {}
-        for name, (chan, cap) in exit_chans.items():
-            inboxes[name] = self.inboxes[chan] = Inbox(chan, cap, plan.exits.get(name, 0),
-                                                       self.transport.send_now, self.hub, False, self.owing)
+        inboxes = {name: self.channels.open_inbox(chan, cap, plan.exits.get(name, 0))
+                   for name, (chan, cap) in exit_chans.items()}
         hosts = plan.hosts(self.app)
         fut = Future(self.hub)
         self.installing[inst] = (set(hosts), [], fut)
@@ -237,10 +178,7 @@ class Worker:
     def on_peer_restarted(self, src, proc) -> None:
         """Worker ``proc`` died and was started again: reset the link, replay the ends we sent it,
         and install again the parts of our live dynamic instances it hosted."""
-        self.transport.reset_peer(proc)
-        self.credits.reset_peer(proc)
-        for chan, route in self.closed_log.get(proc, []):
-            self.transport.post(proc, (CLOSE, chan, route))
+        self.channels.peer_restarted(proc)
         for top, child in self.children.items():
             items = child.plan.hosts(self.app).get(proc)
             if items:
@@ -292,10 +230,10 @@ class Worker:
 
     def _finish(self, top: int, child: Child) -> None:
         del self.children[top]
-        self.forget({d.chan for dests in child.plan.entry.values() for d in dests if not d.shared})
+        self.channels.forget({d.chan for dests in child.plan.entry.values() for d in dests if not d.shared})
         for inbox in child.exits.values():
-            if self.inboxes.get(inbox.chan) is inbox and inbox.closed and not inbox.queue:
-                del self.inboxes[inbox.chan]
+            if inbox.closed and not inbox.queue:
+                self.channels.remove_inbox(inbox)
         for proc in child.hosts:
             self.control(proc, "destroy", top)
         child.done.set(child.failures)
@@ -359,8 +297,7 @@ def worker_main(app, index: int, run_id: str, listener, supervisor: int, parent:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         decl, replica = app.procs[index]
         _set_title(f"mf:{decl.split('/', 1)[1]}")
-        worker = Worker(app, index, run_id, listener, supervisor)
-        worker.restarted = restarted
+        worker = Worker(app, index, run_id, listener, supervisor, restarted)
         for top, creator, its in items:
             worker.control(supervisor, "installed", top, index, worker.install(top, creator, its))
         worker.transport.flush_all()

@@ -25,7 +25,7 @@ from collections import deque
 from ..envelope import Envelope
 from ..live import view_frame
 from ..runtime.hub import Future
-from ..runtime.ports import InputPort, close_dests
+from ..runtime.ports import InputPort
 from .reader import ReaderOptions, StreamReader
 
 log = logging.getLogger("megflow_mp")
@@ -108,9 +108,7 @@ class Stream:
 
     def _send(self, frame) -> None:
         envelope = Envelope.pack({"data": frame.data}, info={"from_addr": self.id, "partial_id": frame.index})
-        if self.route is not None:
-            envelope.transfer_addr = self.route
-        self.node.deliver(self.entry, envelope)
+        self.worker.channels.send(self.entry, envelope, self.route)
 
     def _send_all(self, frames) -> None:
         for frame in frames:
@@ -119,7 +117,7 @@ class Stream:
 
     def _close_input(self) -> None:
         if not self.child.done.done:  # an instance that already ended (it failed) has no input left
-            close_dests(self.worker, [(d, d.route) for d in self.entry])
+            self.worker.channels.close(self.entry)
 
     def _failed(self, failure) -> None:
         self._fail(failure.summary())
