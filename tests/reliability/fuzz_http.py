@@ -63,6 +63,13 @@ def describe(case) -> str:
     return f"{case.operation.label} path={case.path_parameters} media={case.media_type} body={case.body!r:.120}"
 
 
+def weight(op) -> int:
+    """Runs per round: 3 for an operation with a free-text path parameter (a file path, a name),
+    where the interesting inputs are, 1 for the others (ids, no parameters)."""
+    params = op.definition.raw.get("parameters", [])
+    return 3 if any(p.get("in") == "path" and p.get("schema", {}).get("type") == "string" for p in params) else 1
+
+
 def reaches_network(case) -> bool:
     """A path parameter that ffmpeg would open as a network URL (never sent: 127.0.0.1 only)."""
     for value in (case.path_parameters or {}).values():
@@ -124,7 +131,9 @@ def fuzz(base_url: str, total: int, timeout: float = 30) -> FuzzResult:
         active = {(op, mode): 0 for op in ops for mode in modes}
         made_total = 0
         while active and made_total < total:
-            for key in list(active):
+            for key in [k for k in list(active) for _ in range(weight(k[0]))]:
+                if key not in active:
+                    continue
                 op, mode = key
                 made = [0]
 

@@ -46,18 +46,23 @@ def request(method: str, target: str, body: bytes = b"", headers: dict | None = 
 
 
 class SlowClients:
-    """``n`` connections that send a request head one byte per ``interval`` seconds and never finish
-    it (slowloris), until :meth:`close`. ``opened``: connections made; ``cut``: connections the server
-    closed on them (a server may time slow heads out: that is allowed)."""
+    """``n`` connections that send a request one byte per ``interval`` seconds and never finish it
+    (slowloris), until :meth:`close`: the head (``body=False``), or, after a complete head, a body
+    of a megabyte (``body=True``). ``opened``: connections made; ``cut``: connections the server
+    closed on them (a server may time slow clients out: that is allowed)."""
 
     HEAD = b"POST /analyze/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n" + b"X-Slow: " + b"a" * 4096
+    BODY_HEAD = b"POST /analyze/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: 1000000\r\n\r\n"
 
-    def __init__(self, port: int, n: int, interval: float = 0.2):
+    def __init__(self, port: int, n: int, interval: float = 0.2, body: bool = False):
         self.socks: list[socket.socket] = []
         for _ in range(n):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if body:
+                s.sendall(self.BODY_HEAD)
             s.setblocking(False)
             self.socks.append(s)
+        self.body = body
         self.opened, self.cut, self.bytes_sent = len(self.socks), 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._trickle, args=(interval,), daemon=True)
@@ -67,7 +72,7 @@ class SlowClients:
         pos = 0
         live = list(self.socks)
         while live and not self._stop.wait(interval):
-            byte = self.HEAD[pos % len(self.HEAD): pos % len(self.HEAD) + 1]
+            byte = b"a" if self.body else self.HEAD[pos % len(self.HEAD): pos % len(self.HEAD) + 1]
             pos += 1
             for s in list(live):
                 try:
