@@ -23,7 +23,7 @@ import traceback
 MEMORY_CAP = 3 << 30
 ERROR = "megflow-mp: error: "
 # after the file: a TOML path (graphs[0].nodes[1].ty, include[0], main) and the reason, or a line of the file
-FIELD = re.compile(r"^\S+: |\bline \d+")
+FIELD = re.compile(r'^(?:[^\s"]|"(?:[^"\\]|\\.)*")+: |\bline \d+')  # quoted keys may hold spaces
 
 
 def _serve(conn, cwd: str) -> None:
