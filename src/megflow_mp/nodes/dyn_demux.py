@@ -47,8 +47,7 @@ class DynDemux:
             child = self._create(envelope)
             if child is None:
                 return
-        entry = child.plan.entry[self.dyn.port]
-        self.worker.channels.send(entry, envelope, next((d.route for d in entry if d.shared), None))
+        child.send(envelope)
 
     def _create(self, envelope):
         types = self.dyn.types
@@ -60,7 +59,7 @@ class DynDemux:
             self.failed.add(addr)
             return None
         try:
-            child = self.worker.create_instance(graph, f"{self.dyn.path}#{addr}", self.dyn)
+            child = self.worker.create_instance(graph, f"{self.dyn.path}#{addr}", self.dyn, self.node)
         except RuntimeError as exc:
             log.error("DynDemux %r: %s", self.name, exc)
             self.failed.add(addr)
@@ -70,7 +69,7 @@ class DynDemux:
 
     def _close(self, addr, wait):
         child = self.instances[addr]
-        self.worker.channels.close(child.plan.entry[self.dyn.port])
+        child.close()
         if wait:
             self.instances.pop(addr)
             child.done.wait()

@@ -29,6 +29,7 @@ from ..plan import Dest, IdAllocator, NodeSpec, RouteSpec, plan_instance
 from ..shm import Arena
 from .channels import CTRL, Channels
 from .hub import Future, Hub
+from .instance import Instance
 from .node import NodeInstance
 from .ports import OutputPort
 from .resources import Resources
@@ -37,17 +38,6 @@ from .transport import Transport
 log = logging.getLogger("megflow_mp")
 
 CURRENT = None  # the Worker of this process, set once it runs
-
-
-class Child:
-    """A graph instance this process created (creator side)."""
-
-    def __init__(self, plan, expected: int, hosts, future: Future):
-        self.plan, self.expected, self.hosts, self.done = plan, expected, hosts, future
-        self.exits: dict = {}  # graph output name -> Inbox in the creator's process
-        self.ended: set = set()
-        self.failures: list[NodeFailure] = []
-        self.on_failure = None  # called (on the hub) with each failure as it is reported
 
 
 class Worker:
@@ -64,7 +54,7 @@ class Worker:
         self.transport.on_records = self.channels.on_records
         self.nodes: dict[int, list[NodeInstance]] = {}
         self.resources = Resources(app.registry)
-        self.children: dict[int, Child] = {}
+        self.children: dict[int, Instance] = {}  # instances this process created, by id
         self.installing: dict[int, tuple] = {}
         self.futures: dict[int, Future] = {}
         self.requesters: dict[int, object] = {}  # key -> fail(partial_id, failure) of an HTTP server here
@@ -142,13 +132,13 @@ class Worker:
         self.exiting = True
 
     # -- creating instances (creator side) ------------------------------------------------------------------
-    def create_instance(self, graph: str, path: str, dyn, exits=None) -> Child:
-        """Plan, install and start one instance of ``graph``; blocks the calling task until every
-        host built its part. Raises RuntimeError (with the hosts' tracebacks) if one failed.
+    def create_instance(self, graph: str, path: str, dyn, node, exits=None, on_failure=None) -> Instance:
+        """Plan, install and start one instance of ``graph`` for ``node`` (the creator here), fed
+        through ``dyn`` (its DynSpec); blocks the calling task until every host built its part.
+        Raises RuntimeError (with the hosts' tracebacks) if one failed.
 
-        ``exits`` names graph outputs whose results come back to this process: ``{output: cap}``;
-        the child then has ``child.exits[output]``, an Inbox here that closes when the instance's
-        senders on that output all ended."""
+        ``exits`` names graph outputs whose results come back to this process: ``{output: cap}``
+        (read with ``instance.results(output)``). See :mod:`.instance` for the handle's contract."""
         inst = self.ids()
         exit_chans = {name: (self.ids(), cap) for name, cap in (exits or {}).items()}
         exit_dests = {name: [Dest(chan, (self.index,), False, cap)] for name, (chan, cap) in exit_chans.items()}
@@ -165,15 +155,17 @@ class Worker:
         if errors:
             for proc in hosts:
                 self.control(proc, "destroy", inst)
+            for inbox in inboxes.values():
+                self.channels.remove_inbox(inbox)
             raise RuntimeError(f"could not create {path}:\n" + "\n".join(errors))
-        child = Child(plan, plan.node_count(self.app), list(hosts), Future(self.hub))
-        child.exits = inboxes
-        self.children[inst] = child
+        instance = Instance(self.channels, node, plan, dyn.port, plan.node_count(self.app), list(hosts), inboxes,
+                            on_failure)
+        self.children[inst] = instance
         for proc in hosts:
             self.control(proc, "start", inst)
-        if child.expected == 0:
-            self._finish(inst, child)
-        return child
+        if instance.expected == 0:
+            self._finish(inst, instance)
+        return instance
 
     def on_peer_restarted(self, src, proc) -> None:
         """Worker ``proc`` died and was started again: reset the link, replay the ends we sent it,
@@ -202,19 +194,14 @@ class Worker:
             return
         child.ended.add((src, path))  # a set: a restarted host reports its nodes' ends again
         if failure is not None:
-            self._child_failed(child, failure)
+            child.failed(failure)
         if len(child.ended) >= child.expected:
             self._finish(top, child)
 
     def on_route_failed(self, src, top, failure) -> None:
         child = self.children.get(top)
         if child is not None:
-            self._child_failed(child, failure)
-
-    def _child_failed(self, child: Child, failure) -> None:
-        child.failures.append(failure)
-        if child.on_failure is not None:
-            child.on_failure(failure)
+            child.failed(failure)
 
     def add_requester(self, fail) -> tuple[int, int]:
         """Register an HTTP server's ``fail(partial_id, failure)``; returns the ``origin`` its
@@ -228,9 +215,9 @@ class Worker:
         if fail is not None:
             fail(partial_id, failure)
 
-    def _finish(self, top: int, child: Child) -> None:
+    def _finish(self, top: int, child: Instance) -> None:
         del self.children[top]
-        self.channels.forget({d.chan for dests in child.plan.entry.values() for d in dests if not d.shared})
+        self.channels.forget(child.channel_ids())
         for inbox in child.exits.values():
             if inbox.closed and not inbox.queue:
                 self.channels.remove_inbox(inbox)

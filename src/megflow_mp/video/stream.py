@@ -25,7 +25,6 @@ from collections import deque
 from ..envelope import Envelope
 from ..live import view_frame
 from ..runtime.hub import Future
-from ..runtime.ports import InputPort
 from .reader import ReaderOptions, StreamReader
 
 log = logging.getLogger("megflow_mp")
@@ -45,7 +44,9 @@ class Stream:
         self.state, self.reason = "starting", None  # written together under _status (read by /list)
         self._status = threading.Lock()
         self.stopped = False
-        self.child = None
+        self.child = None  # the instance handle, from attach() until the stream ended
+        self._fed = self._collected = None  # set by attach(): the feeder ended, the results were all read
+        self.final: dict = {}  # the reader's counts once it is let go
         self.view = None  # the stream's LiveChannel (VideoServer): Visualize frames go there, not to messages
         self.done = Future(self.hub)
 
@@ -93,14 +94,12 @@ class Stream:
         """Create the instance (a hub task; parks until every host built it) and start feeding it."""
         graph = self.dyn.types[0]
         exits = {self.results: self.node.spec.dynamic[self.results_port].cap} if self.results else None
-        self.child = self.worker.create_instance(graph, f"{path}#{self.id}", self.dyn, exits=exits)
-        self.child.on_failure = self._failed
+        self.child = self.worker.create_instance(graph, f"{path}#{self.id}", self.dyn, self.node, exits=exits,
+                                                 on_failure=self._failed)
         self._fed = Future(self.hub)
-        self.entry = self.child.plan.entry[self.dyn.port]
-        self.route = next((d.route for d in self.entry if d.shared), None)
         self._collected = Future(self.hub) if self.results else None
         if self.results:
-            self.hub.spawn(self._collect, self.child.exits[self.results])
+            self.hub.spawn(self._collect, self.child.results(self.results))
         self.hub.spawn(self._wait_done)
         self.hub.spawn(self._feed)
 
@@ -108,7 +107,7 @@ class Stream:
 
     def _send(self, frame) -> None:
         envelope = Envelope.pack({"data": frame.data}, info={"from_addr": self.id, "partial_id": frame.index})
-        self.worker.channels.send(self.entry, envelope, self.route)
+        self.child.send(envelope)
 
     def _send_all(self, frames) -> None:
         for frame in frames:
@@ -116,8 +115,7 @@ class Stream:
         frames.clear()  # the frames' arrays are the pipeline's now: hold no reference to them
 
     def _close_input(self) -> None:
-        if not self.child.done.done:  # an instance that already ended (it failed) has no input left
-            self.worker.channels.close(self.entry)
+        self.child.close()  # a no-op when the instance already ended (it failed)
 
     def _failed(self, failure) -> None:
         self._fail(failure.summary())
@@ -133,8 +131,7 @@ class Stream:
         if self.reader is not None:
             self.reader.stop(wait=False)
 
-    def _collect(self, inbox) -> None:
-        port = InputPort(self.node, inbox, f"{self.results}#{self.id}")
+    def _collect(self, port) -> None:
         try:
             while (envelope := port.recv()) is not None:
                 msg = envelope.msg
@@ -177,7 +174,7 @@ class Stream:
         r = self.reader
         self.final = {"frames": r.frames_decoded, "dropped": r.frames_dropped, "fps": 0.0, "reconnects": r.reconnects}
         # an ended stream keeps only what /list shows: the reader, plan and threads are let go
-        self.reader, self.child, self.entry = None, None, None
+        self.reader, self.child = None, None
         self.done.set(self)
 
     # -- feeder task ---------------------------------------------------------------------------------------
