@@ -26,7 +26,7 @@ from .plan import MAIN, Dest, IdAllocator, plan_instance
 from .runtime.channels import Channels, Inbox
 from .runtime.hub import Hub
 from .shm import Arena
-from .supervisor import Supervisor, children_of
+from .supervisor import Supervisor, _kill_and_reap, children_of
 
 __all__ = ["ProgramHost"]
 
@@ -100,7 +100,7 @@ class ProgramHost(Supervisor):
     # -- the end -----------------------------------------------------------------------------------------------
     def stop(self) -> None:
         """Stop the workers and free everything (from the hub's thread; elsewhere, kill them)."""
-        if not hasattr(self, "transport") or self.hub_of_thread() is None:
+        if self.transport is None or self.hub_of_thread() is None:
             # spawning failed before the workers were watched, or not on the hub's thread
             for pid in self.pids.values():
                 _kill_and_reap(pid)
@@ -142,11 +142,3 @@ def _descendants(pids: list[int]) -> list[tuple[int, str | None]]:
             out.append((child, _start_time(child)))
             stack.append(child)
     return out
-
-
-def _kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass

@@ -2,9 +2,11 @@
 
 Contract of :func:`run_app`: returns the exit code (0 success, 1 a node failed or a worker died,
 130 stopped by a second Ctrl-C). It owns every child: workers die with it (PDEATHSIG), it is a
-child subreaper so processes that plugins fork are reparented to it, and on any end it stops the
-workers (``exit``, then SIGTERM after a grace period, then SIGKILL) and kills every remaining
-descendant. Shared memory is memfd-only: nothing can be left in ``/dev/shm``.
+child subreaper so processes that plugins fork are reparented to it, and on any end (leaving the
+``with Supervisor(app)`` block) it stops the workers: ``exit`` (each closes its channels and
+leaves), then after ``GRACE`` seconds SIGTERM to those still running, after ``GRACE`` more SIGKILL,
+waiting on their pidfds (no polling), and kills every remaining descendant. Shared memory is
+memfd-only: nothing can be left in ``/dev/shm``, and what this process mapped is freed with it.
 
 Phases: install (every worker builds its static node instances and reports) -> start -> run until
 every static non-shared node ended -> ``close_shared`` -> shared nodes end -> ``exit``.
@@ -18,7 +20,6 @@ import os
 import pickle
 import signal
 import sys
-import time
 import uuid
 
 from .graph import App
@@ -28,13 +29,14 @@ from .runtime.hub import Hub
 from .runtime.transport import Transport, listen
 
 log = logging.getLogger("megflow_mp")
-GRACE = 3.0
+GRACE = 3.0  # seconds a worker has to leave after ``exit``, then again after SIGTERM
 
 
 class Supervisor:
-    """Runs one app: :meth:`run` is ``spawn`` -> ``launch`` -> ``finish`` -> ``shutdown``, with
-    Ctrl-C/SIGTERM handled. A program that embeds a graph (:mod:`megflow_mp.program`) calls the
-    phases itself and takes part in the app as this process (see ``arena`` and ``main_plan``)."""
+    """Runs one app: :meth:`run` is ``with self:`` ``spawn`` -> ``launch`` -> ``finish``, with
+    Ctrl-C/SIGTERM handled; leaving the block is :meth:`shutdown`. A program that embeds a graph
+    (:mod:`megflow_mp.program`) calls the phases itself and takes part in the app as this process
+    (see ``arena`` and ``main_plan``)."""
 
     arena = None  # this process's shared-memory arena, when it sends or receives messages itself
 
@@ -43,6 +45,12 @@ class Supervisor:
         self.run_id = uuid.uuid4().hex[:12]
         self.index = app.nworkers
         self.drain_timeout = drain_timeout
+        self.hub: Hub | None = None  # from spawn on
+        self.transport: Transport | None = None
+        self.listener = None
+        self.items: dict[int, list] = {}
+        self.static_count = self.shared_count = self.expected_installs = 0
+        self.drain_timer = None
         self.pids: dict[int, int] = {}
         self.pidfds: dict[int, int] = {}
         self.failures: list[str] = []
@@ -74,7 +82,7 @@ class Supervisor:
             worker_main(self.app, i, self.run_id, listener, self.index, parent, self.items[i], restarted)
         listener.close()
         self.pids[i] = pid
-        if hasattr(self, "hub"):
+        if self.hub is not None:  # a restart: the first workers are watched once the hub exists
             self.watch(i)
 
     def watch(self, proc: int) -> None:
@@ -153,6 +161,7 @@ class Supervisor:
             self.broadcast("peer_restarted", proc)
             return
         self.exited.add(proc)
+        self.broadcast("peer_died", proc)  # its senders raise PeerDied instead of waiting for credit
         self.fail(f"worker of node {self.describe(proc)} {why}")
 
     def on_signal(self, signum) -> None:
@@ -161,20 +170,30 @@ class Supervisor:
             print(f"[megflow-mp] {signal.Signals(signum).name}: draining (again to stop at once)", file=sys.stderr,
                   flush=True)
             self.broadcast("drain")
-            self.drain_deadline = time.monotonic() + self.drain_timeout
+            self.drain_timer = self.hub.call_later(self.drain_timeout, self.on_drain_timeout)
+
+    def on_drain_timeout(self) -> None:
+        if self.phase == "run":
+            self.fail(f"drain did not finish within {self.drain_timeout:g} s")
 
     # -- running ---------------------------------------------------------------------------------------------------
+    def __enter__(self) -> "Supervisor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
     def run(self) -> int:
-        self.spawn()
-        old = {s: signal.signal(s, lambda n, f: self.hub.call_soon_threadsafe(self.on_signal, n))
-               for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            self.launch()
-            self.finish()
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-            self.shutdown()
+        with self:
+            self.spawn()
+            old = {s: signal.signal(s, lambda n, f: self.hub.call_soon_threadsafe(self.on_signal, n))
+                   for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                self.launch()
+                self.finish()
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h)
         if self.interrupts >= 2:
             return 130
         return 1 if self.failures else 0
@@ -197,7 +216,6 @@ class Supervisor:
         self.transport = Transport(self.hub, self.run_id, self.index, self.listener, self.arena, self.on_records)
         for proc in self.pids:
             self.watch(proc)
-        self.drain_deadline = None
 
     def launch(self) -> None:
         """Wait until every worker installed its nodes, then start them (unless one failed)."""
@@ -216,37 +234,49 @@ class Supervisor:
             self.wait(lambda: len(self.ended_shared) >= self.shared_count)
 
     def wait(self, cond) -> None:
-        def done():
-            if self.failures or self.interrupts >= 2:
-                return True
-            if self.drain_deadline and time.monotonic() > self.drain_deadline:
-                self.fail(f"drain did not finish within {self.drain_timeout:g} s")
-                return True
-            return cond()
-
-        while not self.hub.run_until(done, timeout=0.5):
-            pass
+        """Run the hub until ``cond()``, a failure, a second interrupt or the drain's timeout (each
+        of them an event on the hub: nothing is polled)."""
+        self.hub.run_until(lambda: bool(self.failures) or self.interrupts >= 2 or cond())
 
     def shutdown(self) -> None:
+        """Stop every worker and free what this process holds; idempotent. ``exit`` first (workers
+        leave on their own), SIGTERM after ``GRACE`` seconds, SIGKILL after ``GRACE`` more."""
+        if self.phase == "exit":
+            return
         self.phase = "exit"
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+        if self.transport is None:  # spawning failed before the workers were watched
+            for pid in self.pids.values():
+                _kill_and_reap(pid)
+            self.release()
+            return
         self.broadcast("exit")
-        deadline = time.monotonic() + GRACE
-        while self.pidfds and time.monotonic() < deadline:
-            self.hub.run_until(lambda: not self.pidfds, timeout=0.1)
-        for proc in list(self.pidfds):
-            try:
-                os.kill(self.pids[proc], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        while self.pidfds:
-            self.hub.run_until(lambda: not self.pidfds, timeout=0.1)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not self.hub.run_until(lambda: not self.pidfds, timeout=GRACE):
+                for proc in list(self.pidfds):
+                    try:
+                        os.kill(self.pids[proc], sig)
+                    except ProcessLookupError:
+                        pass
+        self.hub.run_until(lambda: not self.pidfds)
+        self.hub.poll_nowait()  # what the workers wrote before they left (their last ends and failures)
         self.transport.close()
         self.release()
 
     def release(self) -> None:
         """The workers are gone: close the hub and kill what is left below this process (plugin children)."""
-        self.hub.close()
+        if self.hub is not None:
+            self.hub.close()
         kill_descendants()
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 def children_of(pid: int) -> list[int]:

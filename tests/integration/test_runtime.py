@@ -183,6 +183,30 @@ def test_killed_worker_is_reported_by_name_and_the_app_ends(tmp_path):
     assert "worker of node 'mid'" in err and "SIGKILL" in err
 
 
+STALL = """
+@register(inputs=["inp"], outputs=["out"])
+class Stall:
+    def __init__(self, name, args):
+        pass
+    def exec(self):
+        if self.inp.recv() is not None:
+            print("stalled", flush=True)
+            time.sleep(1000)  # holds its input: the source runs out of credit and waits
+"""
+
+
+def test_a_sender_waiting_on_a_killed_receiver_gets_peer_died(tmp_path):
+    toml = PIPE_TOML.replace("{n}", "10000").replace("{mid}", "Stall").replace("{cloned}", "1")
+    app = write_app(tmp_path, "stall", {"stall.toml": toml.replace("{cap}", "2"), "nodes.py": NODES + STALL})
+    proc = start_cli("run", "-p", app)
+    wait_for_line(proc, "stalled")
+    os.kill(_worker_pid(proc.pid, "mid"), signal.SIGKILL)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "worker of node 'mid'" in err and "SIGKILL" in err
+    assert "node 'g/src' failed: peer died" in err, err
+
+
 def test_sigkill_of_the_supervisor_leaves_no_worker(tmp_path):
     os.environ["SLOW_SOURCE"] = "1"
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from megflow_mp.errors import PeerDied
 from megflow_mp.plan import Dest
 from megflow_mp.runtime.channels import CREDIT, Credits, Flush, Inbox
 from megflow_mp.runtime.hub import Hub
@@ -391,3 +392,49 @@ def test_reset_peer_leaves_other_peers_alone(hub):
     credits.avail.update({(1, CHAN): 0, (2, CHAN): 0})
     credits.reset_peer(3)
     assert credits.avail == {(1, CHAN): 0, (2, CHAN): 0}
+
+
+# --- Credits: a peer that died ---------------------------------------------------------------------------------
+
+
+def test_peer_died_raises_in_the_sender_waiting_for_its_credit(hub):
+    credits = Credits(hub)
+    d = dest([1], cap=1)
+    raised = []
+
+    def sender():
+        credits.acquire(d)
+        with pytest.raises(PeerDied, match="peer died"):
+            credits.acquire(d)  # no credit left: parks until the peer is declared dead
+        raised.append(True)
+
+    def death():
+        assert credits.waiters[CHAN]  # the sender is parked
+        credits.peer_died(1)
+
+    run(hub, sender, death)
+    assert raised == [True]
+
+
+def test_sending_to_a_dead_peer_raises_at_once(hub):
+    credits = Credits(hub)
+    credits.peer_died(1)
+    with pytest.raises(PeerDied):
+        credits.acquire(dest([1], cap=4))  # credit would be there: the peer is gone anyway
+
+
+def test_a_dead_replica_is_skipped_while_another_lives(hub):
+    credits = Credits(hub)
+    credits.peer_died(1)
+    got = []
+    run(hub, lambda: got.extend(credits.acquire(dest([1, 2], cap=2)) for _ in range(2)))
+    assert got == [2, 2]
+
+
+def test_a_restarted_peer_is_alive_again(hub):
+    credits = Credits(hub)
+    credits.peer_died(1)
+    credits.reset_peer(1)
+    got = []
+    run(hub, lambda: got.append(credits.acquire(dest([1], cap=1))))
+    assert got == [1]

@@ -22,12 +22,14 @@ leave the process.
 from __future__ import annotations
 
 import pickle
+import time
 from collections import deque
 
 import greenlet
 
 from ..envelope import mark_moved
 from ..errors import PeerDied
+from ..observe.counters import COUNTS
 
 DATA, CLOSE, CREDIT, CTRL = 0, 1, 2, 3
 
@@ -177,10 +179,12 @@ class Credits:
                 avail[(best, chan)] = most - 1
                 return best
             if dead and all(p in dead for p in procs):
-                raise PeerDied(f"channel {chan}: the process{'es' if len(procs) > 1 else ''} "
-                               f"receiving it ({', '.join(map(str, procs))}) died")
+                raise PeerDied(f"peer died: every process receiving channel {chan} (worker "
+                               f"{', '.join(map(str, procs))}) is gone")
             self.waiters.setdefault(chan, []).append(greenlet.getcurrent())
+            waited = time.perf_counter()
             self.hub.park()
+            COUNTS.blocked += time.perf_counter() - waited  # backpressure (metrics)
 
     def has(self, dests) -> bool:
         """True when a send to every one of ``dests`` would not wait."""
@@ -246,6 +250,7 @@ class Channels:
                     del item  # a late message for an ended node: drop it (its arrays are released)
                     self.transport.post(src, (CREDIT, rec[1], 1))
                 else:
+                    COUNTS.received += 1  # metrics: envelopes in
                     inbox.push(src, item)
             elif op == CREDIT:
                 self.credits.grant(src, rec[1], rec[2])
@@ -288,6 +293,7 @@ class Channels:
         payload, segments = self.codec.encode(envelope.to_tuple(), len(dests), envelope.msg)
         mark_moved(envelope)
         size, acquire, post = len(payload), self.credits.acquire, self.transport.post
+        COUNTS.sent += len(dests)  # metrics: envelopes out, one per receiving channel
         for d in dests:
             post(acquire(d), (DATA, d.chan, payload), size, segments)
 

@@ -8,8 +8,9 @@ shared-memory segment the peer has not been sent yet, so array payloads can be m
 records that reference them are decoded.
 
 Batching: ``post`` appends to the peer's pending batch; a batch is written when it is large, when
-the hub is about to wait (idle hook), or by the flusher thread once it is 1 ms old (so a plugin that
-blocks in its own code never holds a message back for long). Under load many records share one
+the hub is about to wait (idle hook), or by the flusher thread once it is 1 ms old (a timed wait
+for that batch's deadline, no ticking), so a plugin that blocks in its own code never holds a
+message back for long. Under load many records share one
 write; when idle every record goes out at once.
 """
 
@@ -43,13 +44,17 @@ def listen(run_id: str, index: int) -> socket.socket:
 
 
 class Transport:
-    """Sends records to peers and hands received ones to ``on_records(src, records)`` on the hub."""
+    """Sends records to peers and hands received ones to ``on_records(src, records)`` on the hub.
+
+    A batch that cannot be written (the peer process is gone) is dropped and ``on_peer_lost(proc)``
+    is called on the hub; a peer that comes back at its address is connected to again."""
 
     def __init__(self, hub, run_id: str, index: int, listener: socket.socket, arena=None,
-                 on_records: Callable | None = None):
+                 on_records: Callable | None = None, on_peer_lost: Callable | None = None):
         self.hub, self.run_id, self.index = hub, run_id, index
         self.arena = arena
         self.on_records = on_records
+        self.on_peer_lost = on_peer_lost  # called on the hub with a peer whose socket refused a batch
         self.listener = listener
         self._out: dict[int, socket.socket] = {}
         self._pending: dict[int, list] = {}
@@ -58,7 +63,8 @@ class Transport:
         self._since: dict[int, float] = {}
         self._sent_keys: dict[int, set] = {}
         self._lock = threading.Lock()
-        self._event = threading.Event()
+        self._event = threading.Event()  # set while a batch is pending
+        self._closing = threading.Event()
         self._buf = bytearray(RECV_BUF)
         self._closed = False
         self._peers: list[socket.socket] = []
@@ -117,12 +123,14 @@ class Transport:
         try:
             self._conn(proc).sendmsg([data], anc)
         except (BrokenPipeError, ConnectionRefusedError, ConnectionResetError, FileNotFoundError):
-            # the peer is gone (the supervisor reports why); a process that comes back at this
-            # address gets a new connection and every segment fd again
+            # the peer is gone (the supervisor reports why, and restarts it when its node says so);
+            # a process that comes back at this address gets a new connection and every segment fd
             sock = self._out.pop(proc, None)
             if sock is not None:
                 sock.close()
             self._sent_keys.pop(proc, None)
+            if self.on_peer_lost is not None and not self._closed:
+                self.hub.call_soon_threadsafe(self.on_peer_lost, proc)
 
     def _conn(self, proc: int) -> socket.socket:
         sock = self._out.get(proc)
@@ -144,9 +152,19 @@ class Transport:
                 sock.close()
 
     def _flush_loop(self) -> None:
-        while not self._closed:
+        """Write each batch once it is ``STALE`` old: wait for a batch to exist (``_event``), then
+        until its deadline (``_closing``, set by close, doubles as the timer)."""
+        while True:
             self._event.wait()
-            time.sleep(STALE)
+            if self._closed:
+                return
+            with self._lock:
+                if not self._since:
+                    self._event.clear()
+                    continue
+                delay = min(self._since.values()) + STALE - time.monotonic()
+            if delay > 0 and self._closing.wait(delay):
+                return
             with self._lock:
                 now = time.monotonic()
                 for proc, since in list(self._since.items()):
@@ -194,6 +212,7 @@ class Transport:
     def close(self) -> None:
         """Flush, close every socket and leave the hub (which may go on serving other transports)."""
         self._closed = True
+        self._closing.set()
         self._event.set()
         self.flush_all()
         if self.flush_all in self.hub.idle_hooks:

@@ -47,7 +47,7 @@ class Worker:
         self.hub = Hub()
         self.arena = Arena(index, supervisor + 1)
         self.codec = Codec(self.arena)
-        self.transport = Transport(self.hub, run_id, index, listener, self.arena)
+        self.transport = Transport(self.hub, run_id, index, listener, self.arena, on_peer_lost=self.peer_lost)
         # a restarted worker keeps CLOSEs that come before their channel: its peers replay them
         self.channels = Channels(self.hub, self.transport, self.codec, on_control=self.on_control,
                                  keep_early_closes=restarted)
@@ -125,8 +125,16 @@ class Worker:
                 inbox.close()
 
     def on_peer_died(self, src, proc) -> None:
-        """Worker ``proc`` died and is not restarted: senders waiting on it raise PeerDied."""
+        """Worker ``proc`` died and is not restarted (the supervisor says so): senders waiting on
+        it raise PeerDied."""
         self.channels.peer_died(proc)
+
+    def peer_lost(self, proc: int) -> None:
+        """A batch to ``proc`` could not be written: it died. A node without ``restart`` never comes
+        back, so its senders raise PeerDied now; one with ``restart`` waits for ``peer_restarted``
+        (or ``peer_died`` when its restarts are used up)."""
+        if proc < len(self.app.procs) and self.app.decls[self.app.procs[proc][0]].restart == 0:
+            self.channels.peer_died(proc)
 
     def on_exit(self, src) -> None:
         self.exiting = True
