@@ -31,7 +31,8 @@ TEMPLATE_ERRORS = ["{{ undefined_variable }}", "{% if %}", "{{ 1 / 0 }}", "{{ x 
                    "{% for x in 1 %}{{ x }}{% endfor %}", "{{", "{% endif %}", "{{ port | default(1) + 'a' }}",
                    "{% include 'nothing.toml' %}", "{{ ''.__class__.__mro__ }}", "{% raw %}",
                    "{{ range(10**9) | list | length }}", "{% set x = 1 %}{{ x.y.z }}"]
-GARBAGE = ["\x00", "[[", "]]", "=", '"', "'''", "[graphs]", "key = ", "= value", "\\", "\ufeff", "\r", "[[graphs.nodes]]",
+GARBAGE = ["\x00", "[[", "]]", "=", '"', "'''", "[graphs]", "key = ", "= value", "\\", "\ufeff", "\r",
+           "[[graphs.nodes]]",
            "a.b.c = 1", "main = 1", "inf", "nan", "0x", "1979-05-27T07:32:00Z"]
 
 

@@ -52,7 +52,8 @@ class SlowClients:
     closed on them (a server may time slow clients out: that is allowed)."""
 
     HEAD = b"POST /analyze/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n" + b"X-Slow: " + b"a" * 4096
-    BODY_HEAD = b"POST /analyze/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: 1000000\r\n\r\n"
+    BODY_HEAD = (b"POST /analyze/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                 b"Content-Length: 1000000\r\n\r\n")
 
     def __init__(self, port: int, n: int, interval: float = 0.2, body: bool = False):
         self.socks: list[socket.socket] = []

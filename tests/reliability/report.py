@@ -22,6 +22,46 @@ from tests.reliability.sizes import SIZE, size
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# What this suite found, where it was fixed and the regression test that keeps it fixed
+# (tests/reliability/test_regressions.py unless named otherwise).
+FOUND = [
+    ("HTTP fuzzing (request rate)", "front door connections kept Nagle on (socket made with proto 0): every request "
+     "after the first on a keep-alive connection waited ~40 ms for a delayed ACK", "frontdoor.py",
+     "test_front_door_connections_have_nagle_off"),
+    ("hostile /start paths", "a NUL byte, a name longer than the file system takes or a symlink loop in the path: "
+     "500 (check_url raised)", "nodes/video_server.py", "test_video_server_refuses_unusable_paths_instead_of_failing"),
+    ("hostile /start paths", "a file under allow_dirs named like an FFmpeg protocol (concat:/elsewhere/x.mp4) passed "
+     "the check and FFmpeg read the file outside allow_dirs: files are now opened by their resolved path",
+     "nodes/video_server.py", "test_video_server_opens_a_file_by_its_resolved_path"),
+    ("hostile clients (hang-ups)", "a client closing the connection mid-body: 'Exception in ASGI application' and a "
+     "traceback in the log for each", "nodes/http_routes.py", "test_read_body_answers_a_client_that_hung_up_mid_body"),
+    ("config fuzzing", "graphs containing each other (g -> h -> g) passed check; run died with RecursionError",
+     "graph.py", "test_graphs_that_contain_each_other_are_refused"),
+    ("config fuzzing", "cloned = 1000000000 passed; check built a list of a billion processes (MemoryError)",
+     "config/schema.py", "test_a_huge_cloned_is_refused_before_anything_is_planned"),
+    ("config fuzzing", "include = [\"/dev/zero\"] was read until memory ran out", "config/loader.py",
+     "test_an_endless_include_is_refused_instead_of_read_forever"),
+    ("config fuzzing", "a file that is not UTF-8: the error gave the codec's byte offset, no line",
+     "config/loader.py", "test_a_config_that_is_not_utf8_is_refused_at_its_line"),
+    ("config fuzzing", "a TOML error at the end of the file ('at end of document') named no line",
+     "config/loader.py", "test_a_toml_error_at_the_end_of_the_file_names_its_line"),
+    ("config fuzzing", "a key with a tab or U+0085 was printed raw in the error path: the one error line became "
+     "several", "config/schema.py", "test_an_odd_key_is_quoted_in_the_error_path"),
+    ("config fuzzing", "node names with control characters, whitespace or ':' (and graph names with '|') were "
+     "accepted; the error came later and listed them raw", "config/schema.py",
+     "test_a_node_name_that_no_port_can_name_is_refused_at_the_name"),
+    ("HTTP fuzzing (the real request afterwards)", "in the head-size limit while it was being written: a body over "
+     "64 kB was answered 431 and an 8 kB header 400; fixed before it was committed (6d2af5b)", "http_protocol.py",
+     "test_http_hostile.py: the 1 kB to 32 kB header row, and every real-request check"),
+]
+LEFT = [
+    "uvicorn has no time limit on a request head or body: slow clients keep their connections (each holds a file "
+    "descriptor) for as long as they trickle; they do not block other requests (the slowloris rows).",
+    "check does not construct nodes, so a server's port = -1 or 70000 passes check and fails when run starts the "
+    "node (not reached by config fuzzing).",
+]
+
+
 @dataclass
 class Row:
     section: str
@@ -111,4 +151,9 @@ def write_report(figures: Figures, path: str | os.PathLike, exitstatus: int) -> 
         notes = [(r.what, n) for r in rows for n in r.notes]
         if notes:
             lines += [""] + [f"- {_cell(what)}: {_cell(n)}" for what, n in notes]
+    lines += ["", "## Found by this suite", "",
+              "Each fixed where the fault was, with a regression test (tests/reliability/test_regressions.py "
+              "unless named):", "", "| found by | fault | fixed in | regression test |", "|---|---|---|---|"]
+    lines += [f"| {by} | {_cell(what)} | `{where}` | `{test}` |" for by, what, where, test in FOUND]
+    lines += ["", "Left as they are:", ""] + [f"- {text}" for text in LEFT]
     Path(path).write_text("\n".join(lines) + "\n")

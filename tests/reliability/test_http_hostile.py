@@ -132,7 +132,7 @@ def test_broken_images_and_forms_get_4xx(tmp_path, figures, sizes):
 
 def test_oversized_and_malformed_heads_and_hang_ups(tmp_path, figures, sizes):
     app = ServerApp.start(tmp_path, "BytesServer", timeout=10, max_body=4_000_000)
-    heads, hangups = Tally(), Tally()
+    heads, hangups, normal = Tally(), Tally(), Tally()
     try:
         big = {f"a {n:,}-byte header": request("POST", "/analyze/x", b"ab", {"X-Big": "a" * n})
                for n in (100_000, 1_000_000, 8_000_000)}
@@ -157,6 +157,10 @@ def test_oversized_and_malformed_heads_and_hang_ups(tmp_path, figures, sizes):
                 status, reply = exchange(app.port, data)
                 # refused with a 4xx, or the connection closed without an answer: both leave the server whole
                 heads.case(name, status is None or 400 <= status < 500, f"{status} {reply[:120]!r}")
+            for n in (1_000, 8_000, 32_000):  # under the limit: served as any other request
+                status, reply = exchange(app.port, request("POST", "/analyze/x", b"abc", {"X-Big": "a" * n}))
+                normal.case(f"a {n:,}-byte header", status == 200 and reply.endswith(b"cba"),
+                            f"{status} {reply[:120]!r}")
             cut = {
                 "body cut after 10 of 100,000 bytes": request("POST", "/analyze/x", b"a" * 100_000)[:-99_990],
                 "chunked body cut mid-chunk": b"POST /analyze/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked"
@@ -176,11 +180,13 @@ def test_oversized_and_malformed_heads_and_hang_ups(tmp_path, figures, sizes):
         hangups.case("no traceback in the log for the hang-ups", not new_tracebacks, " / ".join(new_tracebacks[:2]))
         heads.record(figures, "BytesServer: oversized heads (100 kB to 8 MB header, 20,000 headers, 1 MB target) "
                               "and malformed ones (lengths, chunking, garbage): a 4xx or the connection closed")
+        normal.record(figures, "BytesServer: requests with a 1 kB to 32 kB header (under the limit): answered")
         hangups.record(figures, "BytesServer: clients hanging up mid-head and mid-body (raw, chunked, multipart)")
     finally:
         problems = aftermath(figures, app, "BytesServer")
     assert heads.lost == 0, heads.notes
     assert hangups.lost == 0, hangups.notes
+    assert normal.lost == 0, normal.notes
     assert not problems, problems
 
 

@@ -162,7 +162,8 @@ def test_an_odd_key_is_quoted_in_the_error_path():
     from megflow_mp.config import load_config_string
     from megflow_mp.errors import ConfigError
 
-    text = 'main = "g"\n[[graphs]]\nname = "g"\nconnections = [{ cap = 1, ports = ["a:b", "c:d"], "x\\ty\\u0085" = 1 }]\n'
+    text = ('main = "g"\n[[graphs]]\nname = "g"\n'
+            'connections = [{ cap = 1, ports = ["a:b", "c:d"], "x\\ty\\u0085" = 1 }]\n')
     with pytest.raises(ConfigError) as err:
         load_config_string(text, "app.toml")
     assert err.value.path == 'graphs[0].connections[0]."x\\u0009y\\u0085"'
