@@ -38,12 +38,13 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError as exc:
+    except (OSError, OverflowError, ValueError, TypeError) as exc:  # in use, no such host, port out of range, NUL
         sock.close()
         hint = ""
-        if exc.errno == errno.EADDRINUSE:
+        if getattr(exc, "errno", None) == errno.EADDRINUSE:
             hint = " (another program, perhaps another megflow-mp app, holds it: stop that one or give this node another `port`)"
-        raise FrontDoorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise FrontDoorError(f"cannot listen on {host}:{port}: {reason}{hint}") from None
     sock.listen(1024)
     return sock
 

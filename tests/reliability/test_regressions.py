@@ -206,3 +206,13 @@ def test_a_graph_name_with_a_bar_is_refused():
     with pytest.raises(ConfigError) as err:
         load_config_string('main = "a|b"\n[[graphs]]\nname = "a|b"\n', "app.toml")
     assert err.value.path == "graphs[0].name" and "graph types are written 'A|B'" in err.value.message
+
+
+@pytest.mark.parametrize("host,port", [("127.0.0.1", -1), ("127.0.0.1", 70000), ("127.0.0.1\x00", 0)])
+def test_a_server_address_out_of_range_is_a_clear_error(host, port):
+    """port = -1 passes check (nodes are not built there) and run failed with a traceback of
+    OverflowError from socket.bind in the node's constructor."""
+    from megflow_mp.frontdoor import FrontDoorError
+
+    with pytest.raises(FrontDoorError, match="cannot listen on"):
+        bind(host, port)
