@@ -23,6 +23,9 @@ except ModuleNotFoundError:  # Python < 3.11
 
 MAIN = "fuzz_case.toml"  # the mutated config, written beside the shipped one (its includes resolve)
 OTHER = "fuzz_other.toml"  # a second file, for include cycles
+VARS = "fuzz_vars.toml"  # template variables, given with --dynamic
+TEMPLATE_VARS = ["port", "host", "model", "device", "threads", "allow_dirs", "det_model", "cls_model", "max_batch",
+                 "wait_time", "interval", "min_hits", "redis_host", "redis_port"]
 
 ODD_NAMES = ["", " ", "a b", "a:b", "a:b:c:d", ":", "x" * 5000, "節点", "ノード", "\u202etxt", "a\tb", "名|字",
              "..", "/etc/passwd", "{{ x }}", "inp", "out", "main", "graphs", "-1", "None", "\U0001f600"]
@@ -240,6 +243,9 @@ def cases(draw, seeds: list[tuple[str, str]]) -> tuple[int, str | bytes, dict, l
     """(seed index, the mutated config, extra files, what was done) for ``seeds`` = [(name, text)]."""
     index = draw(st.integers(0, len(seeds) - 1))
     _, text = seeds[index]
+    if "{{" in text and draw(st.integers(0, 5)) == 0:  # a templated config, given odd variables
+        variables = draw(st.dictionaries(st.sampled_from(TEMPLATE_VARS), values, min_size=1, max_size=4))
+        return index, text, {VARS: dumps(variables)}, [f"--dynamic {variables!r:.80}"]
     if draw(st.integers(0, 3)) == 0:  # a quarter of the cases break the text, the rest the document
         out, what = draw(textual(text))
         return index, out, {}, [what]

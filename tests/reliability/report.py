@@ -50,6 +50,9 @@ FOUND = [
     ("config fuzzing", "node names with control characters, whitespace or ':' (and graph names with '|') were "
      "accepted; the error came later and listed them raw", "config/schema.py",
      "test_a_node_name_that_no_port_can_name_is_refused_at_the_name"),
+    ("config fuzzing (--dynamic variables)", "a template that renders to two different documents in templar and "
+     "jinja2 was refused with no line", "config/loader.py",
+     "test_a_template_that_means_two_things_names_the_line_where_they_differ"),
     ("config fuzzing (looking past check)", "a server's port = -1 or 70000 (or a NUL in host): run failed with a "
      "traceback of OverflowError from socket.bind; now 'cannot listen on 127.0.0.1:-1: ...'", "frontdoor.py",
      "test_a_server_address_out_of_range_is_a_clear_error"),

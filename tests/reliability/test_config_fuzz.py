@@ -13,7 +13,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 
 from tests.reliability.config_checker import Checker, classify
-from tests.reliability.config_mutations import MAIN, cases
+from tests.reliability.config_mutations import MAIN, VARS, cases
 from tests.reliability.servers import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +50,11 @@ def write_case(space: Path, seed: str, config, extra: dict) -> list[str]:
     return written
 
 
+def check_argv(files: list[str]) -> list[str]:
+    dynamic = [f for f in files if f.endswith(VARS)]
+    return ["check", files[0]] + (["--dynamic", dynamic[0]] if dynamic else [])
+
+
 def clear_extra(space: Path, seed: str, extra: dict) -> None:
     for name in extra:
         (space / Path(seed).parent.name / name).unlink()
@@ -72,7 +77,7 @@ def test_mutated_configs_are_valid_or_one_clear_error(tmp_path, figures, sizes):
             index, config, extra, done = case
             seed = seeds[index][0]
             files = write_case(space, seed, config, extra)
-            kind, line = classify(*checker.check(["check", files[0]]), files)
+            kind, line = classify(*checker.check(check_argv(files)), files)
             clear_extra(space, seed, extra)
             outcomes[kind] += 1
             by_seed[Path(seed).parent.name] += 1
@@ -112,7 +117,7 @@ def test_mutated_configs_through_a_real_check_process(tmp_path, figures, sizes):
         seed = seeds[index][0]
         files = write_case(space, seed, config, extra)
         try:
-            r = subprocess.run([sys.executable, "-m", "megflow_mp.cli", "check", files[0]], capture_output=True,
+            r = subprocess.run([sys.executable, "-m", "megflow_mp.cli", *check_argv(files)], capture_output=True,
                                text=True, timeout=60, env=cli_env(), cwd=ROOT)
             tb = r.stderr if "Traceback (most recent call last)" in r.stderr else None
             kind, line = classify(r.returncode, r.stdout, r.stderr, tb, None, files)

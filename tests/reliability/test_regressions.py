@@ -216,3 +216,15 @@ def test_a_server_address_out_of_range_is_a_clear_error(host, port):
 
     with pytest.raises(FrontDoorError, match="cannot listen on"):
         bind(host, port)
+
+
+def test_a_template_that_means_two_things_names_the_line_where_they_differ():
+    """Variables that render to two different documents in templar and jinja2 were refused with no
+    line: the user had to find the ambiguous expression in the whole file."""
+    from megflow_mp.config import load_config_string
+    from megflow_mp.errors import ConfigError
+
+    text = 'main = "g"\n[[graphs]]\nname = "g"\n[[graphs.nodes]]\nname = "n"\nty = "T"\nsize = {{ 1 + 2 * 3 }}\n'
+    with pytest.raises(ConfigError) as err:
+        load_config_string(text, "app.toml", variables={})
+    assert "(the renderings first differ at line 7)" in str(err.value)

@@ -160,8 +160,12 @@ def _render_either(text: str, file: str, variables: dict[str, Any]) -> str:
             results.append((out, None, None))
     (j_text, j_doc, j_err), (t_text, t_doc, _) = results
     if j_doc is not None and t_doc is not None and j_doc != t_doc:
-        raise ConfigError("this template means different things in templar (MegFlow) and in jinja2; "
-                          "mark it with {# dialect: templar #} or {# dialect: jinja #}", file=file)
+        j_lines, t_lines = j_text.splitlines(), t_text.splitlines()
+        at = next((i for i, (a, b) in enumerate(zip(j_lines, t_lines), 1) if a != b),
+                  min(len(j_lines), len(t_lines)) + 1)
+        raise ConfigError(f"this template means different things in templar (MegFlow) and in jinja2 (the "
+                          f"renderings first differ at line {at}); mark it with {{# dialect: templar #}} or "
+                          f"{{# dialect: jinja #}}", file=file)
     if (t_doc is not None and j_doc is None) or (j_text is None and t_text is not None):
         return t_text
     if j_err is not None:
