@@ -3,6 +3,7 @@
 ::
 
     megflow-mp run   CONFIG [-p PLUGINS ...] [-m PATH ...] [--dynamic VARS.toml] [--drain-timeout S]
+                     [--metrics-port N] [--no-metrics]   # /metrics and /dashboard (see megflow_mp.observe)
     megflow-mp check CONFIG ...                # exit 0 when config, plugins and model files are usable
     megflow-mp dump  CONFIG ... [-o graph.svg|.png|.dot]   # default: <config>.svg beside the config
     megflow-mp selfcheck                       # the bundled logical_test: prints "logical_test pass"
@@ -45,6 +46,16 @@ def _app_arguments(s: argparse.ArgumentParser, megflow_run: bool = False) -> Non
 def _run_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--drain-timeout", type=float, default=30.0,
                    help="seconds Ctrl-C/SIGTERM waits for queued work before stopping (default 30)")
+    s.add_argument("--metrics-port", type=int, metavar="N",
+                   help="serve /metrics (Prometheus) and /dashboard on this port (front doors serve them anyway)")
+    s.add_argument("--no-metrics", action="store_true", help="collect no metrics (no /metrics, no /dashboard)")
+
+
+def _metrics(args) -> None:
+    """Metrics settings of ``run`` (binds ``--metrics-port`` now: a port in use is an error before any fork)."""
+    from .observe import configure
+
+    configure(enabled=not args.no_metrics, port=None if args.no_metrics else args.metrics_port)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -158,6 +169,7 @@ def main(argv=None) -> int:
         if args.command == "dump":
             print(f"wrote {_dump(app, path, args.output)}")
             return 0
+        _metrics(args)
         return _run(app, args.drain_timeout)
     except MegFlowError as exc:
         print(f"megflow-mp: error: {exc}", file=sys.stderr)
@@ -173,6 +185,7 @@ def megflow_run(argv=None) -> int:
         app, path, _ = _load(args)
         if args.dump:
             print(f"wrote {_dump(app, path, None)}")
+        _metrics(args)
         return _run(app, args.drain_timeout)
     except MegFlowError as exc:
         print(f"megflow_run: error: {exc}", file=sys.stderr)

@@ -23,6 +23,7 @@ import sys
 import uuid
 
 from .graph import App
+from .observe import begin_run, end_run
 from .plan import MAIN, InstancePlan, static_items
 from .runtime.channels import CTRL
 from .runtime.hub import Hub
@@ -216,6 +217,7 @@ class Supervisor:
         self.transport = Transport(self.hub, self.run_id, self.index, self.listener, self.arena, self.on_records)
         for proc in self.pids:
             self.watch(proc)
+        begin_run(self)  # metrics: the run directory, --metrics-port (megflow_mp.observe)
 
     def launch(self) -> None:
         """Wait until every worker installed its nodes, then start them (unless one failed)."""
@@ -262,6 +264,7 @@ class Supervisor:
         self.hub.run_until(lambda: not self.pidfds)
         self.hub.poll_nowait()  # what the workers wrote before they left (their last ends and failures)
         self.transport.close()
+        end_run(self)
         self.release()
 
     def release(self) -> None:

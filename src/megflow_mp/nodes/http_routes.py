@@ -43,6 +43,9 @@ def make_app(title: str, description: str):
                                    swagger_css_url="/_swagger/swagger-ui.css",
                                    swagger_favicon_url="/_swagger/favicon-32x32.png")
 
+    from ..observe import instrument
+
+    instrument(app)  # request metrics; /metrics and /dashboard (megflow_mp.observe)
     return app
 
 

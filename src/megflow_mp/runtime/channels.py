@@ -29,7 +29,7 @@ import greenlet
 
 from ..envelope import mark_moved
 from ..errors import PeerDied
-from ..observe.counters import COUNTS
+from ..observe.counters import COUNTS, note_wait
 
 DATA, CLOSE, CREDIT, CTRL = 0, 1, 2, 3
 
@@ -128,10 +128,12 @@ class Inbox:
     def wait(self) -> None:
         """Park the current task until an item arrives or the channel closes."""
         self.waiter = greenlet.getcurrent()
+        started = time.perf_counter()
         try:
             self.hub.park()
         finally:
             self.waiter = None
+            note_wait(started)  # metrics: exec time leaves waits out
 
     def finished(self) -> bool:
         return self.closed and not self.queue and self.eof_seen
@@ -182,9 +184,9 @@ class Credits:
                 raise PeerDied(f"peer died: every process receiving channel {chan} (worker "
                                f"{', '.join(map(str, procs))}) is gone")
             self.waiters.setdefault(chan, []).append(greenlet.getcurrent())
-            waited = time.perf_counter()
+            started = time.perf_counter()
             self.hub.park()
-            COUNTS.blocked += time.perf_counter() - waited  # backpressure (metrics)
+            note_wait(started, credit=True)  # metrics: backpressure
 
     def has(self, dests) -> bool:
         """True when a send to every one of ``dests`` would not wait."""

@@ -16,6 +16,7 @@ import traceback
 from collections import deque
 
 from ..errors import Cancelled, MegFlowError, NodeFailure
+from ..observe.counters import COUNTS
 from ..registry import DICT, LIST
 from .channels import Inbox
 from .hub import Future
@@ -158,6 +159,7 @@ class NodeInstance:
                 tb = str(exc) if isinstance(exc, MegFlowError) else "".join(
                     traceback.format_exception(type(exc), exc, exc.__traceback__))
                 failure = NodeFailure(self.path, f"instance {self.inst}", type(exc).__name__, tb)
+                COUNTS.errors += 1  # metrics
                 contained = isinstance(exc, Exception) and self.contain(failure)
                 del exc
                 if not contained:

@@ -25,6 +25,7 @@ import traceback
 
 from ..codec import Codec
 from ..errors import MegFlowError, NodeFailure
+from ..observe import watch_worker
 from ..plan import Dest, IdAllocator, NodeSpec, RouteSpec, plan_instance
 from ..shm import Arena
 from .channels import CTRL, Channels
@@ -293,6 +294,7 @@ def worker_main(app, index: int, run_id: str, listener, supervisor: int, parent:
         decl, replica = app.procs[index]
         _set_title(f"mf:{decl.split('/', 1)[1]}")
         worker = Worker(app, index, run_id, listener, supervisor, restarted)
+        watch_worker(worker)  # metrics: a snapshot of this process every second (megflow_mp.observe)
         for top, creator, its in items:
             worker.control(supervisor, "installed", top, index, worker.install(top, creator, its))
         worker.transport.flush_all()

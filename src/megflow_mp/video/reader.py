@@ -157,6 +157,7 @@ class StreamReader:
         self.state: str = "starting"
         self.error: str | None = None
         self.frames_decoded = self.frames_dropped = self.reconnects = 0
+        self.decode_seconds = 0.0  # decoding and BGR conversion (the decode thread)
         self._queue: deque = deque()
         self._cond = threading.Condition()
         self._ended = False  # no more frames will be queued
@@ -346,10 +347,12 @@ class StreamReader:
         origin = None  # (monotonic, pts) of the first paced frame
         to_bgr = BGRConverter(self.alloc)
         for packet in container.demux(stream):
+            t0 = time.perf_counter()
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:
                 continue  # a corrupt packet (e.g. before the first keyframe): skip it
+            self.decode_seconds += time.perf_counter() - t0
             for frame in frames:
                 if self._stop.is_set():
                     return
@@ -360,7 +363,9 @@ class StreamReader:
                     wait = origin[0] + (pts - origin[1]) - time.monotonic()
                     if wait > 0 and self._stop.wait(wait):
                         return
+                t0 = time.perf_counter()
                 data = to_bgr(frame)
+                self.decode_seconds += time.perf_counter() - t0
                 if not self._put(Frame(data, self.frames_decoded, pts)):
                     return
 

@@ -24,6 +24,7 @@ from collections import deque
 
 from ..envelope import Envelope
 from ..live import view_frame
+from ..observe import watch_stream
 from ..runtime.hub import Future
 from .reader import ReaderOptions, StreamReader
 
@@ -49,6 +50,8 @@ class Stream:
         self.final: dict = {}  # the reader's counts once it is let go
         self.view = None  # the stream's LiveChannel (VideoServer): Visualize frames go there, not to messages
         self.done = Future(self.hub)
+        self.sent = 0  # frames sent into the instance
+        watch_stream(self)  # exported as megflow_stream_* while it runs and a while after (observe)
 
     # -- any thread ----------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -108,6 +111,7 @@ class Stream:
     def _send(self, frame) -> None:
         envelope = Envelope.pack({"data": frame.data}, info={"from_addr": self.id, "partial_id": frame.index})
         self.child.send(envelope)
+        self.sent += 1
 
     def _send_all(self, frames) -> None:
         for frame in frames:

@@ -1,0 +1,204 @@
+"""A worker's sampler: once every ``interval`` seconds, a snapshot of the process's metrics on disk.
+
+Started by :func:`watch_worker` in each worker process (nothing runs when metrics are off). It
+runs on a thread of its own, so a node that never yields (a source in a tight loop) is still
+sampled, and reads what the runtime keeps anyway: the hot-path totals of :data:`.counters.COUNTS`,
+the node instances' input queues, the arena's use, the streams and front doors registered here.
+
+The snapshot is ``<run dir>/proc-<index>.json`` (see :mod:`.snapshot`), replaced atomically
+(written aside, then renamed), read by whichever process serves ``/metrics``. The run directory
+is created by the supervisor once its workers are forked: until it exists, writes are skipped.
+
+A restarted worker (``restart = N``) finds the snapshot of the process it replaces: it counts one
+restart more and carries that process's counters on, so counters never go back (a second or less
+of counts of the killed process is lost).
+
+An ended stream stays in the snapshot for ``retention`` seconds (:mod:`.settings`), then its series
+are gone: label sets stay bounded however many streams a server ran.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+
+from . import snapshot
+from .catalog import BY_NAME, BUCKETS, STREAM_METRICS
+from .counters import COUNTS
+from .exectime import ExecProbe, Histogram
+from .settings import SETTINGS, run_dir
+
+log = logging.getLogger("megflow_mp")
+SAMPLER = None  # this process's Sampler, when metrics are on
+
+
+class StreamEntry:
+    """What the sampler keeps of one stream: its last values, and when it was seen ended."""
+
+    __slots__ = ("stream", "decode", "ended_at")
+
+    def __init__(self, stream):
+        self.stream, self.decode, self.ended_at = stream, 0.0, None
+
+
+def _caps(inputs) -> int:
+    """Sum of ``cap`` over a node spec's inputs (``{port: InSpec | {tag: InSpec} | None}``)."""
+    total = 0
+    for spec in (inputs or {}).values():
+        if isinstance(spec, dict):
+            total += _caps(spec)
+        elif spec is not None:
+            total += int(getattr(spec, "cap", 0))
+    return total
+
+
+class Sampler:
+    def __init__(self, worker, directory, interval: float, retention: float):
+        self.worker, self.dir = worker, directory
+        self.interval, self.retention = interval, retention
+        self.index = worker.index
+        self.node, self.replica = worker.app.procs[self.index]
+        self.path = directory / f"proc-{self.index}.json"
+        self.exec_hist = Histogram(BUCKETS["megflow_node_exec_seconds"])
+        self.probes: dict[int, ExecProbe] = {}
+        self.streams: list[StreamEntry] = []
+        self.http: list = []  # HttpStats of the front doors in this process
+        self.lock = threading.Lock()  # guards the two lists above (HTTP threads add to them)
+        self.base, self.restarts = self._carried()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="megflow-metrics", daemon=True)
+
+    def _carried(self) -> tuple[dict, int]:
+        """Counters of the process this one replaces (a restart), else nothing."""
+        try:
+            old = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}, 0
+        if old.get("pid") == os.getpid():
+            return {}, 0
+        base = {}
+        for name, labels, value in old.get("series", []):
+            if BY_NAME[name].kind == "counter" and name not in STREAM_METRICS:
+                base[snapshot.key(name, labels)] = value
+        for name, labels, counts, total in old.get("hists", []):
+            base[snapshot.key(name, labels)] = (counts, total)
+        return base, int(old.get("restarts", 0)) + 1
+
+    # -- registration (any thread) ---------------------------------------------------------------------
+    def add_stream(self, stream) -> None:
+        with self.lock:
+            self.streams.append(StreamEntry(stream))
+
+    def add_http(self, stats) -> None:
+        with self.lock:
+            self.http.append(stats)
+
+    # -- sampling (its thread) ---------------------------------------------------------------------------
+    def start(self) -> None:
+        COUNTS.reset()
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self.write()
+            except Exception:  # noqa: BLE001 - metrics never take a worker down
+                log.exception("metrics of worker %d: snapshot failed", self.index)
+            if self._stop.wait(self.interval):
+                return
+
+    def write(self) -> None:
+        if not self.dir.is_dir():
+            return  # the supervisor has not created it yet, or removed it (the run ends)
+        data = json.dumps(self.collect(), separators=(",", ":"))
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(data)
+        os.replace(tmp, self.path)
+
+    def collect(self) -> dict:
+        out = snapshot.Builder(self.base)
+        nodes = [n for group in list(self.worker.nodes.values()) for n in list(group)]
+        live = [n for n in nodes if not n.ended]
+        for n in live:
+            probe = self.probes.get(id(n))
+            if probe is None or probe.node is not n:
+                probe = self.probes[id(n)] = ExecProbe(n, self.exec_hist)
+            probe.refill()
+        alive = {id(n) for n in live}
+        for k in [k for k in self.probes if k not in alive]:
+            del self.probes[k]
+        out.counter("megflow_node_envelopes_in", {}, COUNTS.received)
+        out.counter("megflow_node_envelopes_out", {}, COUNTS.sent)
+        out.counter("megflow_node_backpressure_seconds", {}, COUNTS.blocked)
+        out.counter("megflow_node_errors", {}, COUNTS.errors)
+        out.gauge("megflow_node_restarts", {}, self.restarts)  # carried by hand: already a total
+        out.gauge("megflow_node_queue_depth", {}, sum(len(i.queue) for n in live for i in n.inboxes))
+        out.gauge("megflow_node_queue_capacity", {}, sum(_caps(getattr(n.spec, "inputs", None)) for n in live))
+        out.gauge("megflow_node_instances", {}, len(live))
+        out.hist("megflow_node_exec_seconds", {}, self.exec_hist)
+        arena = getattr(self.worker, "arena", None)
+        if arena is not None:
+            use = arena.in_use()
+            out.gauge("megflow_shm_mapped_bytes", {}, use["bytes"])
+            out.gauge("megflow_shm_held_bytes", {}, use["held"])
+        self._streams(out)
+        with self.lock:
+            http = list(self.http)
+        for stats in http:
+            stats.export(out)
+        return {"pid": os.getpid(), "proc": self.index, "node": self.node, "replica": self.replica,
+                "time": time.time(), "restarts": self.restarts, **out.result()}
+
+    def _streams(self, out) -> None:
+        now = time.monotonic()
+        with self.lock:
+            entries = list(self.streams)
+        keep = []
+        for e in entries:
+            s = e.stream
+            if e.ended_at is None and s.done.done:
+                e.ended_at = now
+            if e.ended_at is not None and now - e.ended_at > self.retention:
+                continue  # its series are gone from now on
+            keep.append(e)
+            info = s.info()
+            reader = s.reader
+            if reader is not None:
+                e.decode = getattr(reader, "decode_seconds", e.decode)
+            labels = {"stream": str(s.id)}
+            out.gauge("megflow_stream_state", {**labels, "state": info["state"]}, 1)
+            out.counter("megflow_stream_frames_decoded", labels, info["frames"])
+            out.counter("megflow_stream_frames_sent", labels, getattr(s, "sent", 0))
+            out.counter("megflow_stream_frames_dropped", labels, info["dropped"])
+            out.gauge("megflow_stream_fps", labels, info["fps"])
+            out.counter("megflow_stream_reconnects", labels, info["reconnects"])
+            out.counter("megflow_stream_decode_seconds", labels, e.decode)
+            view = getattr(s, "view", None)
+            out.gauge("megflow_stream_viewers", labels, view.stats()["viewers"] if view is not None else 0)
+            out.extra.setdefault("streams", []).append({"id": s.id, "url": s.url, "live": view is not None})
+        with self.lock:
+            dropped = {id(e) for e in entries} - {id(e) for e in keep}
+            self.streams = [e for e in self.streams if id(e) not in dropped]
+
+
+def watch_worker(worker) -> Sampler | None:
+    """Start sampling this worker process (in the forked child, once its Worker exists)."""
+    global SAMPLER
+    if not SETTINGS.enabled:
+        return None
+    run_id = getattr(worker, "run_id", None) or worker.transport.run_id
+    SAMPLER = Sampler(worker, run_dir(run_id), SETTINGS.interval, SETTINGS.retention)
+    SAMPLER.start()
+    return SAMPLER
+
+
+def watch_stream(stream) -> None:
+    """A video stream of this process: exported while it runs and ``retention`` seconds after."""
+    if SAMPLER is not None:
+        SAMPLER.add_stream(stream)

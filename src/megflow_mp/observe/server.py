@@ -1,0 +1,46 @@
+"""``megflow-mp run --metrics-port N``: ``/metrics`` and ``/dashboard`` served by the supervisor.
+
+For apps without a front door (batch graphs), or to watch an app on a port of its own. A FastAPI
+app on uvicorn, on a thread of the supervisor, started once the workers are forked and stopped when
+the run ends. Its socket was bound by :func:`.settings.configure` (a port in use fails the command
+before anything starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+log = logging.getLogger("megflow_mp")
+
+
+class MetricsServer:
+    def __init__(self, sock, view):
+        import uvicorn
+        from fastapi import FastAPI
+
+        from .routes import add_routes
+
+        app = FastAPI(title="megflow-mp metrics", docs_url=None, redoc_url=None)
+        add_routes(app, view)
+        self.sock = sock
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                                                    timeout_graceful_shutdown=2))
+        self.thread = threading.Thread(target=self._serve, name="megflow-metrics-http", daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            asyncio.run(self.server.serve(sockets=[self.sock]))
+        except BaseException as exc:  # noqa: BLE001 - the app goes on without its metrics page
+            log.error("metrics server stopped: %s", exc)
+
+    def start(self) -> None:
+        self.thread.start()
+        host, port = self.sock.getsockname()[:2]
+        log.info("metrics on http://%s:%d/metrics, dashboard on http://%s:%d/dashboard", host, port, host, port)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+        self.sock.close()
