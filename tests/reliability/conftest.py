@@ -30,8 +30,13 @@ def pytest_configure(config):
 
 @pytest.fixture
 def figures(request) -> Figures:
+    """The session's figures; the report is rewritten after each test, so a run cut short keeps
+    what it measured."""
     _FIGURES.current = request.node.nodeid
-    return _FIGURES
+    yield _FIGURES
+    path = os.environ.get("MEGFLOW_MP_RELIABILITY_REPORT")
+    if path:
+        write_report(_FIGURES, path, None)
 
 
 @pytest.fixture

@@ -120,7 +120,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def write_report(figures: Figures, path: str | os.PathLike, exitstatus: int) -> None:
+def write_report(figures: Figures, path: str | os.PathLike, exitstatus: int | None) -> None:
     """Write ``path`` (markdown) from ``figures``."""
     now = time.gmtime()
     load_after = os.getloadavg()
@@ -144,7 +144,9 @@ def write_report(figures: Figures, path: str | os.PathLike, exitstatus: int) -> 
         ".venv/bin/python -m pytest -q tests/reliability`); the same tests run small in `make test`. "
         "Each row names the command that reproduces it.",
         "",
-        f"**Lost in total: {lost}** (the target is 0 everywhere); pytest exit status {exitstatus}.",
+        f"**Lost in total: {lost}** (the target is 0 everywhere); "
+        + (f"pytest exit status {exitstatus}." if exitstatus is not None else "the run is still going (or was cut "
+                                                                           "short): these are the tests done so far."),
     ]
     sections: dict[str, list[Row]] = {}
     for row in figures.rows:
