@@ -20,7 +20,7 @@ class Size:
 
 
 SIZES = {
-    "small": Size(http_requests=150, config_cases=300, config_subprocess=2, slow_clients=16, hostile_rounds=1),
+    "small": Size(http_requests=120, config_cases=250, config_subprocess=2, slow_clients=16, hostile_rounds=1),
     "full": Size(http_requests=10_000, config_cases=10_000, config_subprocess=20, slow_clients=256, hostile_rounds=20),
 }
 
