@@ -8,6 +8,8 @@
   one copy per frame into a slot, slot indices through the chain over Pipes, slots returned to the
   producer by the consumer (flow control; the engine may have about ``2 * CAP`` frames in flight).
 * queue: ``multiprocessing.Queue(maxsize=CAP)`` between the same 3 processes (pickle + pipe per hop).
+* engine_nometrics: the engine with ``--no-metrics`` (the engine variant collects metrics, the
+  default): the cost of metrics is engine / engine_nometrics (target >= 0.97).
 
 Every variant measures at its sink, from the first frame after the warm-up to the last. Rounds of
 the variants are interleaved (one test per variant and round).
@@ -31,6 +33,11 @@ def _engine():
     return run_engine(APP / "frames.toml", APP, {"n": N, "cap": CAP, "pool": POOL, "warmup": WARMUP})
 
 
+def _engine_nometrics():
+    return run_engine(APP / "frames.toml", APP, {"n": N, "cap": CAP, "pool": POOL, "warmup": WARMUP},
+                      args=("--no-metrics",))
+
+
 def _raw():
     return baselines.raw_frames(N, slots=2 * CAP, pool=POOL, warmup=WARMUP)
 
@@ -39,11 +46,12 @@ def _queue():
     return baselines.queue_frames(N_QUEUE, cap=CAP, pool=POOL, warmup=WARMUP_QUEUE)
 
 
-RUN = {"engine": (_engine, N), "raw": (_raw, N), "queue": (_queue, N_QUEUE)}
+RUN = {"engine": (_engine, N), "engine_nometrics": (_engine_nometrics, N), "raw": (_raw, N),
+       "queue": (_queue, N_QUEUE)}
 
 
 @pytest.mark.benchmark(group="frames")
-@pytest.mark.parametrize("variant,round_", interleaved({"engine": 7, "raw": 7, "queue": 3}))
+@pytest.mark.parametrize("variant,round_", interleaved({"engine": 7, "engine_nometrics": 7, "raw": 7, "queue": 3}))
 def test_frames(benchmark, variant, round_):
     run, n = RUN[variant]
     result = benchmark.pedantic(run, rounds=1, iterations=1)

@@ -110,10 +110,12 @@ class TreeSampler:
 
 
 # -- running an engine app ---------------------------------------------------------------------------------
-def run_engine(config: Path, plugins: Path, variables: dict, sample: bool = False, timeout: float = 240) -> dict:
-    """Run one app to its end. Returns the sink's JSON line (if it printed one) as a dict, plus
-    ``wall`` (seconds, process start to exit) and, with ``sample``, the :class:`TreeSampler` result.
-    Raises ``RuntimeError`` with the app's output if it fails."""
+def run_engine(config: Path, plugins: Path, variables: dict, sample: bool = False, timeout: float = 240,
+               args: tuple = ()) -> dict:
+    """Run one app to its end (``args``: more options of ``run``, e.g. ``--no-metrics``). Returns the
+    sink's JSON line (if it printed one) as a dict, plus ``wall`` (seconds, process start to exit)
+    and, with ``sample``, the :class:`TreeSampler` result. Raises ``RuntimeError`` with the app's
+    output if it fails."""
     with tempfile.NamedTemporaryFile("w", suffix=".toml", prefix="bench-vars-", delete=False) as f:
         for key, value in variables.items():
             f.write(f"{key} = {json.dumps(value)}\n")
@@ -121,7 +123,7 @@ def run_engine(config: Path, plugins: Path, variables: dict, sample: bool = Fals
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "megflow_mp.cli", "run", "-c", str(config), "-p", str(plugins),
-           "--dynamic", vars_file]
+           "--dynamic", vars_file, *args]
     try:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
