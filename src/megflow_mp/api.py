@@ -17,8 +17,8 @@ _LOCAL = threading.local()
 
 
 def current_hub():
-    """The hub of this process (a worker's, or the one ``megflow_mp.testing`` runs), or None."""
-    w = _worker.CURRENT
+    """The hub of the calling code (its worker's, or the one ``megflow_mp.testing`` runs), or None."""
+    w = _worker.current_worker()
     if w is not None:
         return w.hub
     return getattr(_LOCAL, "hub", None)
@@ -85,16 +85,18 @@ def join(tasks) -> list:
 
 class Waker:
     """Wakes the future it was created with: ``wake(result)``. Picklable: it may travel in a
-    message to another node (another process) and still wake its future."""
+    message to another node (another process) and still wake its future. It binds the worker it is
+    made or unpickled under, so ``wake`` works from any thread of that process (a plugin's own)."""
 
     def __init__(self, proc, fid, future=None, callback=None):
         self.proc, self.fid, self._future, self._callback = proc, fid, future, callback
+        self._worker = _worker.current_worker()
 
     def __reduce__(self):
         return (Waker, (self.proc, self.fid))
 
     def wake(self, result=None) -> None:
-        w = _worker.CURRENT
+        w = self._worker
         if self._future is not None and (w is None or w.index == self.proc):
             hub = self._future.hub
             value = self._callback(result) if self._callback else result
@@ -114,7 +116,7 @@ class Waker:
 def create_future(callback=None):
     """``(future, waker)``: ``future.wait()`` blocks the task until ``waker.wake(result)`` and
     returns ``result`` (or ``callback(result)`` when a callback is given)."""
-    w = _worker.CURRENT
+    w = _worker.current_worker()
     if w is not None:
         fut, fid = w.new_future()
         return fut, Waker(w.index, fid, fut, callback)

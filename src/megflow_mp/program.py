@@ -142,7 +142,7 @@ class Graph:
 
     def __init__(self, config_path=None, config_str=None, dynamic_path=None, dynamic_str=None, plugin_path=None,
                  module_path=None, dump=False):
-        if _worker.CURRENT is not None:
+        if _worker.current_worker() is not None:
             raise RuntimeError("a Graph is built by a program, not inside a node's process")
         caller = sys._getframe(1).f_globals.get("__name__", "__main__")
         app, picture = _load(config_path, config_str, dynamic_path, dynamic_str, plugin_path, module_path, caller)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -97,6 +98,25 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 30) -> l
         if needle in line:
             return lines
     raise AssertionError(f"{needle!r} not seen; got {lines[-5:]}")
+
+
+def communicate(proc: subprocess.Popen, timeout: float = 30) -> tuple[str, str]:
+    """``proc.communicate(timeout)`` that keeps the output :func:`wait_for_line` already pulled into
+    ``proc.stdout``'s buffer (``communicate`` reads the pipes' file descriptors, past that buffer)."""
+    box: dict = {}
+    readers = [threading.Thread(target=lambda n=n: box.__setitem__(n, getattr(proc, n).read()), daemon=True)
+               for n in ("stdout", "stderr")]
+    for reader in readers:
+        reader.start()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    for reader in readers:
+        reader.join(timeout)
+    return box.get("stdout", ""), box.get("stderr", "")
 
 
 def free_port() -> int:

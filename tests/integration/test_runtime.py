@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, run_cli, start_cli, wait_for_line, write_app
+from conftest import ROOT, communicate, run_cli, start_cli, wait_for_line, write_app
 
 from megflow_mp.supervisor import children_of as _children_of
 
@@ -234,7 +234,7 @@ def test_ctrl_c_or_sigterm_drains_and_exits_zero(tmp_path, sig):
         os.environ.pop("SLOW_SOURCE")
     lines = wait_for_line(proc, "got ")
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=30)
+    out, err = communicate(proc)
     assert proc.returncode == 0, err
     msgs = got("".join(lines) + out)
     assert [m["i"] for m in msgs] == list(range(len(msgs))), "drain must not lose queued messages"

@@ -17,8 +17,8 @@ from megflow_mp.runtime.hub import Future, Hub
 
 
 @pytest.fixture(autouse=True)
-def no_worker(monkeypatch):
-    monkeypatch.setattr(worker_mod, "CURRENT", None)
+def no_worker():
+    assert worker_mod.current_worker() is None  # these tests run outside any worker
 
 
 @pytest.fixture

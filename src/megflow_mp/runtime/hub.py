@@ -12,6 +12,7 @@ Threads (HTTP servers, plugin threads) talk to the hub only through :meth:`Hub.c
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import itertools
 import os
@@ -55,9 +56,11 @@ class Hub:
 
     # -- tasks -----------------------------------------------------------------------------------
     def spawn(self, fn: Callable, *args) -> greenlet.greenlet:
-        """Start ``fn(*args)`` as a task at the next scheduling point. Exceptions are the caller's
-        business: wrap ``fn`` if they must be reported."""
+        """Start ``fn(*args)`` as a task at the next scheduling point, in a copy of the calling
+        code's context (contextvars). Exceptions are the caller's business: wrap ``fn`` if they
+        must be reported."""
         g = greenlet.greenlet(lambda *_: fn(*args), parent=self.main)
+        g.gr_context = contextvars.copy_context()  # the task sees the spawner's context (its worker)
         self.ready.append((g, None))
         return g
 

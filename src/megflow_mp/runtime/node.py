@@ -10,6 +10,7 @@ the end is reported to the instance's creator, with the failure as data if there
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import traceback
@@ -139,7 +140,9 @@ class NodeInstance:
             failure = self.loop()
             self.hub.call_soon_threadsafe(done.set, failure)
 
-        threading.Thread(target=body, name=f"mf:{self.path}", daemon=True).start()
+        # in this task's context: plugin code on the thread finds its worker (api.create_future, ...)
+        threading.Thread(target=contextvars.copy_context().run, args=(body,), name=f"mf:{self.path}",
+                         daemon=True).start()
         self.end(done.wait())
 
     def loop(self):

@@ -22,6 +22,7 @@ import pickle
 import signal
 import sys
 import traceback
+from contextvars import ContextVar
 
 from ..codec import Codec
 from ..errors import MegFlowError, NodeFailure
@@ -38,12 +39,18 @@ from .transport import Transport
 
 log = logging.getLogger("megflow_mp")
 
-CURRENT = None  # the Worker of this process, set once it runs
+_CURRENT: ContextVar = ContextVar("megflow_mp_worker", default=None)
+
+
+def current_worker() -> "Worker | None":
+    """The Worker the calling code runs under: set in the worker's main thread by
+    :func:`worker_main`, inherited by every hub task (:meth:`Hub.spawn` copies the spawner's context)
+    and by the thread of an ``exclusive`` node; None in a program, a test or a plugin's own thread."""
+    return _CURRENT.get()
 
 
 class Worker:
     def __init__(self, app, index: int, run_id: str, listener, supervisor: int, restarted: bool = False):
-        global CURRENT
         self.app, self.index, self.supervisor = app, index, supervisor
         self.hub = Hub()
         self.arena = Arena(index, supervisor + 1)
@@ -62,7 +69,6 @@ class Worker:
         self._future_ids = itertools.count(1)
         self.ids = IdAllocator(index)
         self.exiting = False
-        CURRENT = self
 
     # -- messaging --------------------------------------------------------------------------------------
     def control(self, proc: int, *msg) -> None:
@@ -250,6 +256,13 @@ class Worker:
         self.hub.run_until(lambda: self.exiting)
         self.transport.flush_all()
 
+    def close(self) -> None:
+        """Close the sockets, the hub and the arena (its memory stays while views of it live).
+        A worker process exits without it (``os._exit``); tests that build one in-process call it."""
+        self.transport.close()
+        self.hub.close()
+        self.arena.close()
+
 
 def _tune_gc() -> None:
     """Before serving: what startup built (modules, plugins, models) leaves the collector's view
@@ -294,6 +307,7 @@ def worker_main(app, index: int, run_id: str, listener, supervisor: int, parent:
         decl, replica = app.procs[index]
         _set_title(f"mf:{decl.split('/', 1)[1]}")
         worker = Worker(app, index, run_id, listener, supervisor, restarted)
+        _CURRENT.set(worker)
         watch_worker(worker)  # metrics: a snapshot of this process every second (megflow_mp.observe)
         for top, creator, its in items:
             worker.control(supervisor, "installed", top, index, worker.install(top, creator, its))
