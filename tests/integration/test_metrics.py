@@ -273,3 +273,53 @@ def test_dashboard_in_chromium(video_app, clip):
         row = browser.evaluate(JS_STREAM, timeout=40)
         assert row["href"].endswith(f":{urllib.parse.urlsplit(base).port}/view/0"), row
         assert "running" in row["text"] and "main/source" in row["text"], row
+
+
+CRASH_ON_REQUEST = '''
+
+@register(inputs=["inp"], outputs=["out"])
+class CrashOnRequest:
+    """Passes envelopes on; kills its own process once after the file ``crash`` appears."""
+
+    def __init__(self, name, args):
+        self.crash, self.marker = args["crash"], args["marker"]
+
+    def exec(self):
+        envelope = self.inp.recv()
+        if envelope is None:
+            return
+        if os.path.exists(self.crash) and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os.kill(os.getpid(), 9)
+        self.out.send(envelope)
+'''
+
+
+def test_restart_is_counted_and_counters_carry_on(tmp_path):
+    """A replica killed and started again (restart = 1): restarts_total is 1 and its envelope
+    counter goes on from what the killed process had reported."""
+    stop_file, crash, marker = tmp_path / "stop", tmp_path / "crash", tmp_path / "crashed"
+    toml = BATCH_TOML.format(stop=stop_file).replace(
+        '{ name = "trans", ty = "Transform" }',
+        f'{{ name = "trans", ty = "CrashOnRequest", restart = 1, crash = "{crash}", marker = "{marker}" }}')
+    app = write_app(tmp_path, "crashy", {"crashy.toml": toml, "nodes.py": TICKER + CRASH_ON_REQUEST})
+    port = free_port()
+    proc = start(["run", "-p", app, "--metrics-port", port])
+    base = f"http://127.0.0.1:{port}"
+    trans = {"node": "g/trans", "replica": "0"}
+    try:
+        before = wait_for(lambda: total(scrape(base), "megflow_node_envelopes_in_total", **trans),
+                          what="envelopes at trans")
+        first = scrape(base)
+        assert has(first, "megflow_node_restarts_total", **trans)
+        assert total(first, "megflow_node_restarts_total", **trans) == 0
+        crash.touch()
+        wait_for(lambda: total(scrape(base), "megflow_node_restarts_total", **trans) == 1, what="the restart")
+        after = wait_for(lambda: (n := total(scrape(base), "megflow_node_envelopes_in_total", **trans)) > before
+                         and n, what="envelopes at the restarted trans")
+        assert after > before and marker.exists()
+    finally:
+        stop_file.touch()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "restarting it (1 of 1)" in err
