@@ -27,9 +27,12 @@ class Recorder:
 
     def __init__(self):
         self.records: list = []  # (proc, record)
+        self.on_post = None  # the other processes, played by a test: on_post(proc, record)
 
     def post(self, proc, record, size=64, segments=()):
         self.records.append((proc, record))
+        if self.on_post is not None:
+            self.on_post(proc, record)
 
     def send_now(self, proc, record):
         self.post(proc, record)
@@ -67,6 +70,12 @@ class InProc:
         self.context = contextvars.copy_context()
         self.context.run(worker_mod._CURRENT.set, self.worker)
 
+    def call(self, fn, *args):
+        """``fn(*args)`` under the worker (in its context, unless already there)."""
+        if worker_mod.current_worker() is self.worker:
+            return fn(*args)
+        return self.context.run(fn, *args)
+
     @property
     def supervisor(self) -> int:
         return self.app.nworkers
@@ -77,7 +86,7 @@ class InProc:
         return [self.worker.install(top, creator, its) for top, creator, its in items[self.index]]
 
     def start(self, top: int) -> None:
-        self.context.run(self.worker.on_start, self.supervisor, top)
+        self.call(self.worker.on_start, self.supervisor, top)
 
     def nodes(self, top: int) -> dict:
         return {n.path: n for n in self.worker.nodes.get(top, [])}
@@ -85,10 +94,10 @@ class InProc:
     def feed(self, chan: int, *envelopes: Envelope, src: int = 0) -> None:
         """Records from process ``src``: each envelope as a DATA record of channel ``chan``."""
         records = [(DATA, chan, self.worker.codec.encode(e.to_tuple(), 1)[0]) for e in envelopes]
-        self.context.run(self.worker.channels.on_records, src, records)
+        self.call(self.worker.channels.on_records, src, records)
 
     def close_chan(self, chan: int, route=None, src: int = 0) -> None:
-        self.context.run(self.worker.channels.on_records, src, [(CLOSE, chan, route)])
+        self.call(self.worker.channels.on_records, src, [(CLOSE, chan, route)])
 
     def run(self, *fns, timeout: float = 10) -> None:
         """Run each function as a task of the worker's hub (in its context) until all returned."""
@@ -99,11 +108,11 @@ class InProc:
             left[0] -= 1
 
         for fn in fns:
-            self.context.run(self.worker.hub.spawn, wrap, fn)
+            self.call(self.worker.hub.spawn, wrap, fn)
         self.run_until(lambda: left[0] == 0, timeout)
 
     def run_until(self, cond, timeout: float = 10) -> None:
-        assert self.context.run(self.worker.hub.run_until, cond, timeout), "the hub did not get there in time"
+        assert self.call(self.worker.hub.run_until, cond, timeout), "the hub did not get there in time"
 
     def decoded(self, op=DATA) -> list:
         """``(proc, chan, Envelope)`` of every DATA record sent."""
