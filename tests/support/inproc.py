@@ -20,6 +20,7 @@ from megflow_mp.plan import static_items
 from megflow_mp.runtime import worker as worker_mod
 from megflow_mp.runtime.channels import CLOSE, CTRL, DATA
 from megflow_mp.runtime.transport import listen
+from tests.support.isolation import run_tasks
 
 
 class Recorder:
@@ -101,15 +102,7 @@ class InProc:
 
     def run(self, *fns, timeout: float = 10) -> None:
         """Run each function as a task of the worker's hub (in its context) until all returned."""
-        left = [len(fns)]
-
-        def wrap(fn):
-            fn()
-            left[0] -= 1
-
-        for fn in fns:
-            self.call(self.worker.hub.spawn, wrap, fn)
-        self.run_until(lambda: left[0] == 0, timeout)
+        self.call(lambda: run_tasks(self.worker.hub, *fns, timeout=timeout))
 
     def run_until(self, cond, timeout: float = 10) -> None:
         assert self.call(self.worker.hub.run_until, cond, timeout), "the hub did not get there in time"

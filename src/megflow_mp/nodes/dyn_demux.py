@@ -20,8 +20,9 @@ class DynDemux:
 
     def __init__(self, name, args):
         self.name = name
-        self.instances = {}
+        self.instances = {}  # to_addr -> its Instance handle
         self.failed = set()
+        self.worker = self.node = self.dyn = None  # set by bind_runtime before exec
 
     def bind_runtime(self, worker, node):
         self.worker, self.node = worker, node
