@@ -133,7 +133,8 @@ def test_batch_app_metrics_port(tmp_path):
     try:
         first = wait_for(lambda: (s := scrape(base)) and total(s, "megflow_node_envelopes_in_total", node="g/sink") > 0
                          and s, what="envelopes at the sink")
-        for node, name in (("g/source", "megflow_node_envelopes_out_total"), ("g/trans", "megflow_node_envelopes_in_total"),
+        for node, name in (("g/source", "megflow_node_envelopes_out_total"),
+                           ("g/trans", "megflow_node_envelopes_in_total"),
                            ("g/trans", "megflow_node_envelopes_out_total")):
             assert total(first, name, node=node) > 0, (node, name)
         wait_for(lambda: total(scrape(base), "megflow_node_envelopes_in_total", node="g/trans")

@@ -29,7 +29,7 @@ METRICS = (
     Metric("megflow_node_envelopes_out", "counter", NR,
            "envelopes the node sent, one per receiving channel (a broadcast to two counts two)"),
     Metric("megflow_node_exec_seconds", "histogram", NR,
-           "time of one exec() call that found its input waiting and did not wait for output credit; "
+           "time of one exec() call less its waits for input and for output credit (the node's own work); "
            "sampled: up to 32 calls a second per replica"),
     Metric("megflow_node_queue_depth", "gauge", NR, "envelopes waiting in the node's input queues"),
     Metric("megflow_node_queue_capacity", "gauge", NR, "sum of the cap of the node's input channels"),

@@ -39,8 +39,10 @@ def add_routes(app, view: Callable[[], tuple | None]) -> None:
     def off():
         return Response(OFF, status_code=404, media_type="text/plain")
 
+    off_doc = {404: {"description": "metrics are off", "content": {"text/plain": {}}}}
+
     @app.get("/metrics", summary="Prometheus metrics of the whole app", include_in_schema=True,
-             responses={200: {"content": {"text/plain": {}}}, 404: {"description": "metrics are off"}})
+             responses={200: {"content": {"text/plain": {}}}, **off_doc})
     async def metrics():
         v = view()
         if v is None:
@@ -49,7 +51,7 @@ def add_routes(app, view: Callable[[], tuple | None]) -> None:
         return Response(body, media_type=ctype)
 
     @app.get("/dashboard", summary="Live dashboard: the graph with its rates, and the streams",
-             response_class=HTMLResponse)
+             response_class=HTMLResponse, responses=off_doc)
     async def dashboard():
         if view() is None:
             return off()
@@ -66,7 +68,7 @@ def add_routes(app, view: Callable[[], tuple | None]) -> None:
             return Response(str(exc), status_code=503, media_type="text/plain")
         return Response(svg, media_type="image/svg+xml")
 
-    @app.get("/dashboard/state", summary="The dashboard's live state (JSON)")
+    @app.get("/dashboard/state", summary="The dashboard's live state (JSON)", responses=off_doc)
     async def state():
         v = view()
         if v is None:

@@ -52,10 +52,13 @@ def configure(enabled: bool | None = None, port: int | None = None, host: str | 
     if host is not None:
         SETTINGS.host = host
     if port is not None:
+        from ..errors import FrontDoorError
         from ..frontdoor import bind
 
-        SETTINGS.port = port
-        SETTINGS.sock = bind(SETTINGS.host, port)
+        try:
+            SETTINGS.sock = bind(SETTINGS.host, port)
+        except FrontDoorError as exc:
+            raise FrontDoorError(f"--metrics-port {port}: {str(exc).split(' (')[0]}") from None
         SETTINGS.port = SETTINGS.sock.getsockname()[1]
     return SETTINGS
 
