@@ -7,7 +7,9 @@ the track's first and latest detection, ``hits``: its detections). A track ends 
 sampled frames after its object was last seen, or when the stream ends: then one last message
 without a frame ends every live track. A frame older than one already tracked is dropped with a warning.
 
-Args: ``iou`` (0.3: least overlap continuing a track), ``max_missed`` (3 sampled frames).
+Args: ``iou`` (0.3: least overlap continuing a track), ``max_missed`` (3 sampled frames),
+``every_frame`` (false; true: a message for every sampled frame, also when nothing was seen, so a
+drawing node knows the frame has no cat).
 """
 
 import logging
@@ -28,6 +30,7 @@ class Track:
     def __init__(self, name, args):
         self.name = name
         self.tracker = IouTracker(iou=float(args.get("iou", 0.3)), max_missed=int(args.get("max_missed", 3)))
+        self.every_frame = bool(args.get("every_frame", False))
         self.info = None  # the latest frame's envelope info: the end-of-stream message goes with it
         self.frame = -1
 
@@ -47,6 +50,6 @@ class Track:
         msg = envelope.msg
         update = self.tracker.update(msg.get("items", []), index)
         seen = [{"id": t.id, "box": t.box, "score": t.detection.score} for t in update.live if t.missed == 0]
-        if seen or update.ended:
+        if seen or update.ended or self.every_frame:
             self.out.send(envelope.repack({"data": msg["data"], "frame": index, "seen": seen,
                                            "ended": _ended(update.ended)}))
