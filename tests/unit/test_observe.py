@@ -122,3 +122,25 @@ def test_catalog_table_lists_every_metric():
         name = m.name + ("_total" if m.kind == "counter" else "")
         assert f"| `{name}` | {m.kind} |" in table
     assert all(m.name in BUCKETS for m in METRICS if m.kind == "histogram")
+
+
+def test_sweep_removes_only_directories_of_dead_supervisors():
+    import shutil
+    import subprocess
+    import sys
+
+    from megflow_mp.observe.run import sweep
+    from megflow_mp.observe.settings import run_dir
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    gone, alive = run_dir("test-sweep-gone"), run_dir("test-sweep-alive")
+    try:
+        for directory, pid in ((gone, int(dead.stdout)), (alive, os.getpid())):
+            directory.mkdir(mode=0o700)
+            (directory / "run.json").write_text(json.dumps({"pid": pid}))
+        sweep()
+        assert not gone.exists() and alive.exists()
+    finally:
+        for directory in (gone, alive):
+            shutil.rmtree(directory, ignore_errors=True)

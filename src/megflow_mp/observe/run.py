@@ -4,27 +4,31 @@
 (:func:`.settings.run_dir`, mode 0700; the workers' samplers write their snapshots there), writes
 ``run.json`` (the supervisor's pid) and starts the metrics server when ``--metrics-port`` was
 given. :func:`end_run` (once the workers are gone) stops the server and removes the directory.
-Nothing of a run is left behind, except when the supervisor itself is killed with SIGKILL (then a
-small directory stays in the temporary folder).
+A program that embeds a graph and exits without stopping it goes through :func:`_remove_at_exit`;
+a directory whose supervisor was killed with SIGKILL is removed by the next run's :func:`sweep`.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import shutil
+import tempfile
+from pathlib import Path
 
 from .settings import SETTINGS, run_dir
 
 log = logging.getLogger("megflow_mp")
-RUNS: dict = {}  # run id -> (directory, app, server or None): the runs this process supervises
+RUNS: dict = {}  # run id -> (directory, app, server or None, pid): the runs this process supervises
 
 
 def begin_run(supervisor) -> None:
     """Start collecting the metrics of ``supervisor``'s run (nothing when metrics are off)."""
     if not SETTINGS.enabled:
         return
+    sweep()
     directory = run_dir(supervisor.run_id)
     try:
         os.mkdir(directory, 0o700)
@@ -39,7 +43,7 @@ def begin_run(supervisor) -> None:
         sock, SETTINGS.sock = SETTINGS.sock, None  # one run serves it
         server = MetricsServer(sock, lambda: (directory, supervisor.app))
         server.start()
-    RUNS[supervisor.run_id] = (directory, supervisor.app, server)
+    RUNS[supervisor.run_id] = (directory, supervisor.app, server, os.getpid())
 
 
 def end_run(supervisor) -> None:
@@ -47,7 +51,40 @@ def end_run(supervisor) -> None:
     entry = RUNS.pop(supervisor.run_id, None)
     if entry is None:
         return
-    directory, _, server = entry
+    directory, _, server, _ = entry
     if server is not None:
         server.stop()
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep() -> None:
+    """Remove the run directories of this user whose supervisor is gone (it was killed)."""
+    for directory in Path(tempfile.gettempdir()).glob("megflow-mp-metrics-*"):
+        try:
+            if directory.stat().st_uid != os.getuid():
+                continue
+            pid = int(json.loads((directory / "run.json").read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being created, or not ours to judge
+        if not _alive(pid):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+@atexit.register
+def _remove_at_exit() -> None:
+    """The interpreter ends with runs not ended (a program that never stopped its graph): remove their
+    directories. Only in the process that created them (a plugin's forked child inherits RUNS)."""
+    for run_id, (directory, _, server, pid) in list(RUNS.items()):
+        if pid == os.getpid():
+            RUNS.pop(run_id, None)
+            shutil.rmtree(directory, ignore_errors=True)
