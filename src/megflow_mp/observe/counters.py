@@ -2,7 +2,8 @@
 
 :func:`note_wait` is called where a task parks waiting for input or for credit (never on the
 path of a message that was already there): it adds the wait to ``COUNTS.blocked`` (credit) and to
-the task's ``megflow_waited`` when :mod:`.exectime` is timing that task's ``exec`` call.
+the task's entry in :data:`TIMED` when :mod:`.exectime` is timing that task's ``exec`` call (an
+empty dict otherwise: one truth test).
 
 The transport's receive loop, the credit table and a node's failure path add to :data:`COUNTS`
 (``COUNTS.received += 1``): no lock, no system call, no allocation. A worker's sampler thread
@@ -36,14 +37,15 @@ class Counts:
 COUNTS = Counts()
 
 
+TIMED: dict = {}  # task (greenlet) whose exec call is being timed -> seconds it waited so far
+
+
 def note_wait(started: float, credit: bool = False) -> None:
     """The current task waited since ``started`` (``time.perf_counter()``): for credit (a full
     receiver: backpressure) when ``credit``, else for input."""
-    seconds = time.perf_counter() - started
     if credit:
-        COUNTS.blocked += seconds
-    task = greenlet.getcurrent()
-    try:
-        task.megflow_waited += seconds
-    except AttributeError:  # its exec is not being timed
-        pass
+        COUNTS.blocked += time.perf_counter() - started
+    if TIMED:
+        task = greenlet.getcurrent()
+        if task in TIMED:
+            TIMED[task] += time.perf_counter() - started

@@ -22,6 +22,8 @@ import time
 
 import greenlet
 
+from .counters import TIMED
+
 
 class Histogram:
     __slots__ = ("bounds", "counts", "sum")
@@ -69,13 +71,12 @@ class ExecProbe:
             if threaded and not all(i.queue for i in inboxes):
                 return original()
             task = greenlet.getcurrent()
-            task.megflow_waited = 0.0
+            TIMED[task] = 0.0
             t0 = time.perf_counter()
             try:
                 return original()
             finally:
-                took = time.perf_counter() - t0 - task.megflow_waited
-                del task.megflow_waited
+                took = time.perf_counter() - t0 - TIMED.pop(task, 0.0)
                 hist.observe(max(0.0, took))
                 probe.left -= 1
 
