@@ -121,6 +121,9 @@ class Reader(threading.Thread):
 
 def test_the_page_plays_the_annotated_stream_in_chromium(live_app):
     base = live_app()
+    index = requests.get(f"{base}/view", timeout=10)
+    assert '<a href="/view/0">stream 0</a>' in index.text and "clip720.mp4" in index.text
+    assert requests.get(f"{base}/view/7", timeout=10).status_code == 404
     with Browser() as browser:
         assert browser.evaluate("MediaSource.isTypeSupported('video/mp4; codecs=\"avc1.42c01f\"')")
         browser.open(f"{base}/view/0")
