@@ -31,7 +31,6 @@ import threading
 import time
 import urllib.parse
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 

@@ -9,7 +9,7 @@ import pytest
 
 from megflow_mp import Envelope
 from megflow_mp.live import VIEW_KEY, view_frame
-from megflow_mp.live.overlay import GREEN, RED, Box, FrameSync, draw_boxes
+from megflow_mp.live.overlay import RED, Box, FrameSync, draw_boxes
 from megflow_mp.registry import builtin_registry
 from megflow_mp.testing import run_node
 

@@ -55,5 +55,5 @@ class Visualize:
             now = time.monotonic()
             if now < self.next_at:
                 return
-            self.next_at = max(self.next_at + self.interval, now - self.interval)
+            self.next_at = max(self.next_at + self.interval, now - self.interval / 2)  # steady, little burst
         self.out.send(envelope.repack(view_message(frame, self.encode)))
