@@ -37,6 +37,8 @@ BATCH = 100  # examples per hypothesis run: one run per operation and mode in tu
 class FuzzResult:
     requests: int = 0
     skipped: int = 0
+    unsendable: int = 0  # generated cases the client could not turn into a request (never sent)
+    unsendable_examples: list = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     server_errors: list = field(default_factory=list)  # (request, status, body) of each 5xx not documented
     nonconforming: Counter = field(default_factory=Counter)  # check name -> failures
@@ -100,10 +102,18 @@ def fuzz(base_url: str, total: int, timeout: float = 30) -> FuzzResult:
             with lock:
                 result.transport_errors.append((describe(case), f"{type(exc).__name__}: {exc}"))
             return
+        except Exception as exc:  # noqa: BLE001 - schemathesis could not make a request of this case
+            with lock:
+                result.unsendable += 1
+                if len(result.unsendable_examples) < 3:
+                    result.unsendable_examples.append(f"{describe(case)}: {type(exc).__name__}: {exc}"[:300])
+            return
         failed = []
         try:
             case.validate_response(response, checks=CHECKS)
-        except Exception as exc:  # noqa: BLE001 - schemathesis raises a group of check failures
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a FailureGroup, a BaseExceptionGroup: not an Exception
             failed = [type(f).__name__ if not getattr(f, "title", None) else f.title
                       for f in getattr(exc, "exceptions", [exc])]
             first = str(exc).strip().splitlines()
@@ -121,23 +131,25 @@ def fuzz(base_url: str, total: int, timeout: float = 30) -> FuzzResult:
     with ThreadPoolExecutor(CLIENTS) as pool:
         inflight = threading.BoundedSemaphore(CLIENTS * 2)
 
+        submitted = [0]
+
         def submit(case):
+            submitted[0] += 1
             inflight.acquire()
             future = pool.submit(send, case)
             future.add_done_callback(lambda _: inflight.release())
 
-        # round-robin over (operation, mode) in runs of BATCH examples until ``total`` were made;
+        # round-robin over (operation, mode) in runs of BATCH examples until ``total`` were sent;
         # a pair whose runs come back (nearly) empty twice has nothing more to give and leaves
         active = {(op, mode): 0 for op in ops for mode in modes}
-        made_total = 0
-        while active and made_total < total:
+        while active and submitted[0] < total:
             for key in [k for k in list(active) for _ in range(weight(k[0]))]:
                 if key not in active:
                     continue
                 op, mode = key
                 made = [0]
 
-                @settings(max_examples=max(1, min(BATCH, total - made_total)), deadline=None, database=None,
+                @settings(max_examples=max(1, min(BATCH, total - submitted[0])), deadline=None, database=None,
                           suppress_health_check=list(HealthCheck), phases=[Phase.generate],
                           verbosity=Verbosity.quiet)
                 @given(op.as_strategy(generation_mode=mode))
@@ -153,12 +165,11 @@ def fuzz(base_url: str, total: int, timeout: float = 30) -> FuzzResult:
                     run()
                 except Unsatisfiable:  # e.g. nothing to negate in an operation without parameters
                     pass
-                made_total += made[0]
                 if made[0] < BATCH // 10:
                     active[key] += 1
                     if active[key] >= 2:
                         del active[key]
-                if made_total >= total:
+                if submitted[0] >= total:
                     break
         pool.shutdown(wait=True)
     return result

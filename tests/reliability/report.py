@@ -33,6 +33,9 @@ FOUND = [
     ("hostile /start paths", "a file under allow_dirs named like an FFmpeg protocol (concat:/elsewhere/x.mp4) passed "
      "the check and FFmpeg read the file outside allow_dirs: files are now opened by their resolved path",
      "nodes/video_server.py", "test_video_server_opens_a_file_by_its_resolved_path"),
+    ("HTTP fuzzing (schema conformance)", "POST /start/ with a newline in the percent-encoded URL matched no route "
+     "(starlette's path parameter stops at a newline): 404, which /start does not document",
+     "nodes/video_server.py", "test_video_start_with_a_newline_in_the_path_is_refused_not_404"),
     ("hostile clients (hang-ups)", "a client closing the connection mid-body: 'Exception in ASGI application' and a "
      "traceback in the log for each", "nodes/http_routes.py", "test_read_body_answers_a_client_that_hung_up_mid_body"),
     ("config fuzzing", "graphs containing each other (g -> h -> g) passed check; run died with RecursionError",

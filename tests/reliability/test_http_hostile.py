@@ -255,6 +255,7 @@ def path_tricks(clips, outside_clip, cwd) -> dict[str, str]:
         # the protocol's target outside unless the file is opened by its resolved path
         "a file named like concat:outside": f"/start/{q(f'concat:{out}')}",
         "invalid UTF-8": "/start/%ff%fe%fd",
+        "a newline in the path": f"/start/{q(inside + chr(10) + 'x')}",
     }
 
 

@@ -136,12 +136,17 @@ class VideoServer:
 
     def build_app(self):
         from fastapi import Response
+        from starlette.convertors import PathConvertor, register_url_convertor
 
+        class AnyPath(PathConvertor):
+            regex = "(?s:.*)"  # starlette's path stops at a newline: /start/a%0Ab was 404, not refused
+
+        register_url_convertor("anypath", AnyPath())
         app = make_app(f"megflow-mp VideoServer {self.name}",
                        "Start and stop video streams; each runs in its own subgraph instance.")
         not_found = {404: {"description": "no stream with this id"}}
 
-        @app.post("/start/{url:path}", summary="Start a stream",
+        @app.post("/start/{url:anypath}", summary="Start a stream",
                   responses={200: {"content": {"text/plain": {"example": "start stream whose id is 0"}}},
                              400: {"description": "refused URL or path, or a file that cannot be decoded"}})
         async def start(url: str):
