@@ -83,3 +83,8 @@ def test_visualize_drops_what_is_not_a_bgr_frame_with_one_warning(caplog):
 def test_visualize_reads_the_configured_key(key):
     out = visualize([{key: img(9)}], key=key)
     assert view_frame(out[0].msg)[0][0, 0, 0] == 9
+
+
+def test_visualize_fps_passes_at_most_that_many_frames_a_second():
+    out = visualize([img(i) for i in range(5)], fps=1)  # all five arrive within far less than a second
+    assert [view_frame(e.msg)[0][0, 0, 0] for e in out] == [0]
