@@ -55,5 +55,6 @@ class Visualize:
             now = time.monotonic()
             if now < self.next_at:
                 return
-            self.next_at = max(self.next_at + self.interval, now - self.interval / 2)  # steady, little burst
+            on_time = now - self.next_at < self.interval / 2  # keep the cadence, or restart it from now
+            self.next_at = (self.next_at if on_time else now) + self.interval
         self.out.send(envelope.repack(view_message(frame, self.encode)))
