@@ -1,4 +1,4 @@
-"""Debian's headless chromium driven over the DevTools protocol (a websocket, no extra package).
+"""Debian's headless chromium driven over the DevTools protocol (a websocket, with the `websockets` package).
 
 :class:`Browser` starts ``/usr/bin/chromium`` with a fresh profile and a DevTools port chosen by
 chromium itself, opens one page and evaluates JavaScript in it (:meth:`Browser.evaluate` awaits
