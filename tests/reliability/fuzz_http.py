@@ -39,6 +39,7 @@ class FuzzResult:
     skipped: int = 0
     unsendable: int = 0  # generated cases the client could not turn into a request (never sent)
     unsendable_examples: list = field(default_factory=list)
+    harness_errors: list = field(default_factory=list)  # failures of this module's own client code
     statuses: Counter = field(default_factory=Counter)
     server_errors: list = field(default_factory=list)  # (request, status, body) of each 5xx not documented
     nonconforming: Counter = field(default_factory=Counter)  # check name -> failures
@@ -138,6 +139,13 @@ def fuzz(base_url: str, total: int, timeout: float = 30) -> FuzzResult:
             inflight.acquire()
             future = pool.submit(send, case)
             future.add_done_callback(lambda _: inflight.release())
+            future.add_done_callback(note_harness_error)
+
+        def note_harness_error(future):  # what send() did not expect is recorded, never dropped
+            exc = future.exception()
+            if exc is not None:
+                with lock:
+                    result.harness_errors.append(f"{type(exc).__name__}: {exc}"[:300])
 
         # round-robin over (operation, mode) in runs of BATCH examples until ``total`` were sent;
         # a pair whose runs come back (nearly) empty twice has nothing more to give and leaves

@@ -39,8 +39,9 @@ def test_generated_requests_get_no_server_error(server, tmp_path, figures, sizes
     figures.add(section, f"{server}: generated requests, positive + negative; answered without a 5xx",
                 result.requests + len(result.transport_errors), result.requests - len(result.server_errors),
                 result.lost,
-                [f"statuses {statuses}; per operation {dict(result.operations)}; not sent (network URL) "
-                 f"{result.skipped}"]
+                [f"statuses {statuses}; per operation {dict(result.operations)}; not sent: {result.skipped} "
+                 f"(a network URL), {result.unsendable} (schemathesis could not build the request)"]
+                + result.unsendable_examples + [f"client error: {e}" for e in result.harness_errors[:3]]
                 + [f"5xx: {e}" for e in result.server_errors[:3]]
                 + [f"no response: {e}" for e in result.transport_errors[:3]])
     nonconforming = sum(result.nonconforming.values())
@@ -53,6 +54,7 @@ def test_generated_requests_get_no_server_error(server, tmp_path, figures, sizes
                 (not alive) + bool(wrong) + (code != 0) + bool(tracebacks),
                 ([f"real request: {wrong}"] if wrong else []) + ([f"exit code {code}"] if code else [])
                 + tracebacks[:3])
+    assert not result.harness_errors, result.harness_errors[:5]
     assert not result.server_errors, result.server_errors[:5]
     assert not result.transport_errors, result.transport_errors[:5]
     assert nonconforming == 0, dict(result.examples)
