@@ -76,12 +76,24 @@ def process_cpu(pid: int) -> float:
 
 
 def listener(root_pid: int, port: int) -> int:
-    """The process of the app's tree that listens on ``port`` (the VideoServer's worker)."""
-    import psutil
+    """The process of the app's tree that holds the socket listening on ``port`` (the VideoServer's worker)."""
+    from harness import tree
 
-    for proc in [psutil.Process(root_pid), *psutil.Process(root_pid).children(recursive=True)]:
-        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in proc.net_connections("tcp")):
-            return proc.pid
+    with open("/proc/net/tcp") as f:  # local address "0100007F:PORT", state 0A = LISTEN, inode in column 10
+        inodes = {row[9] for row in (line.split() for line in list(f)[1:])
+                  if row[3] == "0A" and int(row[1].split(":")[1], 16) == port}
+    for pid in tree(root_pid):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:  # closed meanwhile
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return pid
     raise AssertionError(f"no process of the app listens on {port}")
 
 
