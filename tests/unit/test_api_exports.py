@@ -81,3 +81,15 @@ def test_importing_the_plugin_api_loads_no_heavy_library():
              f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_checking_a_config_loads_no_codec_or_vision_library():
+    """``megflow-mp check`` builds the registry of built-in nodes: PyAV and OpenCV are loaded only by
+    the processes that decode or draw."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from megflow_mp.registry import builtin_registry; builtin_registry(); "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'av', 'cv2'}))")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert r.stdout.strip() == "[]"

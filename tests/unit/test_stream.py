@@ -16,7 +16,7 @@ from megflow_mp.errors import NodeFailure
 from megflow_mp.plan import MAIN
 from megflow_mp.registry import builtin_registry
 from megflow_mp.runtime.channels import CLOSE, CTRL, DATA
-from megflow_mp.video.reader import ReaderOptions
+from megflow_mp.video.source import ReaderOptions
 from megflow_mp.video.stream import Stream
 from tests.support.clips import make_clip, read_index
 from tests.support.inproc import InProc

@@ -12,7 +12,8 @@ import pytest
 
 from megflow_mp.errors import MegFlowError
 from megflow_mp.errors import ReaderError
-from megflow_mp.video.reader import EMPTY, Frame, ReaderOptions, StreamReader
+from megflow_mp.video.reader import EMPTY, Frame, StreamReader
+from megflow_mp.video.source import ReaderOptions
 
 W, H, N = 320, 240, 40
 SQUARE = 40  # side of the red square, which moves 6 px right per frame

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-import cv2
 import numpy as np
 
 NAL_SPS, NAL_PPS, NAL_AUD, NAL_SEI = 7, 8, 9, 6
@@ -108,6 +107,8 @@ class H264Encoder:
         ``keyframe`` forces an IDR. Returns the access units libx264 gave back (one, with zerolatency)."""
         if bgr.shape[0] != self.height or bgr.shape[1] != self.width:
             bgr = bgr[: self.height, : self.width]
+        import cv2  # loaded by the process that encodes only
+
         i420 = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420)
         frame = self._frame_cls.from_ndarray(i420, format="yuv420p")
         frame.pts = self.frames

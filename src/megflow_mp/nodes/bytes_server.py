@@ -14,7 +14,7 @@ import asyncio
 
 import numpy as np
 
-from ..frontdoor import RequestFailed
+from ..errors import RequestFailed
 from ..registry import register
 from .http_node import HttpServerNode
 from .http_routes import ERRORS, make_app, read_body, reply_error

@@ -20,7 +20,7 @@ the results back. Args:
 from __future__ import annotations
 
 from ..frontdoor import FrontDoor
-from ..runtime.hub import Cancelled
+from ..errors import Cancelled
 from .http_routes import reply_error
 
 

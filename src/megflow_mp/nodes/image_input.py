@@ -10,7 +10,6 @@ not a decodable image is reported and skipped.
 import logging
 from pathlib import Path
 
-import cv2
 
 from ..envelope import Envelope
 from ..registry import register
@@ -58,6 +57,8 @@ class ImageInput:
     def feed(self):
         pid = 0
         for path in self.files:
+            import cv2  # loaded by the node process only, not by check
+
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 log.error("ImageInput %r: %s is not a decodable image; skipped", self.name, path)

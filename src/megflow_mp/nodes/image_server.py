@@ -21,10 +21,9 @@ answers 500 and the service goes on; ``"exit"``: the app ends, exit 1) as in :mo
 import asyncio
 import json
 
-import cv2
 import numpy as np
 
-from ..frontdoor import RequestFailed
+from ..errors import RequestFailed
 from ..imagehead import ImageRefused, decode_image
 from ..registry import register
 from .http_node import HttpServerNode
@@ -92,6 +91,8 @@ class ImageServer(HttpServerNode):
         data = msg.get("data") if isinstance(msg, dict) else msg
         if not isinstance(data, np.ndarray):
             return reply_error(500, "the graph's result has no image in msg['data']")
+        import cv2  # loaded by the server process only, not by check
+
         ok, jpeg = cv2.imencode(".jpg", data)
         return Response(jpeg.tobytes(), media_type="image/jpeg")
 

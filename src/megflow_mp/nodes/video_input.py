@@ -11,8 +11,8 @@ import logging
 import sys
 
 from ..registry import register
-from ..runtime.hub import Cancelled
-from ..video.reader import is_live
+from ..errors import Cancelled
+from ..video.source import is_live
 from ..video.stream import Stream
 from .video_server import reader_options
 

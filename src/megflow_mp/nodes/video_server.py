@@ -25,9 +25,10 @@ from pydantic import BaseModel, Field
 
 from ..frontdoor import FrontDoor
 from ..registry import register
-from ..runtime.hub import Cancelled, Future
+from ..runtime.hub import Future
 from ..runtime.threads import run_on_hub
-from ..video.reader import ReaderError, ReaderOptions, is_live
+from ..errors import Cancelled, ReaderError
+from ..video.source import ReaderOptions, is_live
 from ..live.channel import LiveChannel
 from ..live.routes import add_view_routes
 from ..video.stream import Stream

@@ -23,7 +23,6 @@ from collections import deque
 from typing import Callable
 
 import greenlet
-from ..errors import Cancelled  # noqa: F401 - also imported from here by the nodes
 
 
 class Timer:

@@ -48,11 +48,11 @@ from av.video.reformatter import VideoReformatter
 
 from ..errors import ReaderError
 from . import swscale
+from .source import ReaderOptions, is_live
 
 log = logging.getLogger(__name__)
 
 WAKE_BYTES = 2 << 20  # a file's frames are handed to a drain() consumer in batches of about this size
-LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"})
 FINAL_STATES = frozenset({"finished", "stopped", "error"})
 
 
@@ -68,30 +68,11 @@ EMPTY = _Empty()
 """Returned by :meth:`StreamReader.get` when its timeout passed before a frame or the end."""
 
 
-@dataclass(frozen=True)
-class ReaderOptions:
-    transport: str = "tcp"  # rtsp transport ("tcp" or "udp")
-    open_timeout: float = 5.0  # seconds: av.open(timeout=(open, read)) and the "timeout" option (µs)
-    read_timeout: float = 5.0
-    reconnect: bool | None = None  # None: True for live URLs, False for files
-    backoff_initial: float = 0.5  # seconds, doubled per failed attempt, capped at backoff_max
-    backoff_max: float = 10.0
-    max_reconnects: int | None = None  # None: forever
-    policy: str | None = None  # "block" (files' default) or "drop_oldest" (live default)
-    queue_size: int = 8  # decoded frames buffered between the decode thread and the consumer
-    threads: int = 0  # codec threads (0 = auto); thread_type "AUTO"
-    realtime: bool = False  # files: pace frames at their pts; live sources are paced by the source
-
-
 @dataclass
 class Frame:
     data: np.ndarray  # HxWx3 uint8 BGR, C-contiguous
     index: int  # 0, 1, 2, ... over the whole stream, continuing across reconnects
     pts: float | None  # seconds; None when the stream gave none (first RTSP frame)
-
-
-def is_live(url: str) -> bool:
-    return urlsplit(url).scheme.lower() in LIVE_SCHEMES
 
 
 def describe(exc: BaseException, url: str) -> str:

@@ -26,7 +26,7 @@ from ..envelope import Envelope
 from ..live import view_frame
 from ..observe import watch_stream
 from ..runtime.hub import Future
-from .reader import ReaderOptions, StreamReader
+from .source import ReaderOptions
 
 log = logging.getLogger("megflow_mp")
 
@@ -37,6 +37,8 @@ class Stream:
         self.id, self.url = sid, url
         self.worker, self.node, self.dyn, self.results = worker, node, dyn, results
         self.hub = worker.hub
+        from .reader import StreamReader  # PyAV is loaded by the processes that decode, not by check
+
         self.reader = StreamReader(url, options, on_state=self._on_state, alloc=worker.arena.empty)
         self.messages: deque = deque()
         self.max_msgs = max_msgs
