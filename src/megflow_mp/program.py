@@ -265,6 +265,7 @@ class Sender:
         self.graph, self.name, self.dests = graph, name, dests
         # an input that feeds a shared [[nodes]] entry: its results find their way back by this route
         self.route = next((d.route for d in dests if d.shared), None)
+        self._send = graph._host.channels.sender(dests, self.route)
 
     def send(self, envelope: Envelope) -> None:
         """Deliver ``envelope`` to the input's nodes; blocks (a task: suspends) while the channel is
@@ -277,10 +278,9 @@ class Sender:
         if graph._closed:
             raise ChannelClosed(f"graph input {self.name!r} is closed")
         host = graph._host
-        send = host.channels.send
         if host.hub.in_task() or not host.has_credit(self.dests):
-            return graph._call(send, self.dests, envelope, self.route)
-        send(self.dests, envelope, self.route)  # credit for every destination: nothing to wait for
+            return graph._call(self._send, envelope)
+        self._send(envelope)  # credit for every destination: nothing to wait for
 
     def __repr__(self) -> str:
         return f"<graph input {self.name!r}>"

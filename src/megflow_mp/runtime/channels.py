@@ -15,7 +15,7 @@ route's senders and then queues a :class:`Flush` marker, which ``recv()`` return
 :class:`Channels` is a process's table of them (a worker's, or a program's): it owns the inboxes
 hosted here, the sender-side :class:`Credits`, the log of CLOSEs sent (replayed to a restarted
 peer), CLOSEs that came before their channel was installed (a restarted process), and the credits
-owed; :meth:`Channels.send` and :meth:`Channels.close` are the only ways records for a channel
+owed; :meth:`Channels.sender` and :meth:`Channels.close` are the only ways records for a channel
 leave the process.
 """
 
@@ -27,7 +27,7 @@ from collections import deque
 
 import greenlet
 
-from ..envelope import mark_moved
+from ..envelope import Envelope, mark_moved
 from ..errors import PeerDied
 from ..observe.counters import COUNTS, note_wait
 
@@ -286,18 +286,31 @@ class Channels:
         self.owing.clear()
 
     # -- sending ----------------------------------------------------------------------------------------
-    def send(self, dests, envelope, route=None) -> None:
-        """Deliver ``envelope`` to each of ``dests`` (one replica each, by credit); stamped with
-        ``route`` when it enters a shared node. Encodes once; moves the envelope; blocks the task
-        while a destination has no credit; raises PeerDied when every replica of one died."""
-        if route is not None:
-            envelope.transfer_addr = route
-        payload, segments = self.codec.encode(envelope.to_tuple(), len(dests), envelope.msg)
-        mark_moved(envelope)
-        size, acquire, post = len(payload), self.credits.acquire, self.transport.post
-        COUNTS.sent += len(dests)  # metrics: envelopes out, one per receiving channel
-        for d in dests:
-            post(acquire(d), (DATA, d.chan, payload), size, segments)
+    def sender(self, dests, route=None):
+        """The send path: a function ``send(envelope)`` delivering to each of ``dests`` (one
+        replica each, by credit), stamped with ``route`` when it enters a shared node. Built once
+        per set of destinations (an output port, an instance's entry, a program's input), so a
+        message costs one call. ``send`` raises TypeError for anything but an Envelope, encodes
+        once, moves the envelope, blocks the task while a destination has no credit and raises
+        PeerDied when every replica of one died."""
+        dests = tuple(dests)
+        copies = len(dests)
+        encode, acquire, channels = self.codec.encode, self.credits.acquire, self
+
+        def send(envelope) -> None:
+            if type(envelope) is not Envelope:
+                raise TypeError(f"send() takes an Envelope, got {type(envelope).__name__}: wrap it with "
+                                f"Envelope.pack(msg)")
+            if route is not None:
+                envelope.transfer_addr = route
+            payload, segments = encode(envelope.to_tuple(), copies, envelope.msg)
+            mark_moved(envelope)
+            size, post = len(payload), channels.transport.post
+            COUNTS.sent += copies  # metrics: envelopes out, one per receiving channel
+            for d in dests:
+                post(acquire(d), (DATA, d.chan, payload), size, segments)
+
+        return send
 
     def close(self, dests) -> None:
         """Send CLOSE (for each destination's route) to every replica of each of ``dests``; logged,

@@ -32,6 +32,7 @@ class Instance:
         self.path = plan.path
         self.entry = plan.entry.get(entry_port, [])
         self.route = next((d.route for d in self.entry if d.shared), None)
+        self._send = channels.sender(self.entry, self.route)
         self.expected, self.hosts = expected, hosts
         self.exits = exits  # graph output name -> Inbox in this process
         self.done = Future(channels.hub)
@@ -43,7 +44,7 @@ class Instance:
     def send(self, envelope) -> None:
         if self.closed:
             raise ChannelClosed(f"the input of {self.path} was closed")
-        self.channels.send(self.entry, envelope, self.route)
+        self._send(envelope)
 
     def close(self) -> None:
         if not self.closed:

@@ -109,10 +109,14 @@ def _wake_waiter(inbox, task) -> None:
 class OutputPort:
     """One output of a node instance, delivering to a fixed list of destinations (broadcast).
 
-    Closed by :meth:`close` or when its node ends (the node does it); a send after ``close()``
-    raises ChannelClosed."""
+    ``send(envelope)`` delivers to every connected receiver (one replica each) and blocks while
+    the receivers' channels are full; the envelope is moved (using it afterwards raises). It is
+    the channels' send path itself (:meth:`Channels.sender`), called from an ``exclusive`` node's
+    thread through the hub. It raises TypeError for anything but an Envelope, ChannelClosed after
+    :meth:`close`, PeerDied when every replica of a receiver died. Closed by :meth:`close` or when
+    its node ends (the node does it)."""
 
-    __slots__ = ("node", "dests", "name", "stamp", "send_to", "closed")
+    __slots__ = ("node", "dests", "name", "stamp", "send", "closed")
 
     def __init__(self, node, dests: list, name: str):
         self.node, self.dests, self.name = node, list(dests), name
@@ -120,24 +124,26 @@ class OutputPort:
         if len(routes) > 1:
             raise ValueError(f"port {name!r} of {node.path!r} feeds shared nodes of several graph instances")
         self.stamp = routes.pop() if routes else None  # entering a shared node: the route brings results back
-        self.send_to = node.worker.channels.send
+        deliver = node.worker.channels.sender(self.dests, self.stamp)
+        self.send = _via_hub(node, deliver) if node.threaded else deliver
         self.closed = False
 
-    def send(self, envelope: Envelope) -> None:
-        """Deliver ``envelope`` to every connected receiver (one replica each); blocks while the
-        receivers' channels are full. The envelope is moved: using it afterwards raises. Raises
-        ChannelClosed after :meth:`close`, PeerDied when every replica of a receiver died."""
-        if type(envelope) is not Envelope:
-            raise TypeError(f"send() takes an Envelope, got {type(envelope).__name__}: wrap it with Envelope.pack(msg)")
-        node = self.node
-        if node.threaded and off_hub(node.hub):
-            return run_on_hub(node.hub, self.send, envelope, cancelled=node.is_cancelled)
-        if self.closed:
-            raise ChannelClosed(f"port {self.name!r} of {node.path!r} was closed: nothing more can be sent on it")
-        self.send_to(self.dests, envelope, self.stamp)
+    def _refuse(self, envelope) -> None:
+        raise ChannelClosed(f"port {self.name!r} of {self.node.path!r} was closed: nothing more can be sent on it")
 
     def close(self) -> None:
         """End this output now (receivers see the end of stream); later sends raise ChannelClosed."""
         if not self.closed:
             self.closed = True
+            self.send = self._refuse
             self.node.worker.channels.close(self.dests)
+
+
+def _via_hub(node, deliver):
+    """``deliver`` for an ``exclusive`` node: called from its thread, it runs on the hub."""
+    def send(envelope) -> None:
+        if off_hub(node.hub):
+            return run_on_hub(node.hub, deliver, envelope, cancelled=node.is_cancelled)
+        return deliver(envelope)
+
+    return send

@@ -19,10 +19,11 @@ from .threads import off_hub, run_on_hub
 class RoutedOutputPort:
     """An output of a shared node: destinations depend on the envelope's route (its instance)."""
 
-    __slots__ = ("node", "routes", "name")
+    __slots__ = ("node", "routes", "senders", "name")
 
     def __init__(self, node, name: str):
         self.node, self.routes, self.name = node, {}, name
+        self.senders: dict = {}  # route -> the send path to its destinations (built on first use)
 
     def send(self, envelope: Envelope) -> None:
         """Deliver to the destinations of ``envelope.transfer_addr``'s instance; an envelope of an
@@ -33,6 +34,9 @@ class RoutedOutputPort:
         node = self.node
         if node.threaded and off_hub(node.hub):
             return run_on_hub(node.hub, self.send, envelope, cancelled=node.is_cancelled)
+        send = self.senders.get(envelope.transfer_addr)
+        if send is not None:
+            return send(envelope)
         dests = self.routes.get(envelope.transfer_addr)
         if dests is None and envelope.transfer_addr in node.routes.failed:
             mark_moved(envelope)  # that instance got this node's error: nothing more goes to it
@@ -43,7 +47,16 @@ class RoutedOutputPort:
                            f"to keep the route of the input)")
             mark_moved(envelope)
             return
-        node.worker.channels.send(dests, envelope)
+        send = self.senders[envelope.transfer_addr] = node.worker.channels.sender(dests)
+        send(envelope)
+
+    def set_route(self, route: int, dests: list | None) -> list:
+        """Route ``route``'s destinations become ``dests`` (None: it is served no more); returns the old ones."""
+        self.senders.pop(route, None)
+        old = self.routes.pop(route, [])
+        if dests is not None:
+            self.routes[route] = dests
+        return old
 
 
 class SharedRoutes:
@@ -76,7 +89,8 @@ class SharedRoutes:
             inbox.route_left[r.route] = inbox.route_left.get(r.route, 0) + n
             need.add(chan)
         for (port, tag), dests in r.outputs.items():
-            self.ports[(port, tag)].routes.setdefault(r.route, []).extend(dests)
+            out = self.ports[(port, tag)]
+            out.set_route(r.route, out.routes.get(r.route, []) + list(dests))
 
     def on_flush(self, route: int, chan: int) -> None:
         got = self.flushed.setdefault(route, set())
@@ -97,7 +111,7 @@ class SharedRoutes:
     def close(self, route: int) -> None:
         """The instance's nodes after this one see the end of ``route``."""
         for port in self.ports.values():
-            dests = port.routes.pop(route, [])
+            dests = port.set_route(route, None)
             self.channels.close(dests)
             self.channels.forget({d.chan for d in dests if not d.shared})
 
@@ -107,6 +121,7 @@ class SharedRoutes:
             for dests in port.routes.values():
                 self.channels.close(dests)
             port.routes.clear()
+            port.senders.clear()
 
     def can_fail(self, route, supervisor: int) -> bool:
         """True when ``route`` is a dynamic instance (its creator is not the supervisor)."""
