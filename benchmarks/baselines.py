@@ -1,6 +1,6 @@
 """Hand-written multiprocessing baselines, shaped like the engine's 3-node chains.
 
-Every baseline runs three processes, ``producer -> middle -> consumer`` (the engine runs three
+The first baselines run three processes, ``producer -> middle -> consumer`` (the engine runs three
 workers: ``source -> Transform -> sink``), forked from the calling process, and the consumer
 measures its own rate exactly as the engine's sink does: from the first timed message (after
 ``warmup`` messages) to the last one. Each function returns the consumer's result dict.
@@ -12,6 +12,15 @@ measures its own rate exactly as the engine's sink does: from the first timed me
 * :func:`queue_frames` -- the same chain with ``multiprocessing.Queue(maxsize=cap)`` between stages:
   frames are pickled and written through pipes at every hop.
 * :func:`pipe_messages` -- small messages, one ``Connection.send`` per message per hop.
+
+The chain baselines (bench_chain.py) are shaped like the engine's 5-worker chain ``source -> 3 relays
+-> sink`` (4 hops):
+
+* :func:`ring_messages` -- small messages around a ring of 4 processes: the first both produces and
+  consumes (source and sink in one), 3 relays forward; one ``Connection.send`` per message per hop,
+  at most ``window`` messages in flight end to end (the producer waits for one to come back before
+  sending more: a bound like the engine's credits, ``cap`` per channel).
+* :func:`raw_frames` with ``relays=3``: the raw shared-memory limit through 5 processes.
 """
 
 from __future__ import annotations
@@ -53,10 +62,12 @@ class _Clock:
                 "seconds": seconds, **extra}
 
 
-def _run3(producer, middle, consumer) -> dict:
-    """Run the three stages as forked processes; return what the consumer sent back."""
+def _run3(producer, middle, consumer, middles: tuple = ()) -> dict:
+    """Run the stages as forked processes (``middle``, or each of ``middles``, between producer and
+    consumer); return what the consumer sent back."""
     res_r, res_w = CTX.Pipe(duplex=False)
-    procs = [CTX.Process(target=producer, daemon=True), CTX.Process(target=middle, daemon=True),
+    procs = [CTX.Process(target=producer, daemon=True),
+             *[CTX.Process(target=m, daemon=True) for m in (middles or (middle,))],
              CTX.Process(target=consumer, args=(res_w,), daemon=True)]
     for p in procs:
         p.start()
@@ -78,12 +89,13 @@ def _run3(producer, middle, consumer) -> dict:
 
 
 # -- frames: raw shared-memory ring --------------------------------------------------------------------
-def raw_frames(n: int, slots: int, pool: int, warmup: int, shape=SHAPE) -> dict:
+def raw_frames(n: int, slots: int, pool: int, warmup: int, shape=SHAPE, relays: int = 1) -> dict:
+    """``relays`` middle processes between producer and consumer (1: the 3-process chain)."""
     frame_bytes = int(np.prod(shape))
     ring = mmap.mmap(-1, slots * frame_bytes)  # MAP_SHARED | MAP_ANONYMOUS: inherited by the forks
     view = np.frombuffer(ring, np.uint8).reshape(slots, *shape)
-    a_r, a_w = CTX.Pipe(duplex=False)  # producer -> middle: slot index
-    b_r, b_w = CTX.Pipe(duplex=False)  # middle -> consumer: slot index
+    hops = [CTX.Pipe(duplex=False) for _ in range(relays + 1)]  # slot indices, stage k -> stage k + 1
+    a_w, b_r = hops[0][1], hops[-1][0]
     f_r, f_w = CTX.Pipe(duplex=False)  # consumer -> producer: freed slot index
 
     def producer():
@@ -99,12 +111,15 @@ def raw_frames(n: int, slots: int, pool: int, warmup: int, shape=SHAPE) -> dict:
             a_w.send(slot)
         a_w.send(None)
 
-    def middle():
-        while True:
-            slot = a_r.recv()
-            b_w.send(slot)
-            if slot is None:
-                return
+    def relay(k):
+        def middle():
+            recv, send = hops[k][0].recv, hops[k + 1][1].send
+            while True:
+                slot = recv()
+                send(slot)
+                if slot is None:
+                    return
+        return middle
 
     def consumer(res):
         clock = _Clock(warmup)
@@ -119,7 +134,7 @@ def raw_frames(n: int, slots: int, pool: int, warmup: int, shape=SHAPE) -> dict:
         res.send(clock.result(frame_bytes=frame_bytes, slots=slots))
 
     try:
-        return _run3(producer, middle, consumer)
+        return _run3(producer, None, consumer, tuple(relay(k) for k in range(relays)))
     finally:
         del view
         ring.close()
@@ -197,3 +212,65 @@ def pipe_messages(n: int, warmup: int) -> dict:
         res.send(clock.result())
 
     return _run3(producer, middle, consumer)
+
+
+# -- small messages around a ring: source and sink in one process, 3 relays ------------------------------
+def ring_messages(n: int, warmup: int, window: int, relays: int = 3) -> dict:
+    """The producer/consumer process sends ``{"i": i}`` to relay 1; relay k forwards to relay k + 1,
+    the last back to the producer/consumer, which checks the order; at most ``window`` messages are
+    in flight (sent and not yet back). ``relays + 1`` processes and as many hops."""
+    hops = [CTX.Pipe(duplex=False) for _ in range(relays + 1)]  # (read end, write end) of stage k -> k + 1
+
+    def relay(k):
+        def middle():
+            recv, send = hops[k][0].recv, hops[k + 1][1].send
+            while True:
+                msg = recv()
+                send(msg)
+                if msg is None:
+                    return
+        return middle
+
+    def ends(res):
+        send, recv = hops[0][1].send, hops[-1][0].recv
+        clock = _Clock(warmup)
+        sent = 0
+
+        def take():
+            msg = recv()
+            if msg["i"] != clock.got:
+                clock.bad += 1
+            clock.tick()
+
+        while sent < n:
+            if sent - clock.got >= window:
+                take()
+            send({"i": sent})
+            sent += 1
+        while clock.got < n:
+            take()
+        send(None)
+        if recv() is not None:
+            clock.bad += 1
+        res.send(clock.result(window=window))
+
+    res_r, res_w = CTX.Pipe(duplex=False)
+    procs = [CTX.Process(target=ends, args=(res_w,), daemon=True),
+             *[CTX.Process(target=relay(k), daemon=True) for k in range(relays)]]
+    for p in procs:
+        p.start()
+    res_w.close()
+    try:
+        if not res_r.poll(300):
+            raise TimeoutError("baseline ring did not report within 300 s")
+        result = res_r.recv()
+    finally:
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    for p in procs:
+        if p.exitcode not in (0, None):
+            raise RuntimeError(f"baseline process {p.name} exited with {p.exitcode}")
+    return result
