@@ -55,7 +55,7 @@ class SlowClients:
     BODY_HEAD = (b"POST /analyze/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                  b"Content-Length: 1000000\r\n\r\n")
 
-    def __init__(self, port: int, n: int, interval: float = 0.2, body: bool = False):
+    def __init__(self, port: int, n: int, interval: float = 0.05, body: bool = False):
         self.socks: list[socket.socket] = []
         for _ in range(n):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
