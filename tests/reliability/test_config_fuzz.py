@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 
 from tests.reliability.config_checker import Checker, classify
@@ -29,6 +30,17 @@ def shipped_configs(checker: Checker) -> list[tuple[str, str]]:
         if rc == 0:
             seeds.append((str(path.relative_to(ROOT)), path.read_text()))
     return seeds
+
+
+@pytest.fixture(scope="session")
+def seeds() -> list[tuple[str, str]]:
+    checker = Checker(str(ROOT))
+    try:
+        found = shipped_configs(checker)
+    finally:
+        checker.close()
+    assert found, "no shipped config passes check"
+    return found
 
 
 def workspace(tmp_path: Path) -> Path:
@@ -60,16 +72,13 @@ def clear_extra(space: Path, seed: str, extra: dict) -> None:
         (space / Path(seed).parent.name / name).unlink()
 
 
-def test_mutated_configs_are_valid_or_one_clear_error(tmp_path, figures, sizes):
+def test_mutated_configs_are_valid_or_one_clear_error(tmp_path, figures, sizes, seeds):
     space = workspace(tmp_path)
     checker = Checker(str(ROOT))
     outcomes: Counter = Counter()
     examples: dict[str, list[str]] = {}
     by_seed: Counter = Counter()
     try:
-        seeds = shipped_configs(checker)
-        assert seeds, "no shipped config passes check"
-
         @settings(max_examples=sizes.config_cases, deadline=None, database=None, phases=[Phase.generate],
                   suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet)
         @given(cases(seeds))
@@ -98,14 +107,9 @@ def test_mutated_configs_are_valid_or_one_clear_error(tmp_path, figures, sizes):
     assert lost == 0, examples
 
 
-def test_mutated_configs_through_a_real_check_process(tmp_path, figures, sizes):
+def test_mutated_configs_through_a_real_check_process(tmp_path, figures, sizes, seeds):
     """The same, through ``python -m megflow_mp.cli check`` in a process of its own."""
     space = workspace(tmp_path)
-    checker = Checker(str(ROOT))
-    try:
-        seeds = shipped_configs(checker)
-    finally:
-        checker.close()
     outcomes: Counter = Counter()
     examples: list[str] = []
 
