@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint clean models system-deps
+.PHONY: venv demo test bench chaos lint clean models system-deps
 
 $(STAMP): setup.cfg pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
@@ -57,6 +57,11 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q tests
+
+# the reliability suite at full size (about 10 minutes): fuzzed HTTP and configs, hostile clients;
+# writes RELIABILITY.md. `make test` runs the same code at a small size.
+chaos: venv
+	MEGFLOW_MP_RELIABILITY=full MEGFLOW_MP_RELIABILITY_REPORT=RELIABILITY.md $(PY) -m pytest -q tests/reliability
 
 bench: venv
 	$(PY) -m pytest -q benchmarks --benchmark-columns=mean,ops --benchmark-sort=name --benchmark-json=.benchmarks/bench.json
