@@ -2,16 +2,18 @@
 
 Each process of an app listens on an abstract-namespace address (nothing on disk, gone when the
 process is). A sender connects lazily, once per peer, so records from one process to another keep
-their order. Records are small tuples (see :mod:`megflow_mp.runtime.records`); a datagram is
+their order. Records are small tuples (see :mod:`megflow_mp.runtime.channels`); a datagram is
 ``marshal((src, records, segment_keys))`` and carries, with SCM_RIGHTS, the memfd of every
 shared-memory segment the peer has not been sent yet, so array payloads can be mapped before the
 records that reference them are decoded.
 
 Batching: ``post`` appends to the peer's pending batch; a batch is written when it is large, when
-the hub is about to wait (idle hook), or by the flusher thread once it is 1 ms old (a timed wait
-for that batch's deadline, no ticking), so a plugin that blocks in its own code never holds a
-message back for long. Under load many records share one
-write; when idle every record goes out at once.
+the hub is about to wait (idle hook), at once when the posting code has run for more than ``STALE``
+since the previous post and since the hub last woke (a node that computes between sends: what it
+posts goes out now, with everything pending), and otherwise by the flusher thread within
+``WATCHDOG`` (a node that posts and then blocks in its own code). Under load many records share
+one write and no thread is woken per batch (the flusher sleeps ``WATCHDOG`` at a time, and only
+while batches are being made); when idle every record goes out at once.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ MAX_BATCH = 256
 MAX_BATCH_BYTES = 256 << 10
 SNDBUF = 4 << 20
 RECV_BUF = 8 << 20
-STALE = 0.001
+STALE = 0.001  # posts further apart than this, in a busy spell of the hub, are written at once
+WATCHDOG = 0.01  # the flusher writes a batch held longer than STALE within this
 
 
 def address(run_id: str, index: int) -> str:
@@ -63,7 +66,9 @@ class Transport:
         self._since: dict[int, float] = {}
         self._sent_keys: dict[int, set] = {}
         self._lock = threading.Lock()
-        self._event = threading.Event()  # set while a batch is pending
+        self._event = threading.Event()  # set while the flusher is armed (batches are being made)
+        self._armed = False  # under _lock: the flusher watches (a batch started since it last found none)
+        self._last_post = 0.0  # monotonic time of the latest post
         self._closing = threading.Event()
         self._buf = bytearray(RECV_BUF)
         self._closed = False
@@ -76,13 +81,16 @@ class Transport:
     # -- sending --------------------------------------------------------------------------------------
     def post(self, proc: int, record: tuple, size: int = 64, segments=()) -> None:
         """Queue ``record`` for process ``proc``; ``segments`` are shm keys its payload references."""
+        now = time.monotonic()
         with self._lock:
             batch = self._pending.get(proc)
             if batch is None:
                 batch = self._pending[proc] = []
                 self._pending_bytes[proc] = 0
-                self._since[proc] = time.monotonic()
-                self._event.set()
+                self._since[proc] = now
+                if not self._armed:
+                    self._armed = True
+                    self._event.set()
             batch.append(record)
             if segments:
                 sent = self._sent_keys.setdefault(proc, set())
@@ -94,6 +102,10 @@ class Transport:
             self._pending_bytes[proc] = total
             if len(batch) >= MAX_BATCH or total >= MAX_BATCH_BYTES:
                 self._flush(proc)
+            if now - self._last_post > STALE and now - self.hub.woke > STALE:
+                for peer in list(self._pending):  # a slow sender: nothing it posts may wait for the flusher
+                    self._flush(peer)
+            self._last_post = now
 
     def send_now(self, proc: int, record: tuple) -> None:
         self.post(proc, record)
@@ -152,26 +164,24 @@ class Transport:
                 sock.close()
 
     def _flush_loop(self) -> None:
-        """Write each batch once it is ``STALE`` old: wait for a batch to exist (``_event``), then
-        until its deadline (``_closing``, set by close, doubles as the timer)."""
+        """Write each batch held longer than ``STALE``, looking every ``WATCHDOG`` while armed (a
+        batch was started since the last look found none); disarmed, wait to be armed."""
         while True:
             self._event.wait()
             if self._closed:
                 return
-            with self._lock:
-                if not self._since:
-                    self._event.clear()
-                    continue
-                delay = min(self._since.values()) + STALE - time.monotonic()
-            if delay > 0 and self._closing.wait(delay):
-                return
-            with self._lock:
-                now = time.monotonic()
-                for proc, since in list(self._since.items()):
-                    if now - since >= STALE:
-                        self._flush(proc)
-                if not self._pending:
-                    self._event.clear()
+            while True:
+                if self._closing.wait(WATCHDOG):  # set by close
+                    return
+                with self._lock:
+                    now = time.monotonic()
+                    for proc, since in list(self._since.items()):
+                        if now - since >= STALE:
+                            self._flush(proc)
+                    if not self._pending:
+                        self._armed = False
+                        self._event.clear()
+                        break
 
     # -- receiving ------------------------------------------------------------------------------------
     def _accept(self, _mask) -> None:
