@@ -14,19 +14,37 @@ Contracts
   text names the server (``host:port/db``) and the redis error; a call fails within about twice
   ``timeout`` (one retry). The client reconnects by itself at the next call, so a server that comes
   back is used again without a restart.
+* Registrations and notifications that redis could not take (:meth:`FeatureStore.hold`) are spooled
+  to disk (:class:`megflow_mp.spool.Spool`, fsync'd, at most ``backlog``) and written in order by a
+  retry thread once redis answers, also by the next run of the app when it was killed meanwhile.
+  Each is applied once: one script adds the entry's id to ``<notify_key>.delivered`` and writes only
+  when the id is new. The spool is ``spool_dir/<kind>_<host>_<port>_<db>_<key>``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
+import re
+import threading
 
 import numpy as np
+
+from megflow_mp.spool import Spool, spool_dir
 
 __all__ = ["FeatureStore", "StoreError", "encode", "decode"]
 
 log = logging.getLogger(__name__)
+
+# KEYS[1] the key written, KEYS[2] the delivered ids; ARGV: id, "set" or "rpush", value
+APPLY_ONCE = """
+if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
+  if ARGV[2] == 'set' then redis.call('SET', KEYS[1], ARGV[3]) else redis.call('RPUSH', KEYS[1], ARGV[3]) end
+end
+redis.call('EXPIRE', KEYS[2], 604800)
+"""
 
 
 class StoreError(RuntimeError):
@@ -58,7 +76,8 @@ class FeatureStore:
     answer before a call fails."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 6379, db: int = 0, prefix: str = "feature.",
-                 notify_key: str = "notification.cat_finder", timeout: float = 1.0):
+                 notify_key: str = "notification.cat_finder", timeout: float = 1.0, spool: str | None = None,
+                 kind: str = "cat_finder", backlog: int = 1000, retry_interval: float = 1.0):
         import redis
         from redis.backoff import ConstantBackoff
         from redis.retry import Retry
@@ -73,6 +92,15 @@ class FeatureStore:
         self.client = redis.Redis(host=self.host, port=self.port, db=self.db, decode_responses=True,
                                   socket_connect_timeout=float(timeout), socket_timeout=float(timeout),
                                   retry=Retry(ConstantBackoff(0.05), 1))
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{kind}_{self.host}_{self.port}_{self.db}_{self.notify_key}")
+        self.spool = Spool(spool_dir(spool) / name, limit=backlog)
+        self.retry_interval = float(retry_interval)
+        self._apply_once = self.client.register_script(APPLY_ONCE)
+        self._io = threading.Lock()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        if len(self.spool):  # left by an earlier run: written as soon as redis answers
+            self._start_retry()
 
     @property
     def where(self) -> str:
@@ -96,9 +124,11 @@ class FeatureStore:
         return f"{self.prefix}{name}"
 
     def save(self, name: str, feature: np.ndarray) -> str:
-        """Store (or replace) the feature of ``name``; returns the key."""
+        """Store (or replace) the feature of ``name``; returns the key. Spooled first: a StoreError
+        means it waits in the spool for redis (see the module docstring)."""
         key = self.key(name)
-        self._call(f"store {key!r}", self.client.set, key, encode(feature))
+        self.hold("set", key, encode(feature))
+        self._write_held(f"store {key!r}")
         return key
 
     def load(self) -> dict[str, np.ndarray]:
@@ -127,8 +157,58 @@ class FeatureStore:
         return out
 
     def notify(self, text: str) -> None:
-        """Append one notification to ``notify_key``."""
-        self._call(f"push to {self.notify_key!r}", self.client.rpush, self.notify_key, text)
+        """Append one notification to ``notify_key``. Spooled first: a StoreError means it waits in
+        the spool for redis."""
+        self.hold("rpush", self.notify_key, text)
+        self._write_held(f"push to {self.notify_key!r}")
+
+    def _write_held(self, what: str) -> None:
+        try:
+            self._call(what, self.flush)
+        except StoreError:
+            self._start_retry()
+            raise
+
+    # -- the spool ---------------------------------------------------------------------------------------
+    def hold(self, op: str, key: str, value: str) -> None:
+        """Spool ``op`` (``"set"`` or ``"rpush"``) of ``value`` to ``key``; :meth:`flush` writes it."""
+        self.spool.append(json.dumps({"op": op, "key": key, "value": value}))
+
+    def flush(self) -> int:
+        """Apply every spooled write, oldest first; returns how many; redis errors propagate."""
+        def send(entry_id: str, text: str) -> None:
+            entry = json.loads(text)
+            self._apply_once(keys=[entry["key"], f"{self.notify_key}.delivered"],
+                             args=[entry_id, entry["op"], entry["value"]])
+
+        with self._io:
+            return self.spool.deliver(send)
+
+    def close(self) -> None:
+        """Stop the retry thread (what is still spooled waits for the next run)."""
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(self.retry_interval + 10)
+
+    def _start_retry(self) -> None:
+        with self._io:
+            if self._thread is None and not self._closed.is_set():
+                self._thread = threading.Thread(target=self._retry, name="redis-spool", daemon=True)
+                self._thread.start()
+
+    def _retry(self) -> None:
+        while not self._closed.wait(self.retry_interval):
+            try:
+                sent = self.flush()
+            except self._redis.RedisError:
+                continue
+            if sent:
+                log.info("%s: wrote %d spooled registration(s)/notification(s) (%d dropped while it was down)",
+                         self.where, sent, self.spool.dropped)
+            with self._io:  # a hold() after this starts a new thread
+                if not len(self.spool):
+                    self._thread = None
+                    return
 
     @staticmethod
     def _escape(text: str) -> str:

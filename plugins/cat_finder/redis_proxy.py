@@ -2,8 +2,10 @@
 
 save -- in: BestBox/Reid's message (``extra_data`` = the cat's name, ``feature``, ``box``, ``score``,
 or ``error``). The feature is stored under ``<prefix><name>`` (replacing an earlier one) and the reply
-is the JSON string ``{"name", "key", "box", "score"}``; a message with an error, or redis unreachable,
-gives ``{"name", "error"}`` instead (nothing stored).
+is the JSON string ``{"name", "key", "box", "score"}``; a message with an error gives ``{"name",
+"error"}`` instead (nothing stored). While redis is unreachable the registration is spooled to disk
+and stored when redis answers again (also by the next run, if the app is killed meanwhile): the reply
+then says so in ``"held"`` (the reason redis did not take it).
 
 search -- in: the embedded best view of an ended track (Shaper + Reid). The registered features are
 (re)loaded from redis at most every ``refresh`` seconds (0: at every search, so a cat registered
@@ -11,11 +13,14 @@ while streams run is found at once); when redis is unreachable the last loaded o
 error is logged. The most similar cat (cosine) is a match when the similarity is at least
 ``threshold``: then the notification ``{"stream", "name", "similarity", "track", "first_frame",
 "last_frame", "best_frame", "box", "message"}`` (a JSON string) goes out -- to the stream's messages
--- and is appended to the redis list ``notify_key``. No match: nothing goes out (logged at INFO).
+-- and is appended to the redis list ``notify_key`` (spooled the same way while redis is unreachable,
+each notification written once). No match: nothing goes out (logged at INFO).
 
 Args: ``mode``; ``host`` (or the seeds' ``ip``, "127.0.0.1"), ``port`` (6379), ``db`` (0), ``prefix``
 ("feature."), ``notify_key`` ("notification.cat_finder"), ``timeout`` (1 s per redis call),
-``threshold`` (0.7), ``refresh`` (0 s).
+``threshold`` (0.7), ``refresh`` (0 s), ``spool_dir`` (where writes wait while redis is down; default
+``$XDG_STATE_HOME/megflow-mp/spool``, else ``.megflow-mp/spool`` in the working directory), ``backlog``
+(at most this many spooled, 1000), ``retry_interval`` (1 s).
 """
 
 import json
@@ -45,7 +50,9 @@ class RedisProxy:
         self.store = FeatureStore(host=args.get("host", args.get("ip", "127.0.0.1")), port=int(args.get("port", 6379)),
                                   db=int(args.get("db", 0)), prefix=str(args.get("prefix", "feature.")),
                                   notify_key=str(args.get("notify_key", "notification.cat_finder")),
-                                  timeout=float(args.get("timeout", 1.0)))
+                                  timeout=float(args.get("timeout", 1.0)), spool=args.get("spool_dir") or None,
+                                  kind=self.mode, backlog=int(args.get("backlog", 1000)),
+                                  retry_interval=float(args.get("retry_interval", 1.0)))
         why = self.store.unreachable()
         if why:  # the app still starts: registrations answer with an error, searches use what was loaded
             log.warning("RedisProxy %r: %s. Start redis-server there or set the app's redis_host/redis_port "
@@ -73,13 +80,15 @@ class RedisProxy:
         name = str(msg.get("extra_data") or "").strip()
         if msg.get("error") or msg.get("feature") is None:
             return {"name": name, "error": msg.get("error") or "no feature was computed"}
+        reply = {"name": name, "key": self.store.key(name), "box": box_list(msg["box"]),
+                 "score": round(float(msg["score"]), 4)}
         try:
-            key = self.store.save(name, msg["feature"])
+            self.store.save(name, msg["feature"])
         except StoreError as exc:
-            log.error("RedisProxy %r: %s (the cat %r is not registered)", self.name, exc, name)
-            return {"name": name, "error": str(exc)}
-        log.info("RedisProxy %r: registered %r as %s", self.name, name, key)
-        return {"name": name, "key": key, "box": box_list(msg["box"]), "score": round(float(msg["score"]), 4)}
+            log.error("RedisProxy %r: %s (the cat %r is spooled and stored when redis answers)", self.name, exc, name)
+            return {**reply, "held": str(exc)}
+        log.info("RedisProxy %r: registered %r as %s", self.name, name, reply["key"])
+        return reply
 
     # -- search ------------------------------------------------------------------------------------------
     def reload(self) -> None:
@@ -122,5 +131,5 @@ class RedisProxy:
         try:
             self.store.notify(json.dumps(note))
         except StoreError as exc:
-            log.error("RedisProxy %r: %s; the notification reaches the stream's messages only", self.name, exc)
+            log.error("RedisProxy %r: %s; the notification is spooled and written when redis answers", self.name, exc)
         return note

@@ -40,6 +40,13 @@ EXPECTED = {"moto": 1, "trike": 1, "cat": 0}  # alerts per clip: one per vehicle
 FORMATS = [pytest.param("mge", marks=pytest.mark.slow), "onnx"]
 
 
+
+@pytest.fixture(autouse=True)
+def private_spool(tmp_path, monkeypatch):
+    """Writes spooled while redis is down go under the test's own directory (apps inherit it)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("lift")
@@ -139,13 +146,13 @@ def test_nodes_refuse_bad_args_and_messages_with_clear_errors(registry):
 
 
 def test_redis_list_holds_alerts_while_redis_is_down_and_pushes_them_in_order_when_it_is_back(
-        registry, redis_server, caplog):  # noqa: F811
+        registry, redis_server, caplog, tmp_path):  # noqa: F811
     from electric_bicycle.redis_list import RedisList
 
     caplog.set_level(logging.INFO, logger="electric_bicycle")
     port, r = redis_server.port, redis_server.client()
     # the retry thread waits 60 s here: the test retries by hand (the app tests see the thread retry)
-    alerts = RedisList("t.alerts", port=port, backlog=3, retry_interval=60)
+    alerts = RedisList("t.alerts", port=port, backlog=3, retry_interval=60, spool=tmp_path / "spool")
     assert alerts.check()
     alerts.push("a")
     assert r.lrange("t.alerts", 0, -1) == ["a"]

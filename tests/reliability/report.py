@@ -62,6 +62,12 @@ FOUND = [
     ("HTTP fuzzing (the real request afterwards)", "in the head-size limit while it was being written: a body over "
      "64 kB was answered 431 and an 8 kB header 400; fixed before it was committed (6d2af5b)", "http_protocol.py",
      "test_http_hostile.py: the 1 kB to 32 kB header row, and every real-request check"),
+    ("redis outage", "electric_bicycle alerts and cat_finder registrations and notifications were held in memory "
+     "while redis was down (cat_finder's not at all: registrations answered an error, notifications were dropped) "
+     "and lost when the app was killed; now spooled to disk (fsync'd, bounded) and written once each by id",
+     "spool.py, electric_bicycle/redis_list.py, cat_finder/features.py",
+     "test_redis_outage.py: test_writes_survive_redis_and_app_kills_exactly_once, "
+     "test_a_write_delivered_but_still_spooled_is_not_written_twice; tests/unit/test_spool.py"),
 ]
 LEFT = [
     "uvicorn has no time limit on a request head or body: slow clients keep their connections (each holds a file "

@@ -17,11 +17,18 @@ class Size:
     config_subprocess: int  # mutated configs checked by a real `megflow-mp check` process
     slow_clients: int  # slowloris sockets held open at once
     hostile_rounds: int  # rounds of the hand-written hostile requests
+    outage_writes: int  # alerts (and cat registrations + notifications) written across redis outages
+    kills: int  # rounds of SIGKILLs of each kind of process under load
+    overload_clients: int  # concurrent clients against a small-capacity service
+    churn_cycles: int  # stream start/stop cycles
+    cameras: int  # RTSP cameras at once (one of them bad)
 
 
 SIZES = {
-    "small": Size(http_requests=120, config_cases=250, config_subprocess=2, slow_clients=16, hostile_rounds=1),
-    "full": Size(http_requests=10_000, config_cases=10_000, config_subprocess=20, slow_clients=256, hostile_rounds=20),
+    "small": Size(http_requests=120, config_cases=250, config_subprocess=2, slow_clients=16, hostile_rounds=1,
+                  outage_writes=60, kills=1, overload_clients=200, churn_cycles=40, cameras=4),
+    "full": Size(http_requests=10_000, config_cases=10_000, config_subprocess=20, slow_clients=256, hostile_rounds=20,
+                 outage_writes=1000, kills=3, overload_clients=1000, churn_cycles=1000, cameras=16),
 }
 
 SIZE = os.environ.get("MEGFLOW_MP_RELIABILITY", "small")

@@ -55,11 +55,16 @@ class RedisServer:
     """A redis-server on ``host``:``port`` (a free port when not given), ready when ``__init__`` returns
     (it answers PING). ``stop()`` terminates and reaps it; a context manager stops it on exit."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None, ready_timeout: float = 10.0):
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, ready_timeout: float = 10.0,
+                 data_dir: str | os.PathLike | None = None):
         self.host, self.port = host, port or free_port(host)
         self._dir = tempfile.TemporaryDirectory(prefix="redis-")
-        cmd = [redis_server_binary(), "--bind", host, "--port", str(self.port), "--save", "", "--appendonly", "no",
-               "--dir", self._dir.name, "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning"]
+        # data_dir: durable (append-only file, fsync per write) and kept, so a server killed and started
+        # again on the same data_dir has every write it acknowledged
+        durable = ["--appendonly", "yes", "--appendfsync", "always"] if data_dir else ["--appendonly", "no"]
+        cmd = [redis_server_binary(), "--bind", host, "--port", str(self.port), "--save", "", *durable,
+               "--dir", str(data_dir or self._dir.name), "--daemonize", "no", "--protected-mode", "no",
+               "--loglevel", "warning"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      preexec_fn=_die_with_parent)
         deadline = time.monotonic() + ready_timeout
@@ -84,6 +89,12 @@ class RedisServer:
     def client(self, **kwargs):
         import redis
         return redis.Redis(host=self.host, port=self.port, decode_responses=True, socket_timeout=5, **kwargs)
+
+    def kill(self) -> None:
+        """SIGKILL at once (a crash); reaped."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.stop()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
