@@ -7,6 +7,7 @@ test waits for. The sending hub is never run unless a test says so, so its idle 
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -60,14 +61,17 @@ def peers(run_id):
             peer.arena.close()
 
 
-def stop_flusher(peer: Peer) -> None:
-    """Stop the flusher thread, so batches go out only when full or flushed (deterministic counts)."""
+def stop_flusher(peer: Peer, eager: bool = False) -> None:
+    """Stop the flusher thread, so batches go out only when full or flushed (deterministic counts);
+    unless ``eager``, the hub also looks as if it had just woken, so no post is written at once."""
     t = peer.transport
     t._closed = True
     t._event.set()
     t._flusher.join(timeout=10)
     assert not t._flusher.is_alive()
     t._closed = False
+    if not eager:
+        peer.hub.woke = float("inf")
 
 
 def test_address_is_abstract_and_unique_per_process():
@@ -124,6 +128,17 @@ def test_flusher_delivers_a_lone_record_while_the_sender_hub_is_busy(peers):
     b.run_until(lambda: b.records)
     assert b.records == [(DATA, 7, "alone")]
     assert a.transport._pending == {}
+
+
+def test_a_post_after_a_spell_of_work_is_written_at_once(peers):
+    a, b = peers(0), peers(1)
+    stop_flusher(a, eager=True)
+    a.hub.woke = a.transport._last_post = time.monotonic() - 1  # busy for 1 s, nothing posted meanwhile
+    a.transport.post(1, (DATA, 7, "computed"))
+    b.run_until(lambda: b.records)
+    assert b.records == [(DATA, 7, "computed")]
+    a.transport.post(1, (DATA, 7, "right after"))  # a quick second post waits for the batch's flush
+    assert a.transport._pending == {1: [(DATA, 7, "right after")]}
 
 
 def test_idle_hook_flushes_when_the_sender_hub_waits(peers):

@@ -52,6 +52,7 @@ class Hub:
         self.thread_id = threading.get_ident()
         self._closed = False
         self.idle_hooks: list[Callable[[], None]] = []  # run before the hub waits (flush batches)
+        self.woke = time.monotonic()  # when the hub last came back from waiting (its busy spell began)
 
     # -- tasks -----------------------------------------------------------------------------------
     def spawn(self, fn: Callable, *args) -> greenlet.greenlet:
@@ -170,7 +171,9 @@ class Hub:
                 wait = left if wait is None else min(wait, left)
             if self._calls:
                 wait = 0
-            for key, mask in self.selector.select(wait):
+            events = self.selector.select(wait)
+            self.woke = time.monotonic()
+            for key, mask in events:
                 key.data(mask)
 
     def poll_nowait(self) -> None:
