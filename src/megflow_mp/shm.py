@@ -43,6 +43,17 @@ ALIGN = 64  # payload alignment and block granularity (a cache line; enough for 
 _NAMES = 2  # header cells before the vectors: payload size, total block size
 
 
+_PID = os.getpid()  # this process's id, kept current across forks (os.getpid is a system call)
+
+
+def _forked() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def _round_up(n: int, to: int) -> int:
     return (n + to - 1) // to * to
 
@@ -124,7 +135,7 @@ class Arena:
         self.nprocs = nprocs
         self.segment_size = _round_up(segment_size, mmap.PAGESIZE)
         self.header_size = _round_up(8 * (_NAMES + 2 * nprocs), ALIGN)
-        self._pid = os.getpid()
+        self._pid = _PID
         self._lock = threading.RLock()
         self._segs: dict[tuple[int, int], _Segment] = {}  # every segment we know: own and remote
         self._rings: list[_Ring] = []  # own segments, by segment number
@@ -148,7 +159,7 @@ class Arena:
         return dropped == added
 
     def _check(self) -> None:
-        if os.getpid() != self._pid:
+        if _PID != self._pid:
             raise RuntimeError("an Arena cannot be used in a forked child; create a new one there")
         if self._closed:
             raise RuntimeError("arena is closed")
@@ -293,7 +304,7 @@ class Arena:
         return self.view(block, 0, shape, tuple(strides), dtype)  # the view stands for alloc's hold
 
     def _finalize(self, mv_id: int, seg: _Segment, offset: int) -> None:
-        if os.getpid() != self._pid:
+        if _PID != self._pid:
             return  # forked child: the reference belongs to the parent
         with self._lock:
             self._live.pop(mv_id, None)
@@ -307,7 +318,7 @@ class Arena:
         """``(block, data_offset)`` if ``arr`` (or the array it is a view/slice of) is a live view
         made by :meth:`view` in this process; ``data_offset`` is the byte offset of ``arr``'s first
         element within the payload. None otherwise (also in a forked child)."""
-        if not self._live or os.getpid() != self._pid:
+        if not self._live or _PID != self._pid:
             return None
         obj = arr
         while isinstance(obj, np.ndarray):
@@ -344,7 +355,7 @@ class Arena:
         """Own segments: ``segments`` count, ``bytes`` mapped, live ``blocks`` and the bytes they
         ``held`` (after reclaiming every ring's free tail); ``views`` alive in this process."""
         with self._lock:
-            if os.getpid() == self._pid and not self._closed:
+            if _PID == self._pid and not self._closed:
                 for ring in self._rings:
                     self._reclaim(ring)
             return {
@@ -360,7 +371,7 @@ class Arena:
         (the views still need them). Best effort, never raises. The arena is unusable afterwards."""
         try:
             with self._lock:
-                if self._live or self._closed or os.getpid() != self._pid:
+                if self._live or self._closed or _PID != self._pid:
                     return
                 self._closed = True
                 for seg in self._segs.values():
