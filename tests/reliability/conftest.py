@@ -11,8 +11,10 @@ figure is both a failed test and a row of the report.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import sys
 import time
 
 import pytest
@@ -26,6 +28,16 @@ _FIGURES = Figures()
 def pytest_configure(config):
     _FIGURES.started = time.time()
     _FIGURES.load_before = os.getloadavg()
+
+
+@pytest.fixture(autouse=True)
+def ieee_floats():
+    """hypothesis draws subnormal floats. Importing ``megengine`` (built with -ffast-math) turns on
+    the CPU's flush-to-zero mode for the whole process, and earlier tests of the same pytest run
+    import it: give this suite the default floating-point environment back (glibc's FE_DFL_ENV)."""
+    if sys.float_info.min / 2 == 0.0:
+        ctypes.CDLL("libm.so.6").fesetenv(ctypes.c_void_p(-1))
+    assert sys.float_info.min / 2 > 0.0
 
 
 @pytest.fixture
