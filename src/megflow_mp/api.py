@@ -9,19 +9,33 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from .runtime import worker as _worker
 from .runtime.hub import Future
 
-_LOCAL = threading.local()
+# a hub that code outside any worker runs its tasks on (a program's block_on, testing.run_node);
+# hub tasks inherit it with the rest of the spawner's context
+_HUB: ContextVar = ContextVar("megflow_mp_hub", default=None)
 
 
 def current_hub():
-    """The hub of the calling code (its worker's, or the one ``megflow_mp.testing`` runs), or None."""
+    """The hub of the calling code (its worker's, or the one :func:`using_hub` set), or None."""
     w = _worker.current_worker()
     if w is not None:
         return w.hub
-    return getattr(_LOCAL, "hub", None)
+    return _HUB.get()
+
+
+@contextmanager
+def using_hub(hub):
+    """Within the block (and in the tasks spawned from it) the plugin API acts on ``hub``."""
+    token = _HUB.set(hub)
+    try:
+        yield hub
+    finally:
+        _HUB.reset(token)
 
 
 def yield_now() -> None:

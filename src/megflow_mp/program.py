@@ -97,15 +97,13 @@ def block_on(fn):
         except BaseException as exc:  # noqa: BLE001 - raised in the caller
             box["error"] = exc
 
-    previous, api._LOCAL.hub = getattr(api._LOCAL, "hub", None), hub
     try:
-        hub.spawn(task)
-        hub.run_until(lambda: bool(box))
+        with api.using_hub(hub):
+            hub.spawn(task)
+            hub.run_until(lambda: bool(box))
     except BaseException:
         _stop_all(failed_only=False)
         raise
-    finally:
-        api._LOCAL.hub = previous
     error = box.get("error")
     if error is not None:
         _stop_all(failed_only=not isinstance(error, KeyboardInterrupt))

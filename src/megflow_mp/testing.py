@@ -188,8 +188,7 @@ def run_node(node, args: dict | None = None, inputs: dict | None = None, resourc
     collected: dict[str, list] = {}
     ins = _ports(ntype.inputs, _split(ntype, inputs or {}), _Input)
     outs = _ports(ntype.outputs, outputs or {}, lambda n, _: _Output(n, collected.setdefault(n, [])))
-    hub, previous = Hub(), getattr(api._LOCAL, "hub", None)
-    api._LOCAL.hub = hub
+    hub = Hub()
     state: dict = {"done": False, "error": None}
     try:
         obj = ntype.factory(name, {"name": name, **(args or {})})
@@ -213,7 +212,8 @@ def run_node(node, args: dict | None = None, inputs: dict | None = None, resourc
                 state["error"] = exc
             state["done"] = True
 
-        task = hub.spawn(body)
+        with api.using_hub(hub):
+            task = hub.spawn(body)
         if not hub.run_until(lambda: state["done"], timeout=max(0.0, deadline - time.monotonic())):
             if task:  # started and parked: unwind it
                 task.throw(Cancelled())
@@ -221,6 +221,5 @@ def run_node(node, args: dict | None = None, inputs: dict | None = None, resourc
         if state["error"] is not None:
             raise state["error"]
     finally:
-        api._LOCAL.hub = previous
         hub.close()
     return collected

@@ -22,11 +22,11 @@ def no_worker():
 
 
 @pytest.fixture
-def hub(monkeypatch):
-    """A Hub that the API helpers of this thread use."""
+def hub():
+    """A Hub that the API helpers of this test (and the tasks it spawns) use."""
     h = Hub()
-    monkeypatch.setattr(api._LOCAL, "hub", h, raising=False)
-    yield h
+    with api.using_hub(h):
+        yield h
     h.close()
 
 
