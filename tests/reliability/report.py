@@ -68,8 +68,16 @@ FOUND = [
      "spool.py, electric_bicycle/redis_list.py, cat_finder/features.py",
      "test_redis_outage.py: test_writes_survive_redis_and_app_kills_exactly_once, "
      "test_a_write_delivered_but_still_spooled_is_not_written_twice; tests/unit/test_spool.py"),
+    ("stream churn", "GET /list and GET /view iterated the streams while /start (another thread) added one: 500 "
+     "'dictionary changed size during iteration' a few times per 100 concurrent start/stop cycles",
+     "nodes/video_server.py, live/routes.py", "test_video_list_answers_while_streams_start_on_other_threads"),
 ]
 LEFT = [
+    "stream churn: the VideoServer's worker keeps about 10 kB per stream started (seen with metrics off and a "
+    "history of 16 ended streams, so neither is the cause); the churn row reports the growth, its test "
+    "xfails on it.",
+    "killing a worker without restart ends the app: requests in flight then see their connection closed "
+    "instead of a 503 (counted in the kill rows).",
     "uvicorn has no time limit on a request head or body: slow clients keep their connections (each holds a file "
     "descriptor) for as long as they trickle; they do not block other requests (the slowloris rows).",
     "check does not construct nodes, so a server's port = -1 or 70000 passes check; run refuses it when it "

@@ -257,3 +257,43 @@ async def asgi_request(app, method: str, path: str) -> tuple[int, bytes]:
     await app(scope, receive, send)
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def test_video_list_answers_while_streams_start_on_other_threads(tmp_path):
+    """GET /list and /view iterated the streams dict while /start (on another thread) added to it:
+    500 'dictionary changed size during iteration' under concurrent starts."""
+    import threading
+    import urllib.parse
+
+    import requests
+
+    from tests.reliability.servers import ServerApp
+    from tests.support.clips import make_clip
+
+    clips = tmp_path / "clips"
+    clip = urllib.parse.quote(str(make_clip(clips / "short.mp4", frames=5, size=(160, 96))), safe="")
+    bad, done = [], threading.Event()
+    with ServerApp.start(tmp_path, "VideoServer", allow_dirs=[str(clips)], history=4) as app:
+        def start():
+            with requests.Session() as s:
+                for _ in range(40):
+                    s.post(f"{app.url}/start/{clip}", timeout=30)
+
+        def look():
+            with requests.Session() as s:
+                while not done.is_set():
+                    for path in ("/list", "/view"):
+                        r = s.get(f"{app.url}{path}", timeout=30)
+                        if r.status_code != 200:
+                            bad.append((path, r.status_code))
+
+        starters = [threading.Thread(target=start) for _ in range(6)]
+        lookers = [threading.Thread(target=look) for _ in range(3)]
+        for t in starters + lookers:
+            t.start()
+        for t in starters:
+            t.join()
+        done.set()
+        for t in lookers:
+            t.join()
+    assert not bad, bad[:5]

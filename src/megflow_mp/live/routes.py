@@ -47,7 +47,7 @@ def add_view_routes(app, streams: Callable[[], dict], wait: float = 10.0) -> Non
     @app.get("/view", summary="Live views: the streams, with links to their pages", response_class=HTMLResponse)
     async def index():
         rows = []
-        for sid, stream in sorted(streams().items()):
+        for sid, stream in sorted(list(streams().items())):  # a copy: /start adds streams meanwhile
             link = f'<a href="/view/{sid}">stream {sid}</a>' if find(sid) else f"stream {sid}"
             rows.append(f"<li>{link} <code>{html.escape(stream.url)}</code> {html.escape(stream.state)}</li>")
         body = "\n".join(rows) or "<li>no stream yet: POST /start/{url}</li>"

@@ -171,7 +171,8 @@ class VideoServer:
 
         @app.get("/list", summary="List the streams", response_model=list[StreamInfo])
         async def list_streams():
-            return [s.info() for s in self.streams.values()]
+            # a copy first (one C call under the GIL): /start on another thread adds streams meanwhile
+            return [s.info() for s in list(self.streams.values())]
 
         @app.get("/get_msgs/{sid}", summary="Take the messages a stream's subgraph sent", responses=not_found,
                  response_model=list[str])
