@@ -15,10 +15,13 @@ Args: ``port``, ``host`` (default 127.0.0.1: other machines reach it only when `
 reader options ``transport`` ("tcp"), ``open_timeout``,
 ``read_timeout``, ``backoff_initial``, ``backoff_max``, ``max_reconnects``, ``policy`` ("block" or
 "drop_oldest"; default block for files, drop_oldest for live sources), ``queue_size``, ``threads``.
+``POST /start/{url}?read_timeout=S`` sets one stream's read timeout (a camera that keeps its socket
+open and sends nothing for S seconds is reconnected).
 """
 
 import asyncio
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -122,10 +125,10 @@ class VideoServer:
         ``subfile,,``, ``file:``, ...) that would open other files than the one checked."""
         return url if url.startswith(LIVE_SCHEMES) else str(Path(url).resolve())
 
-    def start_stream(self, url: str) -> Stream:
+    def start_stream(self, url: str, options: ReaderOptions | None = None) -> Stream:
         with self.lock:
             sid, self.next_id = self.next_id, self.next_id + 1
-        stream = Stream(sid, url, self.options, self.worker, self.node, self.dyn, self.results, self.max_msgs)
+        stream = Stream(sid, url, options or self.options, self.worker, self.node, self.dyn, self.results, self.max_msgs)
         stream.view = LiveChannel(f"stream {sid}")  # /view/{sid}: what a Visualize node of the stream sends
         stream.open()  # a file that cannot be decoded fails here, before any instance exists
         self.streams[sid] = stream
@@ -136,7 +139,7 @@ class VideoServer:
         return stream
 
     def build_app(self):
-        from fastapi import Response
+        from fastapi import Query, Response
         from starlette.convertors import PathConvertor, register_url_convertor
 
         class AnyPath(PathConvertor):
@@ -150,13 +153,16 @@ class VideoServer:
         @app.post("/start/{url:anypath}", summary="Start a stream",
                   responses={200: {"content": {"text/plain": {"example": "start stream whose id is 0"}}},
                              400: {"description": "refused URL or path, or a file that cannot be decoded"}})
-        async def start(url: str):
+        async def start(url: str, read_timeout: float | None = Query(
+                None, gt=0, le=3600, description="this stream's read timeout in seconds (default: the node's "
+                "read_timeout): a live source that sends nothing for this long is reconnected")):
             reason = self.check_url(url)
             if reason:
                 return reply_error(400, f"refused: {reason}")
+            options = self.options if read_timeout is None else replace(self.options, read_timeout=read_timeout)
             loop = asyncio.get_running_loop()
             try:
-                stream = await loop.run_in_executor(None, self.start_stream, self.open_target(url))
+                stream = await loop.run_in_executor(None, self.start_stream, self.open_target(url), options)
             except ReaderError as exc:
                 return reply_error(400, f"cannot decode: {exc}")
             return Response(f"start stream whose id is {stream.id}", media_type="text/plain")
