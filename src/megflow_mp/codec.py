@@ -40,6 +40,7 @@ from .shm import Arena, Block
 __all__ = ["Codec"]
 
 _NO_KEYS = frozenset()
+_MODULE = __name__.encode()  # in every payload that references shared memory (_rebuild, _unspill)
 
 
 class _NeedsArena(RuntimeError):
@@ -246,9 +247,12 @@ class Codec:
         """Unpickle a payload made by :meth:`encode` (in this or another process). Arrays come back as
         writable shared-memory views; each drops its reference when it (and all views of it) die.
         ``LookupError`` if a referenced segment is not mapped. A payload that references no shared
-        memory (most small messages) is read by C ``pickle.loads`` alone; one that does is read again
-        by an unpickler bound to this codec's arena (no process-wide state)."""
-        try:  # the C fast path; it stops at the first reference to shared memory
-            return pickle.loads(payload)
-        except _NeedsArena:
-            return _Decoder(payload, self).load()
+        memory (most small messages) is read by C ``pickle.loads`` alone; one that does (it names
+        this module: a byte search tells) is read by an unpickler bound to this codec's arena (no
+        process-wide state)."""
+        if _MODULE not in payload:
+            try:  # the C fast path (a reference to shared memory would stop it: _NeedsArena)
+                return pickle.loads(payload)
+            except _NeedsArena:
+                pass
+        return _Decoder(payload, self).load()
