@@ -1,4 +1,5 @@
-"""The reliability suite: fuzzing and hostile clients against real apps, at two sizes.
+"""The reliability suite: fuzzing, hostile clients, killed processes, outages, overload and churn
+against real apps, at two sizes.
 
 ``MEGFLOW_MP_RELIABILITY=small`` (the default, part of ``make test``) runs every scenario with a few
 hundred cases; ``full`` (``make chaos``) runs the counts RELIABILITY.md reports. With

@@ -159,7 +159,9 @@ def write_report(figures: Figures, path: str | os.PathLike, exitstatus: int | No
         "",
         f"Size `{SIZE}`: {s.http_requests:,} generated requests per front door, {s.config_cases:,} mutated configs "
         f"in-process + {s.config_subprocess} through a real `megflow-mp check` process, {s.slow_clients} slow "
-        f"clients. schemathesis {_version('schemathesis')}, hypothesis {_version('hypothesis')}, "
+        f"clients, {s.outage_writes:,} writes across redis outages, {s.kills} round(s) of SIGKILLs, "
+        f"{s.overload_clients:,} concurrent clients, {s.churn_cycles:,} stream start/stop cycles, {s.cameras} "
+        f"cameras. schemathesis {_version('schemathesis')}, hypothesis {_version('hypothesis')}, "
         f"uvicorn {_version('uvicorn')}, starlette {_version('starlette')}.",
         "",
         "Made by `make chaos` (`MEGFLOW_MP_RELIABILITY=full MEGFLOW_MP_RELIABILITY_REPORT=RELIABILITY.md "
