@@ -309,3 +309,14 @@ def load_config_error(text: str, **kwargs) -> ConfigError:
     with pytest.raises(ConfigError) as info:
         load_config_string(text, **kwargs)
     return info.value
+
+
+@pytest.mark.parametrize("tag", ['{% include "app.toml" %}', '{% include "other.toml" %}', '{% import "app.toml" as m %}',
+                                 '{% extends "app.toml" %}'])
+def test_a_jinja_template_cannot_load_another_template(tmp_path, tag):
+    """A template including itself recursed until the interpreter's stack overflowed (a segfault)."""
+    (tmp_path / "app.toml").write_text(f'main = "g"\n{tag}\n[[graphs]]\nname = "g"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "app.toml", variables={})
+    assert "cannot include, import or extend another template" in str(err.value)
+    assert "include = [...]" in str(err.value)

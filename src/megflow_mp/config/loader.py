@@ -177,13 +177,21 @@ def _render_jinja(text: str, file: str, variables: dict[str, Any]) -> str:
     """Render ``text`` with jinja2 (``StrictUndefined``); any template failure is a ``ConfigError``."""
     import jinja2  # only jinja configs pay for it
 
-    env = jinja2.Environment(
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        loader=jinja2.FunctionLoader(lambda _name: (text, file, lambda: True)),
-    )
+    served = []
+
+    def load(name: str):
+        if served:  # {% include %}, {% import %}, {% extends %}: the config's own include = [...] does that
+            raise jinja2.TemplateNotFound(name, f"a config template cannot include, import or extend another "
+                                                f"template ({name!r}); list config files in include = [...]")
+        served.append(name)
+        return text, file, lambda: True
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             loader=jinja2.FunctionLoader(load), cache_size=0)  # every load asks load()
     try:
         return env.get_template(file).render(variables)
+    except jinja2.TemplateNotFound as exc:
+        raise ConfigError(f"template error{_template_line(exc, file)}: {exc.message}", file=file) from None
     except jinja2.TemplateSyntaxError as exc:
         raise ConfigError(f"template syntax error at line {exc.lineno}: {exc.message}", file=file) from None
     except jinja2.UndefinedError as exc:
