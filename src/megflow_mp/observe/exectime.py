@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import time
+import weakref
 
 import greenlet
 
@@ -61,12 +62,16 @@ class ExecProbe:
         obj, inboxes = self.node.obj, self.node.inboxes
         if obj is None or not inboxes or self.node.ended or "exec" in getattr(obj, "__dict__", {"exec": 0}):
             return  # ended, a source, or an object whose exec is its own attribute (or that takes none)
-        original = obj.exec
+        # the wrapper lives on the object: it must not keep the object alive (a cycle would delay the
+        # plugin's __del__ past the node's end), so it holds a weak reference and the class's method
+        ref, method = weakref.ref(obj), type(obj).exec
         hist, probe, threaded = self.hist, self, self.node.threaded
 
         def timed():
+            target = ref()
+            original = method.__get__(target, type(target))
             if probe.left <= 0:
-                probe.remove(obj)
+                probe.remove(target)
                 return original()
             if threaded and not all(i.queue for i in inboxes):
                 return original()
