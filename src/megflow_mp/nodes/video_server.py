@@ -154,11 +154,13 @@ class VideoServer:
                   responses={200: {"content": {"text/plain": {"example": "start stream whose id is 0"}}},
                              400: {"description": "refused URL or path, or a file that cannot be decoded"}})
         async def start(url: str, read_timeout: float | None = Query(
-                None, gt=0, le=3600, description="this stream's read timeout in seconds (default: the node's "
+                None, description="this stream's read timeout in seconds, 0 < S <= 3600 (default: the node's "
                 "read_timeout): a live source that sends nothing for this long is reconnected")):
             reason = self.check_url(url)
             if reason:
                 return reply_error(400, f"refused: {reason}")
+            if read_timeout is not None and not 0 < read_timeout <= 3600:
+                return reply_error(400, f"refused: read_timeout must be > 0 and <= 3600 s, got {read_timeout}")
             options = self.options if read_timeout is None else replace(self.options, read_timeout=read_timeout)
             loop = asyncio.get_running_loop()
             try:
