@@ -178,17 +178,18 @@ def start_streams(url: str, clip: Path, n: int = 4) -> list[int]:
     return out
 
 
-def frames(url: str) -> dict[int, int]:
+def frames(url: str, ended: bool = False) -> dict[int, int]:
+    """Frames decoded per stream that runs (``ended``: also per stream that played to its end)."""
+    states = ("starting", "running", "finished") if ended else ("starting", "running")
     try:
-        return {s["id"]: s["frames"] for s in requests.get(f"{url}/list", timeout=5).json()
-                if s["state"] in ("starting", "running")}
+        return {s["id"]: s["frames"] for s in requests.get(f"{url}/list", timeout=5).json() if s["state"] in states}
     except (requests.RequestException, ValueError):
         return {}
 
 
 def moving(url: str, since: dict[int, int]) -> bool:
-    """Every stream of ``since`` is running again and has decoded frames since."""
-    now = frames(url)
+    """Every stream of ``since`` has decoded frames since, and runs or played to its end."""
+    now = frames(url, ended=True)
     return all(now.get(sid, -1) > count for sid, count in since.items())
 
 
@@ -202,6 +203,7 @@ def test_sigkill_each_kind_of_process_under_load(tmp_path, sizes, figures):
     clip = make_clip(clips / "long.mp4", frames=1500, size=(160, 96), gop=50)
     shm_before = shm_count()
     full = sizes.kills > 1  # small: without restart, only the per-stream node's kill
+    stuck: dict[int, str] = {}  # result index: the streams of a restarted VideoServer app that did not resume
     results = []  # (what, recovered in s or None, in-flight answered, closed, hung, clean exit check)
     for rnd in range(sizes.kills):
         for restart in (True, False):
@@ -266,6 +268,10 @@ def test_sigkill_each_kind_of_process_under_load(tmp_path, sizes, figures):
                                               30, step=0.01)
                         took = time.monotonic() - killed if back else None
                         ended = app.proc.poll() is None
+                        if not back:  # what the streams did instead
+                            stuck[len(results)] = (f"{target}: " + "; ".join(
+                                f"stream {x['id']} {x['state']} after {x['frames']} frames {x.get('reason') or ''}"
+                                .strip() for x in requests.get(f"{app.url}/list", timeout=5).json()))
                     else:
                         app.proc.wait(30)
                         took = None
@@ -298,7 +304,7 @@ def test_sigkill_each_kind_of_process_under_load(tmp_path, sizes, figures):
                         sum(load.statuses.values()), load.closed, load.hung, not left, len(left), True,
                         dict(load.statuses)))
     shm_left = shm_count() - shm_before
-    for what, took, answered, closed, hung, ended, left, door, statuses in results:
+    for i, (what, took, answered, closed, hung, ended, left, door, statuses) in enumerate(results):
         restarted = ", restart:" in what
         lost = int(hung > 0) + int(not ended) + left + int(restarted and took is None)
         notes = []
@@ -311,6 +317,8 @@ def test_sigkill_each_kind_of_process_under_load(tmp_path, sizes, figures):
         notes.append(f"processes left {left}")
         if restarted and not door and closed:
             lost += 1
+        if i in stuck:
+            notes.append(stuck[i])
         figures.add(SECTION, what, 1, 1 if lost == 0 else 0, lost, notes)
     figures.add(SECTION, "after every kill: shared-memory entries left in /dev/shm", 1, int(shm_left <= 0),
                 int(shm_left > 0), [f"{shm_left} left"])
