@@ -1,8 +1,9 @@
 """Stream churn: start/stop cycles on a VideoServer app from 8 clients at once. After a warm-up,
 the anonymous resident memory of the workers may grow by less than 2%; the process count, the
 memfd shared-memory segments the workers hold and their open file descriptors stop growing (the
-frame pool may grow to the peak of 8 streams at once, so they are compared half-way and at the end). The app keeps 16 ended streams in /list (``history``), so that the memory measured is not
-the history filling up.
+frame pool may grow to the peak of 8 streams at once, so they are compared half-way and at the end).
+The app keeps 16 ended streams in /list (``history``), so that the memory measured is not the
+history filling up.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from tests.reliability.checks import photo_bytes
 from tests.reliability.servers import NODES, ServerApp, free_port, wait_until
 from tests.support.clips import make_clip
 
+VICTIMS = {"source": "the decoding worker", "shared": "a shared replica", "work": "a per-stream node"}
 SECTION = "Killed processes under load (SIGKILL; 4 file streams on VideoServer, 16 HTTP clients on ImageServer)"
 HANG = 30.0  # a client waiting this long for an answer counts as hung
 
@@ -280,7 +281,7 @@ def test_sigkill_each_kind_of_process_under_load(tmp_path, sizes, figures):
                     app.stop()
                 left = [p for p in workers if _alive(p)]
                 results.append((f"VideoServer app, {'restart' if restart else 'no restart'}: SIGKILL of "
-                                f"{ {'source': 'the decoding worker', 'shared': 'a shared replica', 'work': 'a per-stream node'}[target] }",
+                                f"{VICTIMS[target]}",
                                 took, 0, 0, 0, ended, len(left), False, {}))
         # -- the supervisor
         port = free_port()
