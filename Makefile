@@ -58,8 +58,9 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q tests
 
-# the reliability suite at full size (about 10 minutes): fuzzed HTTP and configs, hostile clients;
-# writes RELIABILITY.md. `make test` runs the same code at a small size.
+# the reliability suite at full size (about 13 minutes): fuzzed HTTP and configs, hostile clients,
+# killed processes, cameras, overload, stream churn, redis outages; writes RELIABILITY.md.
+# `make test` runs the same code at a small size.
 chaos: venv
 	MEGFLOW_MP_RELIABILITY=full MEGFLOW_MP_RELIABILITY_REPORT=RELIABILITY.md $(PY) -m pytest -q tests/reliability
 
