@@ -179,6 +179,7 @@ def render(data: dict) -> str:
     out += _electric_bicycle(benches)
     out += _models(benches)
     out += _batching(benches)
+    out += _live_view(benches)
     return "\n".join(out)
 
 
@@ -520,6 +521,41 @@ def _batching(benches: list[dict]) -> list[str]:
         cpu = {m: statistics.median(i["modes"][m]["cpu_ms"] for i in infos) for m in ("chunked", "rebatched")}
         out.append(f"| {batch} | {threads} | {chunk:.2f} | {whole:.2f} | **{whole / chunk:.2f}** "
                    f"| {cpu['chunked']:.2f} | {cpu['rebatched']:.2f} |")
+    return out + [""]
+
+
+def _live_view(benches: list[dict]) -> list[str]:
+    """Live view (bench_live_view.py): latency in chromium, bitrate vs MJPEG, encoding CPU vs a plain
+    PyAV encode loop, all in one run."""
+    rounds = _rounds(benches, "live_view")
+    live, plain, mjpeg = (list(rounds.get(v, {}).values()) for v in ("live", "plain_encode", "mjpeg"))
+    if not live:
+        return []
+    med = lambda infos, key: statistics.median(i[key] for i in infos)  # noqa: E731
+    out = ["## Live view in the browser (720p30, Visualize -> fMP4 over HTTP -> Chromium)", "",
+           "The same rendered frames: the live view watched in headless Chromium (latency = when Chromium was "
+           "to show a frame minus when the graph drew its time code into it); the same frames through PyAV's "
+           "libx264 in a plain loop (same settings); the same frames as JPEG (an MJPEG stream's bytes). "
+           "Encoding CPU of the live view = the server worker's CPU per frame watched minus not watched.", "",
+           "| variant | latency p50 (ms) | latency max (ms) | kbit/s | encoding CPU per frame (ms) | rounds |",
+           "|---|---:|---:|---:|---:|---:|",
+           f"| live view | {med(live, 'latency_p50_ms'):.0f} | {max(i['latency_max_ms'] for i in live):.0f} "
+           f"| {med(live, 'kbit_per_s'):,.0f} | {med(live, 'encode_cpu_ms_per_frame'):.2f} | {len(live)} |"]
+    if plain:
+        out.append(f"| plain PyAV encode loop | | | {med(plain, 'kbit_per_s'):,.0f} "
+                   f"| {med(plain, 'encode_cpu_ms_per_frame'):.2f} | {len(plain)} |")
+    if mjpeg:
+        out.append(f"| MJPEG (JPEG per frame) | | | {med(mjpeg, 'kbit_per_s'):,.0f} | | {len(mjpeg)} |")
+    out += ["", "Targets:", ""]
+    worst = max(i["latency_max_ms"] for i in live)
+    out.append(f"- latency: max {worst:.0f} ms, target <= 1000 ms: **{'met' if worst <= 1000 else 'MISSED'}**")
+    if mjpeg:
+        ratio = med(live, "kbit_per_s") / med(mjpeg, "kbit_per_s")
+        out.append(f"- bitrate: live / MJPEG = {ratio:.3f} (a small fraction)")
+    if plain:
+        ratio = med(live, "encode_cpu_ms_per_frame") / med(plain, "encode_cpu_ms_per_frame")
+        out.append(f"- encoding CPU: live / plain loop = {ratio:.2f}, target <= 1.0: "
+                   f"**{'met' if ratio <= 1.0 else 'MISSED'}**")
     return out + [""]
 
 
