@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import ROOT, cli, env, free_port
+from tests.integration.conftest import ROOT, cli, env, free_port
 from tests.support.clips import data_dir, load_image, make_clip, render_frames
 from tests.support.fixtures import redis_server  # noqa: F401
 from tests.support.redis import RedisServer

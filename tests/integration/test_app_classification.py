@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import ROOT, drain, free_port, run_cli, start_server
+from tests.integration.conftest import ROOT, drain, free_port, run_cli, start_server
 from tests.support.clips import data_dir
 
 DATA = data_dir()  # ../shared/data, or under $MEGFLOW_MP_SHARED

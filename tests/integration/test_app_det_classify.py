@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import ROOT, drain, free_port, run_cli, start_server
+from tests.integration.conftest import ROOT, drain, free_port, run_cli, start_server
 from tests.support.clips import data_dir, make_clip
 
 from megflow_mp import Envelope

@@ -19,7 +19,7 @@ import av
 import pytest
 import requests
 
-from conftest import ROOT, drain, free_port, run_cli, start_server
+from tests.integration.conftest import ROOT, drain, free_port, run_cli, start_server
 from tests.support.clips import load_image, make_clip, positions
 from tests.support.fixtures import redis_server  # noqa: F401
 from tests.support.redis import RedisServer

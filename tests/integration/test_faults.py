@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import drain, free_port, run_cli, start_server, write_app
+from tests.integration.conftest import drain, free_port, run_cli, start_server, write_app
 from tests.support.fixtures import clip_dir  # noqa: F401
 
 STREAMS_TOML = """

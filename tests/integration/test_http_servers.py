@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import start_cli, write_app
+from tests.integration.conftest import start_cli, write_app
 from tests.support.clips import data_dir
 
 DATA = data_dir()

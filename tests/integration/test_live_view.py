@@ -16,7 +16,7 @@ import urllib.parse
 import pytest
 import requests
 
-from conftest import start_cli, write_app
+from tests.integration.conftest import start_cli, write_app
 from tests.support import liveview
 from tests.support.browser import Browser
 from tests.support.clips import make_clip

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import ROOT, cli, env
+from tests.integration.conftest import ROOT, cli, env
 from tests.support.clips import load_image, make_clip
 from tests.support.fixtures import redis_server  # noqa: F401
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import cli, env, free_port, write_app
+from tests.integration.conftest import cli, env, free_port, write_app
 from tests.support import liveview
 from tests.support.browser import Browser
 from tests.support.clips import make_clip

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import env, write_app
+from tests.integration.conftest import env, write_app
 
 from megflow_mp import Envelope, Graph, block_on, join, register, yield_now
 from megflow_mp.errors import AppFailed, ChannelClosed, ConfigError

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import ROOT, drain, env, free_port, run_cli, start_cli
+from tests.integration.conftest import ROOT, drain, env, free_port, run_cli, start_cli
 from tests.support.clips import data_dir, load_image, make_clip
 
 DATA = data_dir()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, communicate, run_cli, start_cli, wait_for_line, write_app
+from tests.integration.conftest import ROOT, communicate, run_cli, start_cli, wait_for_line, write_app
 
 from megflow_mp.supervisor import children_of as _children_of
 

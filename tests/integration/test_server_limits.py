@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import drain, free_port, start_server, write_app
+from tests.integration.conftest import drain, free_port, start_server, write_app
 
 SERVER_TOML = """
 main = "serve"

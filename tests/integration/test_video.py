@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import drain, free_port, run_cli, write_app
-from conftest import start_server
+from tests.integration.conftest import drain, free_port, run_cli, write_app
+from tests.integration.conftest import start_server
 from tests.support.clips import data_dir, make_clip
 from tests.support.fixtures import clip_dir, rtsp_packages, rtsp_server, rtsp_server_factory  # noqa: F401
 
