@@ -97,8 +97,13 @@ def test_many_cameras_one_bad_the_others_keep_their_fps(tmp_path, sizes, figures
     n = sizes.cameras
     with RtspServer(pattern="ball") as good, RtspServer(pattern="smpte") as bad, \
             ServerApp.start(tmp_path, "VideoServer", read_timeout=1.0, **READER) as app:
-        sids = [start(app.url, good.url) for _ in range(n - 1)]
-        assert wait_until(lambda: all(running_with_frames(app.url, s, 25) for s in sids), 60)
+        sids = []
+        for _ in range(n - 1):  # one after the other: each camera is running before the next one opens
+            sids.append(start(app.url, good.url))
+            assert wait_until(lambda: running_with_frames(app.url, sids[-1], 5), 60), \
+                (requests.get(f"{app.url}/list", timeout=10).json(), good.log()[-2000:])
+        assert wait_until(lambda: all(running_with_frames(app.url, s, 25) for s in sids), 60), \
+            (requests.get(f"{app.url}/list", timeout=10).json(), good.log()[-2000:])
         alone, stopped_alone = fps_of(app.url, sids, 4.0)
         bad_sid = start(app.url, bad.url)
         assert wait_until(lambda: running_with_frames(app.url, bad_sid, 5), 30)
