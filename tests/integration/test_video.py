@@ -311,7 +311,7 @@ def test_video_server_openapi_lists_its_endpoints_with_schemas(tmp_path):
         assert {"/start/{url}", "/stop/{sid}", "/list", "/get_msgs/{sid}"} <= set(spec["paths"])
         listed = spec["paths"]["/list"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
         assert listed["items"]["$ref"].endswith("/StreamInfo")
-        assert {"state", "frames", "fps", "dropped"} <= set(spec["components"]["schemas"]["StreamInfo"]["properties"])
+        assert {"state", "frames", "fps", "dropped", "corrupt"} <= set(spec["components"]["schemas"]["StreamInfo"]["properties"])
         assert requests.get(f"{url}/docs", timeout=10).status_code == 200
     finally:
         drain(proc)

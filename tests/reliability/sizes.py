@@ -22,13 +22,16 @@ class Size:
     overload_clients: int  # concurrent clients against a small-capacity service
     churn_cycles: int  # stream start/stop cycles
     cameras: int  # RTSP cameras at once (one of them bad)
+    corrupt_packets: int  # RTP packets of a camera damaged by the proxy (one in 20)
 
 
 SIZES = {
     "small": Size(http_requests=120, config_cases=250, config_subprocess=2, slow_clients=16, hostile_rounds=1,
-                  outage_writes=60, kills=1, overload_clients=200, churn_cycles=200, cameras=4),
+                  outage_writes=60, kills=1, overload_clients=200, churn_cycles=200, cameras=4,
+                  corrupt_packets=5),
     "full": Size(http_requests=10_000, config_cases=10_000, config_subprocess=20, slow_clients=256, hostile_rounds=20,
-                 outage_writes=1000, kills=2, overload_clients=1000, churn_cycles=1000, cameras=16),
+                 outage_writes=1000, kills=2, overload_clients=1000, churn_cycles=1000, cameras=16,
+                 corrupt_packets=60),
 }
 
 SIZE = os.environ.get("MEGFLOW_MP_RELIABILITY", "small")

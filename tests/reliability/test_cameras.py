@@ -1,8 +1,11 @@
 """Cameras: a real RTSP server (GStreamer, tests/support/rtsp.py) killed and started again, a camera
-that stalls (SIGSTOP: its socket stays open, no packet comes), and several cameras at once with one
-of them stalled. Asserted: the streams come back (running, frames moving) and the good cameras keep
-running; reported: the resume time after the server is back, the time to detect a stall with a
-per-stream ``read_timeout``, and the fps of the good cameras with and without the bad one.
+that stalls (SIGSTOP: its socket stays open, no packet comes), several cameras at once with one
+of them stalled, and a camera whose RTP payloads arrive damaged (a proxy between the VideoServer and
+the server, tests/support/mangle_proxy.py). Asserted: the streams come back (running, frames moving),
+the good cameras keep running, and a damaged camera stays running with its corrupt frames skipped and
+counted in /list; reported: the resume time after the server is back, the time to detect a stall with
+a per-stream ``read_timeout``, the fps of the good cameras with and without the bad one, and the
+damaged packets against the corrupt packets and frames the reader counted.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from __future__ import annotations
 import statistics
 import time
 import urllib.parse
+from collections import Counter
 
 import pytest
 import requests
 
 from tests.reliability.servers import ServerApp, wait_until
+from tests.support.mangle_proxy import MangleProxy
 from tests.support.rtsp import RtspServer, RtspUnavailable, ensure_rtsp_packages
 
 SECTION = "Cameras (real RTSP server: gst-rtsp-server, 640x360 at 25 fps)"
@@ -120,3 +125,42 @@ def test_many_cameras_one_bad_the_others_keep_their_fps(tmp_path, sizes, figures
                  f"(source 25 fps); the stalled camera: {bad_state['state']}, {bad_state['reconnects']} reconnects, "
                  f"{bad_state['reason']}; not running: {stopped_alone + stopped_with}"])
     assert lost == 0, stopped_alone + stopped_with
+
+
+def test_corrupt_packets_are_skipped_and_counted_and_the_stream_goes_on(tmp_path, sizes, figures):
+    n, every = sizes.corrupt_packets, 20
+    with RtspServer(pattern="ball") as cam, MangleProxy(cam.url) as proxy, \
+            ServerApp.start(tmp_path, "VideoServer", **READER) as app:
+        sid = start(app.url, proxy.url)
+        assert wait_until(lambda: running_with_frames(app.url, sid, 25), 30), (info(app.url, sid), cam.log()[-2000:])
+        before = info(app.url, sid)
+        t0 = time.monotonic()
+        proxy.corrupt(every=every)  # one in 20 RTP packets of coded slices gets bytes of its slice data inverted
+        states: Counter = Counter()
+
+        def damaged_enough() -> bool:
+            states[info(app.url, sid)["state"]] += 1
+            return proxy.corrupted >= n
+
+        damaged = wait_until(damaged_enough, 120, step=0.1)
+        proxy.corrupt(None)
+        during, took = info(app.url, sid), time.monotonic() - t0
+        # clean again: the stream keeps running and decoding (the next keyframe repairs the picture)
+        after_ok = wait_until(lambda: running_with_frames(app.url, sid, during["frames"] + 25), 30)
+        after = info(app.url, sid)
+        rtp, corrupted = proxy.rtp_packets, proxy.corrupted
+    counted = during["corrupt"] - before["corrupt"]
+    kept_running = set(states) == {"running"} and after["state"] == "running"
+    ok = damaged and after_ok and kept_running and counted > 0 and during["frames"] > before["frames"] \
+        and after["reconnects"] == before["reconnects"]
+    figures.add(SECTION, f"camera sends damaged RTP payloads (1 in {every} packets of coded slices, {n} packets, "
+                "through a proxy): corrupt frames skipped and counted in /list, the stream keeps running",
+                1, int(ok), int(not ok),
+                [f"proxy damaged {corrupted} of {rtp} RTP packets; /list counted {counted} corrupt in "
+                 f"{took:.1f} s ({before['corrupt']} before, {after['corrupt'] - during['corrupt']} after); "
+                 f"{during['frames'] - before['frames']} frames decoded meanwhile "
+                 f"({(during['frames'] - before['frames']) / took:.1f} fps, source 25 fps); states seen "
+                 f"{dict(states)}; reconnects {before['reconnects']} -> {after['reconnects']}"])
+    assert damaged, (corrupted, rtp)
+    assert kept_running and after["reconnects"] == before["reconnects"], (dict(states), before, after)
+    assert counted > 0 and during["frames"] > before["frames"] and after_ok, (before, during, after)

@@ -5,8 +5,9 @@ starts decoding and creates the stream's subgraph instance (its light nodes live
 existing workers; nodes declared at top level are shared by every stream); ``POST /stop/{id}``
 closes its input (queued frames are still processed, FAQ semantics); ``GET /list`` gives each
 stream's id, url, state (starting, running, reconnecting, finished, stopped, error + reason),
-frames decoded and dropped and current fps; ``GET /get_msgs/{id}`` returns and clears the string
-messages the stream's subgraph sent out (bounded: ``max_msgs``, the oldest dropped and counted).
+frames decoded and dropped, corrupt packets and frames skipped (the stream goes on) and current
+fps; ``GET /get_msgs/{id}`` returns and clears the string messages the stream's subgraph sent out
+(bounded: ``max_msgs``, the oldest dropped and counted).
 
 Args: ``port``, ``host`` (default 127.0.0.1: other machines reach it only when ``host`` says so),
 ``timeout``, ``max_header`` as the other servers; ``allow_dirs``: the directories whose files
@@ -51,13 +52,15 @@ class StreamInfo(BaseModel):
 
     model_config = {"json_schema_extra": {"examples": [{
         "id": 0, "url": "rtsp://127.0.0.1:8554/test", "state": "running", "reason": None, "frames": 1250,
-        "dropped": 3, "fps": 25.0, "reconnects": 0, "messages_dropped": 0}]}}
+        "dropped": 3, "corrupt": 0, "fps": 25.0, "reconnects": 0, "messages_dropped": 0}]}}
     id: int
     url: str
     state: str = Field(description="starting, running, reconnecting, finished, stopped or error")
     reason: str | None = Field(None, description="why it is reconnecting or failed")
     frames: int = Field(description="frames decoded")
     dropped: int = Field(description="frames dropped because the pipeline was slower than a live source")
+    corrupt: int = Field(description="packets the decoder refused and frames it marked corrupt (damaged data, "
+                         "missing references): skipped, the stream goes on")
     fps: float = Field(description="decode rate over the last second")
     reconnects: int
     messages_dropped: int = Field(description="oldest messages dropped because get_msgs was not called")

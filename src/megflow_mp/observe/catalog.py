@@ -49,6 +49,8 @@ METRICS = (
     Metric("megflow_stream_frames_sent", "counter", ST, "frames sent into the stream's subgraph instance"),
     Metric("megflow_stream_frames_dropped", "counter", ST,
            "frames dropped because the pipeline was slower than a live source"),
+    Metric("megflow_stream_frames_corrupt", "counter", ST,
+           "packets the decoder refused and frames it marked corrupt: skipped, the stream goes on"),
     Metric("megflow_stream_fps", "gauge", ST, "decode rate over the last second"),
     Metric("megflow_stream_reconnects", "counter", ST, "reconnections of a live source"),
     Metric("megflow_stream_decode_seconds", "counter", ST, "time spent decoding and converting frames to BGR"),

@@ -176,6 +176,7 @@ class Sampler:
             out.counter("megflow_stream_frames_decoded", labels, info["frames"])
             out.counter("megflow_stream_frames_sent", labels, getattr(s, "sent", 0))
             out.counter("megflow_stream_frames_dropped", labels, info["dropped"])
+            out.counter("megflow_stream_frames_corrupt", labels, info.get("corrupt", 0))
             out.gauge("megflow_stream_fps", labels, info["fps"])
             out.counter("megflow_stream_reconnects", labels, info["reconnects"])
             out.counter("megflow_stream_decode_seconds", labels, e.decode)

@@ -15,6 +15,9 @@ Contracts:
   (state ``"error"``, "gave up ..."). ``reconnect=True`` on a file reopens it at EOF (a loop).
 * **Policy** ``"block"`` (files' default) makes the decode thread wait while the queue is full;
   ``"drop_oldest"`` (live default) drops the oldest queued frame and counts it in ``frames_dropped``.
+* **Corrupt data** never ends a stream: a packet the decoder refuses (``InvalidDataError``) and a
+  frame it marks corrupt (decode errors concealed, references missing) are skipped and counted in
+  ``corrupt``; decoding goes on with the next packet. Skipped frames take no ``index``.
 * Frames are decoded into arrays made by ``alloc(shape, dtype)`` (``np.empty`` by default; the engine
   passes its shared-memory arena's, so a frame is written once and sent on without a copy).
 * ``drain(waker)`` is the non-blocking way (a hub task's): every queued frame at once, or ``[]`` and
@@ -138,6 +141,7 @@ class StreamReader:
         self.state: str = "starting"
         self.error: str | None = None
         self.frames_decoded = self.frames_dropped = self.reconnects = 0
+        self.corrupt = 0  # packets the decoder refused and frames it marked corrupt: skipped
         self.decode_seconds = 0.0  # decoding and BGR conversion (the decode thread)
         self._queue: deque = deque()
         self._cond = threading.Condition()
@@ -332,11 +336,16 @@ class StreamReader:
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:
-                continue  # a corrupt packet (e.g. before the first keyframe): skip it
+                self.decode_seconds += time.perf_counter() - t0
+                self.corrupt += 1  # a damaged packet: skipped, the next one may decode
+                continue
             self.decode_seconds += time.perf_counter() - t0
             for frame in frames:
                 if self._stop.is_set():
                     return
+                if frame.is_corrupt:  # concealed decode errors or missing references: not a picture to use
+                    self.corrupt += 1
+                    continue
                 pts = frame.time
                 if pace and pts is not None:
                     if origin is None:

@@ -70,8 +70,8 @@ class Stream:
     def info(self) -> dict:
         reader = self.reader
         counts = self.final if reader is None else {
-            "frames": reader.frames_decoded, "dropped": reader.frames_dropped, "fps": round(reader.fps, 2),
-            "reconnects": reader.reconnects}
+            "frames": reader.frames_decoded, "dropped": reader.frames_dropped, "corrupt": reader.corrupt,
+            "fps": round(reader.fps, 2), "reconnects": reader.reconnects}
         with self._status:
             state, reason = self.state, self.reason
         return {"id": self.id, "url": self.url, "state": state, "reason": reason, **counts,
@@ -178,7 +178,8 @@ class Stream:
             if self.state in ("running", "starting", "reconnecting"):
                 self.state, self.reason = "stopped" if self.stopped else "finished", None
         r = self.reader
-        self.final = {"frames": r.frames_decoded, "dropped": r.frames_dropped, "fps": 0.0, "reconnects": r.reconnects}
+        self.final = {"frames": r.frames_decoded, "dropped": r.frames_dropped, "corrupt": r.corrupt, "fps": 0.0,
+                      "reconnects": r.reconnects}
         # an ended stream keeps only what /list shows: the reader, plan and threads are let go
         self.reader, self.child = None, None
         self.done.set(self)
