@@ -49,6 +49,10 @@ def _run_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--metrics-port", type=int, metavar="N",
                    help="serve /metrics (Prometheus) and /dashboard on this port (front doors serve them anyway)")
     s.add_argument("--no-metrics", action="store_true", help="collect no metrics (no /metrics, no /dashboard)")
+    s.add_argument("--ray", metavar="ADDRESS",
+                   help="run on a Ray cluster: 'auto' (the cluster this machine belongs to, or RAY_ADDRESS), "
+                        "HOST:PORT, or 'local' (a one-machine cluster for this run); nodes go where their "
+                        "`placement` says (needs megflow-mp[ray])")
 
 
 def _metrics(args) -> None:
@@ -130,7 +134,13 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="[megflow-mp] %(levelname)s %(message)s", stream=sys.stderr)
 
 
-def _run(app, drain_timeout: float) -> int:
+def _run(app, drain_timeout: float, args=None, path=None, dirs=()) -> int:
+    if args is not None and getattr(args, "ray", None):
+        from .cluster.source import AppSource
+        from .cluster.supervisor import run_cluster_app
+
+        source = AppSource.of(path, dirs, args.module_path, args.dynamic)
+        return run_cluster_app(app, source, args.ray, drain_timeout=drain_timeout)
     from .supervisor import run_app
 
     return run_app(app, drain_timeout=drain_timeout)
@@ -170,7 +180,7 @@ def main(argv=None) -> int:
             print(f"wrote {_dump(app, path, args.output)}")
             return 0
         _metrics(args)
-        return _run(app, args.drain_timeout)
+        return _run(app, args.drain_timeout, args, path, dirs)
     except MegFlowError as exc:
         print(f"megflow-mp: error: {exc}", file=sys.stderr)
         return 1
@@ -182,11 +192,11 @@ def megflow_run(argv=None) -> int:
     args = _megflow_run_parser().parse_args(argv)
     _logging()
     try:
-        app, path, _ = _load(args)
+        app, path, dirs = _load(args)
         if args.dump:
             print(f"wrote {_dump(app, path, None)}")
         _metrics(args)
-        return _run(app, args.drain_timeout)
+        return _run(app, args.drain_timeout, args, path, dirs)
     except MegFlowError as exc:
         print(f"megflow_run: error: {exc}", file=sys.stderr)
         return 1

@@ -137,3 +137,8 @@ class RebatchError(ModelError):
 class QuickstartError(MegFlowError):
     """The dialog cannot go on (a bad flag, the input ended, a template that cannot be fetched);
     ``str()`` says why and what to do. Nothing has been written when it is raised."""
+
+
+class ClusterError(MegFlowError):
+    """An app cannot run on the Ray cluster (``--ray``): Ray missing or unreachable, a placement no
+    machine can give, a machine that does not have the app's files."""

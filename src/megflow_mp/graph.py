@@ -48,6 +48,7 @@ class LeafDecl:
     cloned: int
     res: tuple[str, ...]
     restart: int = 0  # how many times a killed worker of this node is started again
+    placement: MappingProxyType = MappingProxyType({})  # what each replica needs on a Ray cluster (--ray)
 
     @property
     def shared(self) -> bool:
@@ -143,14 +144,46 @@ class _Builder:
         if isinstance(restart, bool) or not isinstance(restart, int) or restart < 0:
             self.fail(f"restart must be an integer >= 0 (times a killed worker is started again), got {restart!r}",
                       f"{path}.restart")
+        placement = self.placement(args.pop("placement", None), f"{path}.placement")
         args = MappingProxyType({"name": node.name, **args})
         if isinstance(t, tuple):
+            if placement:
+                self.fail("placement applies to nodes of a registered type, not to a subgraph node: place the "
+                          "subgraph's own nodes", f"{path}.placement")
             return SubDecl(node.name, t, args, tuple(node.res))
         unusable = None if t.builtin else _unusable_class(t.factory)
         if unusable:
             where = f" ({t.file})" if t.file else ""
             self.fail(f"node type {t.name!r}{where} cannot be used: {unusable}", f"{path}.ty")
-        return LeafDecl(f"{graph}/{node.name}", graph, node.name, t, args, node.cloned, tuple(node.res), restart)
+        return LeafDecl(f"{graph}/{node.name}", graph, node.name, t, args, node.cloned, tuple(node.res), restart,
+                        placement)
+
+    def placement(self, value, path: str) -> MappingProxyType:
+        """A node's ``placement`` in Ray's vocabulary: ``num_cpus``, ``num_gpus`` (numbers >= 0) and
+        ``resources`` (a table of custom resource names to numbers > 0); per replica."""
+        if value is None:
+            return MappingProxyType({})
+        if not isinstance(value, dict):
+            self.fail(f"placement must be a table like {{ num_cpus = 1, resources = {{ site_b = 1 }} }}, "
+                      f"got {value!r}", path)
+        out = {}
+        for key, v in value.items():
+            if key in ("num_cpus", "num_gpus"):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                    self.fail(f"{key} must be a number >= 0, got {v!r}", f"{path}.{key}")
+                out[key] = v
+            elif key == "resources":
+                if not isinstance(v, dict):
+                    self.fail(f"resources must be a table of resource names to amounts, got {v!r}", f"{path}.{key}")
+                for name, amount in v.items():
+                    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount <= 0:
+                        self.fail(f"resource {name!r} needs an amount > 0, got {amount!r}", f"{path}.{key}.{name}")
+                    if name in ("CPU", "GPU", "memory", "object_store_memory"):
+                        self.fail(f"resource {name!r} is Ray's own: use num_cpus / num_gpus", f"{path}.{key}.{name}")
+                out[key] = MappingProxyType(dict(v))
+            else:
+                self.fail(f"unknown placement key {key!r}; known: num_cpus, num_gpus, resources", f"{path}.{key}")
+        return MappingProxyType(out)
 
     # -- ports --------------------------------------------------------------------------------
     def direction(self, decl, port: str, graph_name: str, path: str) -> str:

@@ -72,19 +72,13 @@ class Supervisor:
             self.fork_worker(i, listen(self.run_id, i))
 
     def fork_worker(self, i: int, listener, restarted: bool = False) -> None:
-        from .runtime.worker import worker_main
-
-        parent = os.getpid()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            self.listener.close()
-            worker_main(self.app, i, self.run_id, listener, self.index, parent, self.items[i], restarted)
-        listener.close()
+        pid = fork_worker(self.app, i, self.run_id, listener, self.items[i], restarted, close=(self.listener,))
         self.pids[i] = pid
         if self.hub is not None:  # a restart: the first workers are watched once the hub exists
             self.watch(i)
+
+    def restart_worker(self, proc: int) -> None:
+        self.fork_worker(proc, listen(self.run_id, proc), restarted=True)
 
     def watch(self, proc: int) -> None:
         fd = os.pidfd_open(self.pids[proc])
@@ -145,20 +139,21 @@ class Supervisor:
         self.hub.selector.unregister(fd)
         os.close(fd)
         _, status = os.waitpid(self.pids[proc], 0)
+        self.worker_gone(proc, exit_reason(status))
+
+    def worker_gone(self, proc: int, why: str) -> None:
+        """Worker ``proc`` ended (``why``: "was killed by SIGKILL", ...): restart it when its node
+        allows, else report it and let its peers know."""
         if self.phase == "exit":
             self.exited.add(proc)
             return
-        if os.WIFSIGNALED(status):
-            why = f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
-        else:
-            why = f"exited with code {os.WEXITSTATUS(status)}"
         decl = self.app.decls[self.app.procs[proc][0]]
         if self.phase == "run" and self.restarts.get(proc, 0) < decl.restart and self.interrupts == 0:
             self.restarts[proc] = self.restarts.get(proc, 0) + 1
             log.warning("worker of node %s %s; restarting it (%d of %d)", self.describe(proc), why,
                         self.restarts[proc], decl.restart)
             self.restarting.add(proc)
-            self.fork_worker(proc, listen(self.run_id, proc), restarted=True)
+            self.restart_worker(proc)
             self.broadcast("peer_restarted", proc)
             return
         self.exited.add(proc)
@@ -255,23 +250,56 @@ class Supervisor:
             return
         self.broadcast("exit")
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not self.hub.run_until(lambda: not self.pidfds, timeout=GRACE):
-                for proc in list(self.pidfds):
-                    try:
-                        os.kill(self.pids[proc], sig)
-                    except ProcessLookupError:
-                        pass
-        self.hub.run_until(lambda: not self.pidfds)
+            if not self.hub.run_until(self.all_gone, timeout=GRACE):
+                self.signal_workers(sig)
+        self.hub.run_until(self.all_gone)
         self.hub.poll_nowait()  # what the workers wrote before they left (their last ends and failures)
         self.transport.close()
         end_run(self)
         self.release()
+
+    def all_gone(self) -> bool:
+        """No worker of this app is running any more."""
+        return not self.pidfds
+
+    def signal_workers(self, sig: int) -> None:
+        """Send ``sig`` to every worker still running."""
+        for proc in list(self.pidfds):
+            try:
+                os.kill(self.pids[proc], sig)
+            except ProcessLookupError:
+                pass
 
     def release(self) -> None:
         """The workers are gone: close the hub and kill what is left below this process (plugin children)."""
         if self.hub is not None:
             self.hub.close()
         kill_descendants()
+
+
+def fork_worker(app: App, i: int, run_id: str, listener, items, restarted: bool = False, close=()) -> int:
+    """Fork the worker of process ``i`` (it listens on ``listener``, installs ``items`` and reports to
+    the supervisor, process ``app.nworkers``); returns its pid. The child closes the sockets in
+    ``close`` (its parent's), this process closes ``listener``. The worker dies with this process."""
+    from .runtime.worker import worker_main
+
+    parent = os.getpid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        for sock in close:
+            sock.close()
+        worker_main(app, i, run_id, listener, app.nworkers, parent, items, restarted)
+    listener.close()
+    return pid
+
+
+def exit_reason(status: int) -> str:
+    """How a process ended, from its wait status: "was killed by SIGKILL", "exited with code 1"."""
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
 
 
 def _kill_and_reap(pid: int) -> None:

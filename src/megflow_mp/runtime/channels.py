@@ -150,17 +150,22 @@ class Credits:
     """Sender-side credit table of one process: ``(proc, chan) -> messages it may still send``.
 
     ``dead`` holds the peers known to have died for good (no restart): sending to a destination
-    whose every replica is dead raises :class:`~megflow_mp.errors.PeerDied` instead of waiting."""
+    whose every replica is dead raises :class:`~megflow_mp.errors.PeerDied` instead of waiting.
+    ``near`` (on a cluster: the processes of this machine) are preferred while they have credit."""
+
+    NEAR = 1 << 30  # what being on this machine weighs against credit
 
     def __init__(self, hub):
         self.hub = hub
         self.avail: dict[tuple[int, int], int] = {}
         self.waiters: dict[int, list] = {}
         self.dead: set[int] = set()
+        self.near: frozenset = frozenset()
 
     def acquire(self, dest) -> int:
-        """Pick the replica of ``dest`` with the most credit, blocking the task while none has any.
-        Raises PeerDied when every replica of ``dest`` died."""
+        """Pick the replica of ``dest`` with the most credit (one on this machine first, when any
+        has credit), blocking the task while none has any. Raises PeerDied when every replica of
+        ``dest`` died."""
         avail, chan = self.avail, dest.chan
         procs = dest.procs
         if len(procs) == 1 and not self.dead:  # fast path: one replica
@@ -170,13 +175,14 @@ class Credits:
                 avail[key] = n - 1
                 return procs[0]
         while True:
-            best, most, dead = -1, 0, self.dead
+            best, most, top, dead, near = -1, 0, 0, self.dead, self.near
             for proc in procs:
                 if proc in dead:
                     continue
                 n = avail.get((proc, chan), dest.cap)
-                if n > most:
-                    best, most = proc, n
+                score = n + self.NEAR if n > 0 and proc in near else n
+                if score > top:
+                    best, most, top = proc, n, score
             if best >= 0:
                 avail[(best, chan)] = most - 1
                 return best

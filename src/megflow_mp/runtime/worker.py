@@ -131,6 +131,10 @@ class Worker:
             for inbox in node.inboxes:
                 inbox.close()
 
+    def on_near(self, src, procs) -> None:
+        """On a cluster: ``procs`` run on this process's machine; a send prefers their replicas."""
+        self.channels.credits.near = frozenset(procs)
+
     def on_peer_died(self, src, proc) -> None:
         """Worker ``proc`` died and is not restarted (the supervisor says so): senders waiting on
         it raise PeerDied."""

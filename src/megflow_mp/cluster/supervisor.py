@@ -1,0 +1,216 @@
+"""The supervisor of a cluster run (``megflow-mp run CONFIG --ray ADDRESS``).
+
+The same :class:`~megflow_mp.supervisor.Supervisor` phases (install, start, run, close shared
+nodes, exit), over machines: the layout (:mod:`.placement`) says which machine runs each worker
+process; this process forks the workers of its own machine (machine 0) as usual, and a Ray actor on
+every other machine used starts that machine's host (:mod:`.host`), which forks the workers there.
+Every machine has a bridge (:mod:`.bridge`; here it runs on this process's hub), so processes talk
+to each other by index wherever they run, and control messages (install, start, ended, exit) reach
+remote workers like local ones.
+
+Faults: a remote worker that ends is reported by its host (``exited``) and handled like a local one
+(restarted when its node's ``restart`` allows it, else the app fails naming it). A machine lost
+(its raylet or host killed, the link broken) ends every worker there: the app fails with one line
+naming the machine and its nodes, the others are stopped, nothing hangs. At the end the hosts are
+stopped, the actors killed, the placement groups removed: no process of the app is left on any machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from ..errors import ClusterError
+from ..plan import static_items
+from ..runtime.transport import listen
+from ..supervisor import Supervisor, fork_worker
+from .agent import NODE_ENV
+from .source import AppSource, fingerprint
+
+log = logging.getLogger("megflow_mp")
+
+
+def connect_ray(address: str) -> None:
+    """Connect to the Ray cluster at ``address`` (``auto``: the one this machine belongs to, or
+    ``RAY_ADDRESS``; ``local``: start a one-machine cluster for this run)."""
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError("--ray needs Ray: pip install 'megflow-mp[ray]'") from None
+    if ray.is_initialized():
+        return
+    try:
+        if address == "local":
+            ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        else:
+            ray.init(address=address, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address!r}: {exc}".splitlines()[0]) from None
+
+
+class ClusterSupervisor(Supervisor):
+    """Runs ``app`` on the Ray cluster at ``address``; ``source`` is how each machine loads it."""
+
+    def __init__(self, app, source: AppSource, address: str = "auto", drain_timeout: float = 30.0,
+                 place_timeout: float = 60.0):
+        super().__init__(app, drain_timeout)
+        self.source, self.address, self.place_timeout = source, address, place_timeout
+        self.placement = None
+        self.where: dict[int, int] = {}
+        self.agents: dict[int, object] = {}
+        self.bridge = None
+        self.remote_alive: set[int] = set()
+        self.lost: set[int] = set()
+
+    # -- start ---------------------------------------------------------------------------------------------
+    def spawn(self) -> None:
+        import ray
+
+        from ..codec import Codec
+        from ..observe import begin_run
+        from ..runtime.transport import Transport
+        from ..shm import Arena
+        from .agent import remote_agent
+        from .bridge import Bridge
+        from .host import HostSpec
+        from .placement import Placement
+
+        connect_ray(self.address)
+        self.placement = Placement(self.app, self.place_timeout)
+        self.where = where = self.placement.where
+        self.items, self.static_count, self.shared_count = static_items(self.app)
+        self.expected_installs = sum(len(v) for v in self.items.values())
+        remote_procs = {p for p, m in where.items() if m != 0}
+        self.listener = listen(self.run_id, self.index)
+        proxies = {p: listen(self.run_id, p) for p in remote_procs}
+        os.environ[NODE_ENV] = self.placement.machines[0].node_id  # the workers' (see NODE_ENV)
+        for proc in range(self.index):
+            if where[proc] == 0:
+                self.pids[proc] = fork_worker(self.app, proc, self.run_id, listen(self.run_id, proc),
+                                              self.items[proc], close=(self.listener, *proxies.values()))
+        spec = dict(source=self.source, fingerprint=fingerprint(self.app), where=where, ip="", parent=0)
+        for m in self.placement.used:
+            if m != 0:
+                self.agents[m] = remote_agent(self.placement.machines[m].node_id)
+        started = {m: a.start.remote(HostSpec(run_id=f"{self.run_id}-{m}", me=m, **spec))
+                   for m, a in self.agents.items()}
+        addresses = {}
+        for m, ref in started.items():
+            try:
+                addresses[m] = tuple(ray.get(ref, timeout=120))
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if isinstance(getattr(exc, "cause", None), ClusterError) else exc
+                raise ClusterError(f"{self.machine(m)}: {cause}".splitlines()[0]) from None
+            except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as exc:
+                raise ClusterError(f"{self.machine(m)} did not start its host: {exc}".splitlines()[0]) from None
+        self.arena = Arena(self.index, self.index + 1)
+        self.hub = self.new_hub()
+        self.transport = Transport(self.hub, self.run_id, self.index, self.listener, self.arena, self.on_records)
+        ip = ray.util.get_node_ip_address()
+        self.bridge = Bridge(self.hub, self.arena, Codec(self.arena), self.run_id, 0, where, ip, self.on_lost,
+                             self.on_host, listeners=proxies)
+        addresses[0] = self.bridge.address
+        self.bridge.connect(addresses)
+        ray.get([a.connect.remote(addresses) for a in self.agents.values()], timeout=60)
+        self.remote_alive = {p for p in remote_procs if p < self.index}
+        for proc in self.pids:
+            self.watch(proc)
+        for line in self.layout_lines():
+            log.info("%s", line)
+        begin_run(self)
+
+    def machine(self, m: int) -> str:
+        return self.placement.machines[m].describe(m)
+
+    def layout_lines(self) -> list[str]:
+        """One line per machine used: which nodes (replicas) run there."""
+        out = []
+        for m in self.placement.used:
+            names = [f"{self.app.procs[p][0]}#{self.app.procs[p][1]}" for p in sorted(self.where)
+                     if self.where[p] == m and p < self.index]
+            out.append(f"{self.machine(m)}: {', '.join(names) or 'the supervisor only'}")
+        return out
+
+    def describe(self, proc: int, brief: bool = False) -> str:
+        text = super().describe(proc, brief)
+        m = self.where.get(proc, 0)
+        return text if m == 0 or brief else f"{text[:-1]}, on {self.machine(m)})"
+
+    def launch(self) -> None:
+        """Tell each worker which processes share its machine (senders prefer them), then start."""
+        self.hub.run_until(lambda: bool(self.failures) or self.interrupts >= 2
+                           or self.installed >= self.expected_installs)
+        for proc in range(self.index):
+            self.send_near(proc)
+        super().launch()
+
+    def send_near(self, proc: int) -> None:
+        m = self.where[proc]
+        self.control(proc, "near", [p for p, q in self.where.items() if q == m and p < self.index])
+
+    # -- events --------------------------------------------------------------------------------------------
+    def on_host(self, machine: int, msg: tuple) -> None:
+        if msg[0] == "exited":
+            self.remote_alive.discard(msg[1])
+            self.worker_gone(msg[1], msg[2])
+
+    def restart_worker(self, proc: int) -> None:
+        m = self.where[proc]
+        if m == 0:
+            super().restart_worker(proc)
+        elif self.bridge.send_host(m, ("fork", proc)):
+            self.remote_alive.add(proc)
+        self.send_near(proc)
+
+    def on_lost(self, machine: int) -> None:
+        """The link with ``machine`` ended: every worker there is gone."""
+        if machine in self.lost:
+            return
+        self.lost.add(machine)
+        gone = sorted(p for p in self.remote_alive if self.where[p] == machine)
+        self.remote_alive.difference_update(gone)
+        self.exited.update(gone)
+        if self.phase == "exit":
+            return
+        for proc in gone:
+            self.broadcast("peer_died", proc)
+        names = ", ".join(sorted({self.describe(p, brief=True) for p in gone})) or "none running"
+        self.fail(f"{self.machine(machine)} was lost (its Ray node, its host or the link to it ended); "
+                  f"its nodes ended: {names}")
+
+    # -- end ----------------------------------------------------------------------------------------------------
+    def all_gone(self) -> bool:
+        return not self.pidfds and not self.remote_alive
+
+    def signal_workers(self, sig: int) -> None:
+        super().signal_workers(sig)
+        for m in self.agents:
+            if m not in self.lost:
+                self.bridge.send_host(m, ("signal", sig))
+
+    def release(self) -> None:
+        """Stop the hosts (and their workers), kill the actors, free the placement groups."""
+        try:
+            import ray
+
+            if self.bridge is not None:
+                self.bridge.close()
+            if self.agents:
+                try:
+                    ray.get([a.stop.remote() for a in self.agents.values()], timeout=30)
+                except Exception:  # noqa: BLE001 - a lost machine's actor is dead already
+                    pass
+                for a in self.agents.values():
+                    ray.kill(a)
+            if self.placement is not None:
+                self.placement.release()
+            ray.shutdown()
+        finally:
+            super().release()
+
+
+def run_cluster_app(app, source: AppSource, address: str, drain_timeout: float = 30.0) -> int:
+    from ..supervisor import become_subreaper
+
+    become_subreaper()
+    return ClusterSupervisor(app, source, address, drain_timeout).run()

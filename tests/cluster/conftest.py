@@ -1,0 +1,58 @@
+"""A real Ray cluster for the cluster tests: separate raylets (each with its own object store and
+resources) on this machine, started once per session with ``ray.cluster_utils.Cluster``.
+
+Machines: the head (2 CPUs; the driver's, so machine 0 of every run) and ``b`` (2 CPUs and the
+custom resource ``site_b``). Tests that kill a machine add their own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+MEGFLOW = str(Path(sys.executable).with_name("megflow-mp"))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    b = cluster.add_node(num_cpus=2, resources={"site_b": 1})
+    cluster.wait_for_nodes()
+    cluster.b = b
+    yield cluster
+    cluster.shutdown()
+
+
+def node_ids(cluster) -> dict[str, str]:
+    """``{"head": id, "b": id}`` of the session's cluster."""
+    return {"head": cluster.head_node.node_id, "b": cluster.b.node_id}
+
+
+def run_app(config: Path, address: str, timeout: float = 180, **kw) -> subprocess.CompletedProcess:
+    """``megflow-mp run CONFIG --ray ADDRESS`` (plugins: tests/cluster/plugins), as a user runs it."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([MEGFLOW, "run", str(config), "-p", str(PLUGINS), "--ray", address, "--no-metrics"],
+                          capture_output=True, text=True, timeout=timeout, env=env, **kw)
+
+
+def app_processes(marker: str) -> list[str]:
+    """Command lines of live processes that belong to a cluster run (hosts, workers) and name ``marker``."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd:
+            out.append(f"{pid}: {cmd}")
+    return out

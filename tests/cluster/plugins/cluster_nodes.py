@@ -1,0 +1,73 @@
+"""Nodes of the cluster tests: frames with known content, a relay that stamps where it runs, a sink
+that checks every frame and writes a JSON report.
+
+``FrameSource`` sends ``n`` frames of ``height`` x ``width`` x 3, frame ``i`` filled with ``i % 251``
+and its index in ``msg["i"]``, one every ``interval`` seconds (default: as fast as it can). ``Stamp`` appends ``{"node": <Ray node id of its machine>, "pid",
+"ppid"}`` to ``msg["path"]`` and passes the frame on. ``FrameCheck`` checks each frame's content
+against its index and writes ``{"count", "bad", "order", "paths"}`` (the distinct stamp paths, by
+node id and pid) to ``report`` when its input closes.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+
+from megflow import Envelope, register
+
+
+@register(outputs=["out"])
+class FrameSource:
+    def __init__(self, name, args):
+        self.n, self.h, self.w = args["n"], args.get("height", 1080), args.get("width", 1920)
+        self.interval = args.get("interval", 0)
+
+    def exec(self):
+        for i in range(self.n):
+            if self.interval:
+                time.sleep(self.interval)
+            frame = np.full((self.h, self.w, 3), i % 251, np.uint8)
+            self.out.send(Envelope.pack({"data": frame, "i": i, "path": []}, info={"partial_id": i}))
+
+
+@register(inputs=["inp"], outputs=["out"])
+class Stamp:
+    def __init__(self, name, args):
+        self.name = name
+
+    def exec(self):
+        envelope = self.inp.recv()
+        if envelope is None:
+            return
+        envelope.msg["path"].append({"name": self.name, "node": os.environ.get("MEGFLOW_MP_RAY_NODE"),
+                                     "pid": os.getpid(), "ppid": os.getppid()})
+        self.out.send(envelope)
+
+
+@register(inputs=["inp"])
+class FrameCheck:
+    def __init__(self, name, args):
+        self.report = args["report"]
+        self.count = self.bad = 0
+        self.order = []
+        self.paths = set()
+
+    def exec(self):
+        envelope = self.inp.recv()
+        if envelope is None:
+            if self.inp.is_closed():
+                self.finish()
+            return
+        msg = envelope.msg
+        frame, i = msg["data"], msg["i"]
+        if frame.shape[2] != 3 or not (frame[:: 61, :: 67] == i % 251).all():
+            self.bad += 1
+        self.count += 1
+        self.order.append(i)
+        self.paths.add(json.dumps(msg["path"], sort_keys=True))
+
+    def finish(self):
+        with open(self.report, "w") as f:
+            json.dump({"count": self.count, "bad": self.bad, "order": self.order,
+                       "paths": [json.loads(p) for p in sorted(self.paths)]}, f)

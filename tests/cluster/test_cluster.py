@@ -1,0 +1,191 @@
+"""Apps on a real Ray cluster (several raylets on this machine): ``megflow-mp run CONFIG --ray ADDRESS``.
+
+Checked: frames cross machines intact and in order, each node runs where its ``placement`` says (by
+Ray's node id of the actor that started its host, and by process ancestry), the bundled self-check
+passes with its shared node on another machine, replicas spread and senders prefer the replica on
+their own machine, an impossible placement is one clear error, and a machine lost mid-run ends the
+app with a line naming it, with no process of the app left anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from megflow_mp.selfcheck import LOGICAL_TEST
+from tests.cluster.conftest import MEGFLOW, PLUGINS, app_processes, node_ids, run_app
+
+HOST = "megflow_mp.cluster.host"
+
+
+def chain(tmp_path: Path, n: int, stamp: str, *, height=720, width=1280, cap=16, extra="", shared=False) -> Path:
+    """source -> stamp -> check; ``stamp`` is the stamp node's extra TOML (its placement)."""
+    report = tmp_path / "report.json"
+    stamp_decl = f'name = "stamp"\nty = "Stamp"\n{stamp}\n'
+    if shared:
+        text = f"""main = "main"
+[[nodes]]
+{stamp_decl}
+[[graphs]]
+name = "main"
+connections = [
+    {{ cap = {cap}, ports = ["source:out", "stamp:inp"] }},
+    {{ cap = {cap}, ports = ["stamp:out", "check:inp"] }},
+]
+    [[graphs.nodes]]
+    name = "source"
+    ty = "FrameSource"
+    n = {n}
+    height = {height}
+    width = {width}
+    {extra}
+    [[graphs.nodes]]
+    name = "check"
+    ty = "FrameCheck"
+    report = "{report}"
+"""
+    else:
+        text = f"""main = "main"
+[[graphs]]
+name = "main"
+connections = [
+    {{ cap = {cap}, ports = ["source:out", "stamp:inp"] }},
+    {{ cap = {cap}, ports = ["stamp:out", "check:inp"] }},
+]
+    [[graphs.nodes]]
+    name = "source"
+    ty = "FrameSource"
+    n = {n}
+    height = {height}
+    width = {width}
+    {extra}
+    [[graphs.nodes]]
+    {stamp_decl.replace(chr(10), chr(10) + '    ')}
+    [[graphs.nodes]]
+    name = "check"
+    ty = "FrameCheck"
+    report = "{report}"
+"""
+    config = tmp_path / "chain.toml"
+    config.write_text(text)
+    return config
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_frames_cross_machines_intact_and_placed_where_asked(ray_cluster, tmp_path):
+    ids = node_ids(ray_cluster)
+    config = chain(tmp_path, 40, 'placement = { num_cpus = 1, resources = { site_b = 1 } }')
+    r = run_app(config, ray_cluster.address)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["count"] == 40 and report["bad"] == 0 and report["order"] == list(range(40))
+    (path,) = report["paths"]  # one replica, so one path
+    (stamp,) = path
+    assert stamp["node"] == ids["b"]  # Ray's node id, as the actor that started its host saw it
+    assert re.search(r"machine 1 \(.*Ray node " + ids["b"][:8] + r"\): main/stamp#0", r.stderr), r.stderr[-2000:]
+    assert re.search(r"machine 0 \(.*Ray node " + ids["head"][:8] + r"\): main/source#0, main/check#0", r.stderr)
+    assert not app_processes(str(config)) and not app_processes(HOST)
+
+
+def test_stamp_ancestry_is_the_host_started_by_the_ray_actor(ray_cluster, tmp_path):
+    """The placed worker's parent is the host process, whose parent is the Ray actor (its title
+    is Ray's ``ray::HostAgent``): the worker really runs under that raylet's actor."""
+    config = chain(tmp_path, 400, 'placement = { resources = { site_b = 1 } }', height=90, width=160,
+                   extra="interval = 0.02")
+    proc = subprocess.Popen([MEGFLOW, "run", str(config), "-p", str(PLUGINS), "--ray", ray_cluster.address,
+                             "--no-metrics"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and seen is None:
+            for line in app_processes(HOST):
+                host_pid = int(line.split(":", 1)[0])
+                kids = Path(f"/proc/{host_pid}/task/{host_pid}/children").read_text().split()
+                if kids:
+                    seen = (host_pid, int(kids[0]))
+            time.sleep(0.1)
+        assert seen, "no host process with a worker appeared"
+        host_pid, worker_pid = seen
+        actor_pid = int(Path(f"/proc/{host_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert HOST in cmdline(worker_pid)  # forked by the host
+        assert cmdline(actor_pid).startswith("ray::HostAgent"), cmdline(actor_pid)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    assert not app_processes(str(config)) and not app_processes(HOST)
+
+
+def test_selfcheck_with_its_shared_node_on_another_machine(ray_cluster, tmp_path):
+    text = (LOGICAL_TEST / "logical_test.toml").read_text()
+    text = text.replace("times = 10\n", "times = 10\nplacement = { resources = { site_b = 1 } }\n", 1)
+    config = tmp_path / "logical_test.toml"
+    config.write_text(text)
+    r = subprocess.run([MEGFLOW, "run", str(config), "-p", str(LOGICAL_TEST), "--ray", ray_cluster.address],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "logical_test pass" in r.stdout
+    assert re.search(r"machine 1 \(.*\): @/shared#0", r.stderr)
+
+
+def test_replicas_spread_and_senders_prefer_their_own_machine(ray_cluster, tmp_path):
+    """Two replicas of a shared node, each needing a CPU: one per machine (SPREAD). Ten frames with a
+    window of 16: the local replica always has credit, so every frame stays on machine 0 (without
+    the preference the most-credit rule alternates between the two)."""
+    ids = node_ids(ray_cluster)
+    config = chain(tmp_path, 10, "cloned = 2\nplacement = { num_cpus = 1 }", shared=True, height=90, width=160)
+    r = run_app(config, ray_cluster.address)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert re.search(r"machine 0 \(.*\): .*@/stamp#[01]", r.stderr) and re.search(r"machine 1 \(.*\): @/stamp#[01]",
+                                                                                     r.stderr), r.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["count"] == 10 and report["bad"] == 0
+    assert {p[0]["node"] for p in report["paths"]} == {ids["head"]}
+
+
+def test_a_placement_no_machine_has_is_one_clear_error(ray_cluster, tmp_path):
+    config = chain(tmp_path, 5, 'placement = { resources = { site_z = 2 } }')
+    started = time.monotonic()
+    r = run_app(config, ray_cluster.address, timeout=60)
+    assert r.returncode == 1
+    lines = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert lines and "node 'stamp' (main/stamp) needs {site_z: 2} per replica and no machine of the cluster " \
+                     "has that" in lines[-1], r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert time.monotonic() - started < 30
+    assert not app_processes(str(config)) and not app_processes(HOST)
+
+
+def test_a_machine_lost_mid_run_ends_the_app_naming_it(ray_cluster, tmp_path):
+    c = ray_cluster.add_node(num_cpus=1, resources={"site_c": 1})
+    ray_cluster.wait_for_nodes()
+    config = chain(tmp_path, 100000, 'placement = { resources = { site_c = 1 } }', height=90, width=160,
+                   extra="interval = 0.01")
+    proc = subprocess.Popen([MEGFLOW, "run", str(config), "-p", str(PLUGINS), "--ray", ray_cluster.address,
+                             "--no-metrics"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(True for _ in app_processes(HOST)):
+            time.sleep(0.1)
+        time.sleep(2.0)  # frames are flowing through machine 1
+        ray_cluster.remove_node(c, allow_graceful=False)  # its raylet and every process of it killed
+        lost = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - lost
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    assert re.search(r"error: machine 1 \(.*\) was lost .*its nodes ended: 'stamp' \(main/stamp\)", err), err[-3000:]
+    assert took < 30
+    assert not app_processes(str(config)) and not app_processes(HOST)
