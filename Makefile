@@ -14,6 +14,7 @@ $(STAMP): setup.cfg pyproject.toml requirements.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q -e . --no-deps
+	$(PY) -m pip install -q -e '.[ray]'  # the optional cluster backend (--ray): its tests run too
 	touch $(STAMP)
 
 venv: $(STAMP) models system-deps

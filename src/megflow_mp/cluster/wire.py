@@ -38,19 +38,21 @@ def _wire_array(index: int):
     raise RuntimeError("a wire array reference can only be read by megflow_mp.cluster.wire.read_frame")
 
 
-class _Pickler(pickle.Pickler):
-    def __init__(self, file, arrays: list):
-        super().__init__(file, 5)
-        self.arrays = arrays
-        table = copyreg.dispatch_table.copy()
-        table[np.ndarray] = self.reduce_array  # exact type: only arrays cost a Python call
-        self.dispatch_table = table
+def _pickler(file, arrays: list) -> pickle.Pickler:
+    """A pickler that appends each array to ``arrays`` and writes its index instead (no reference
+    cycle: the arrays are free as soon as the caller drops the list)."""
 
-    def reduce_array(self, arr: np.ndarray):
+    def reduce_array(arr: np.ndarray):
         if arr.dtype.hasobject or arr.size == 0:
             return arr.__reduce_ex__(5)
-        self.arrays.append(np.ascontiguousarray(arr))
-        return _wire_array, (len(self.arrays) - 1,)
+        arrays.append(np.ascontiguousarray(arr))
+        return _wire_array, (len(arrays) - 1,)
+
+    p = pickle.Pickler(file, 5)
+    table = copyreg.dispatch_table.copy()
+    table[np.ndarray] = reduce_array  # exact type: only arrays cost a Python call
+    p.dispatch_table = table
+    return p
 
 
 class _Unpickler(pickle.Unpickler):
@@ -69,7 +71,9 @@ def dumps(obj) -> tuple[bytes, list[np.ndarray]]:
     returned list, whose arrays are C-contiguous (views of the originals when they already are)."""
     arrays: list[np.ndarray] = []
     buf = io.BytesIO()
-    _Pickler(buf, arrays).dump(obj)
+    p = _pickler(buf, arrays)
+    p.dump(obj)
+    p.clear_memo()  # the memo holds the message's objects
     return buf.getvalue(), arrays
 
 
