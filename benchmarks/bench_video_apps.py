@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -63,14 +64,15 @@ def make_clips(folder, app: str) -> dict[str, list[str]]:
                    for i in range(STREAMS)] for kind, n in (("full", frames), ("startup", 1))}
 
 
-def run_app(app: str, variables: dict, timeout: float = 240) -> dict:
-    """Run ``configs/<app>/video_test.toml`` to its end: ``wall``, ``cpu_s`` (the whole process tree)
-    and the stream messages VideoInput logged (``messages``: (stream, JSON-decoded message))."""
+def run_app(app: str, variables: dict, timeout: float = 240, config: Path | None = None, args: tuple = ()) -> dict:
+    """Run ``configs/<app>/video_test.toml`` (or ``config``, with the app's plugins) to its end, with
+    more ``run`` options ``args``: ``wall``, ``cpu_s`` (the process tree of this machine) and the
+    stream messages VideoInput logged (``messages``: (stream, JSON-decoded message))."""
     vars_file = write_vars(variables)
     try:
         c0, t0 = os.times(), time.perf_counter()
-        r = subprocess.run(engine_cmd(ROOT / "configs" / app / "video_test.toml", ROOT / "plugins" / app, vars_file),
-                           cwd=ROOT, env=engine_env(), capture_output=True, text=True, timeout=timeout)
+        cmd = engine_cmd(config or ROOT / "configs" / app / "video_test.toml", ROOT / "plugins" / app, vars_file)
+        r = subprocess.run([*cmd, *args], cwd=ROOT, env=engine_env(), capture_output=True, text=True, timeout=timeout)
         wall, c1 = time.perf_counter() - t0, os.times()
     finally:
         os.unlink(vars_file)

@@ -21,14 +21,11 @@ MEGFLOW = str(Path(sys.executable).with_name("megflow-mp"))
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    from ray.cluster_utils import Cluster
+    from tests.support.cluster import local_cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-    b = cluster.add_node(num_cpus=2, resources={"site_b": 1})
-    cluster.wait_for_nodes()
-    cluster.b = b
-    yield cluster
-    cluster.shutdown()
+    with local_cluster(2, ({"num_cpus": 2, "resources": {"site_b": 1}},)) as cluster:
+        cluster.b = cluster.workers[0]
+        yield cluster
 
 
 def node_ids(cluster) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """Which machine runs which worker process: the app's ``placement`` tables turned into Ray placement groups.
 
 Machine 0 is the driver's (where ``megflow-mp run`` runs; the supervisor and the front doors live
-there); the others are numbered in the order the layout first uses them. Rules, per node declaration:
+there); the other machines that run part of the app are numbered from 1 (by address, then node id). Rules, per node declaration:
 
 * ``placement = { num_cpus, num_gpus, resources }``: one Ray placement group per declaration, one
   bundle per replica, strategy ``SPREAD`` (replicas go to different machines when the resources allow
@@ -103,8 +103,13 @@ class Placement:
         except BaseException:
             self.release()
             raise
-        self.where = layout(app, self.machines, placed)
-        self.used = sorted(set(self.where.values()))  # machine indices that run a process of the app
+        where = layout(app, self.machines, placed)
+        # machines that run part of the app first, numbered in that order (0: the driver's)
+        used = sorted(set(where.values()))
+        order = used + [i for i in range(len(self.machines)) if i not in used]
+        self.machines = [self.machines[i] for i in order]
+        self.where = {p: order.index(m) for p, m in where.items()}
+        self.used = list(range(len(used)))  # machine indices that run a process of the app
 
     def check_possible(self, key: str, decl, bundle: dict) -> None:
         if any(fits(bundle, m.resources) for m in self.machines):

@@ -8,6 +8,7 @@ same channels), so a machine with other plugin files is a clear error, not a wro
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ class AppSource:
     plugins: tuple[str, ...] = ()  # plugin directories, absolute: the same paths must exist on every machine
     module_path: tuple[str, ...] = ()
     variables: dict = field(default_factory=dict)
+    cwd: str = ""  # the driver's working directory (relative model paths): the hosts work there too
 
     @classmethod
     def of(cls, config, plugins, module_path=(), dynamic=None) -> "AppSource":
@@ -28,12 +30,15 @@ class AppSource:
         path = Path(config).resolve()
         variables = load_variables(dynamic) if dynamic is not None else {}
         return cls(str(path), path.read_text(), tuple(str(Path(p).resolve()) for p in plugins),
-                   tuple(str(Path(m).resolve()) for m in module_path), dict(variables))
+                   tuple(str(Path(m).resolve()) for m in module_path), dict(variables), os.getcwd())
 
     def load(self):
-        """The app (``App``), loaded as the driver loaded it."""
+        """The app (``App``), loaded as the driver loaded it (in the driver's working directory,
+        which must exist on this machine too)."""
         from ..project import load_app
 
+        if self.cwd:
+            os.chdir(self.cwd)
         app, _, _ = load_app(self.config, [Path(p) for p in self.plugins], list(self.module_path),
                              variables=self.variables or None, text=self.text)
         return app
