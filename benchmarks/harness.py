@@ -4,7 +4,8 @@ An engine app lives under ``benchmarks/apps/<name>/`` (a plugin package and a te
 :func:`run_engine` writes the template variables to a TOML file and runs
 ``sys.executable -m megflow_mp.cli run -c CONFIG -p PLUGINS --dynamic VARS`` with ``PYTHONPATH=src``
 (or ``$BENCH_SRC``: the ``src`` folder of another checkout, to compare engine versions).
-Sinks print one JSON line (``{"bench": ..., "rate": ...}``) with the rate they measured themselves;
+Sinks print one JSON line (``{"bench": ..., "rate": ...}``) with the rate they measured themselves
+(on a Ray cluster a sink on another machine prints it through Ray, prefixed ``(HostAgent pid=N)``);
 it is returned, with the wall time of the whole run and, when asked, samples of the process tree.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = Path(os.environ.get("BENCH_SRC", ROOT / "src")).resolve()
 APPS = Path(__file__).resolve().parent / "apps"
 PAGE = os.sysconf("SC_PAGE_SIZE")
+RAY_PREFIX = re.compile(r"^(?:\x1b\[[0-9;]*m)?\([^)]*\)(?:\x1b\[0m)?\s*")  # Ray's "(Actor pid=N) ", coloured
 
 
 # -- process tree sampling (/proc, no psutil) -------------------------------------------------------------
@@ -146,6 +149,7 @@ def run_engine(config: Path, plugins: Path, variables: dict, sample: bool = Fals
         raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}\n{out}\n{err}")
     result: dict = {}
     for line in out.splitlines():
+        line = RAY_PREFIX.sub("", line)  # a node on another machine of a Ray cluster: "(HostAgent pid=N) {...}"
         if line.startswith("{"):
             result = json.loads(line)
     result["wall"] = wall

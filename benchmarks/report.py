@@ -46,6 +46,13 @@ THROUGHPUT = {
     "chain_frames": ("1080p BGR frames (6.2 MB), source -> 3 Python relays -> sink (5 workers, 4 hops)",
                      {"engine": "engine, cap 8", "raw": "raw limit: shm ring + Pipes of slot indices, 5 processes"},
                      {"raw": 0.9}, None),
+    "cluster_frames": ("1080p BGR frames (6.2 MB) from one Ray node to another (two raylets, one host)",
+                       {"engine": "engine, --ray: source on machine 0, sink placed on machine b, cap 8",
+                        "ray": "plain Ray: one actor ray.puts each frame, an actor on b gets it, <= 8 in flight"},
+                       {"ray": 1.0}, None),
+    "cluster_overhead": ('small envelopes `{"i": i}`, the chain of 5 workers, cap 16, every process on one machine',
+                         {"engine": "engine with --ray (a Ray cluster, no placement)", "plain": "engine without Ray"},
+                         {"plain": 0.95}, None),
 }
 
 
@@ -180,7 +187,26 @@ def render(data: dict) -> str:
     out += _models(benches)
     out += _batching(benches)
     out += _live_view(benches)
+    out += _cluster_det_classify(benches)
     return "\n".join(out)
+
+
+def _cluster_det_classify(benches: list[dict]) -> list[str]:
+    variants = _rounds(benches, "cluster_det_classify")
+    if not variants:
+        return []
+    out = ["## simple_det_classify on 1-3 raylets", "",
+           "8 clips (640x360, 90 frames) through video_test.toml; detector and classifier `cloned = k`, one "
+           "replica per raylet (`placement = { resources = { slot = 1 } }`). Every raylet runs on this same "
+           "2-core host, so more raylets add replicas, not cores: this shows the cost of spreading, not a "
+           "speed-up. `3-replicas-no-ray`: the same 3 replicas on one machine without Ray.", "",
+           "| variant | frames/s |", "|---|---:|"]
+    rates = {v: statistics.median(i["rate"] for i in rounds.values()) for v, rounds in variants.items()}
+    out += [f"| {v} | {_fmt(r)} |" for v, r in rates.items()]
+    if "3-raylets" in rates and "3-replicas-no-ray" in rates:
+        out += ["", f"3 raylets / 3 replicas without Ray = {rates['3-raylets'] / rates['3-replicas-no-ray']:.2f} "
+                "(what crossing raylets costs when the work is the same)"]
+    return out + [""]
 
 
 def _median_of(infos: list[dict], key: str, digits: int = 2) -> str:

@@ -13,13 +13,14 @@ import re
 
 
 @contextlib.contextmanager
-def local_cluster(head_cpus: int = 2, nodes: tuple[dict, ...] = ()):
-    """A Ray cluster: the head (``head_cpus`` CPUs, no dashboard) plus one raylet per entry of
-    ``nodes`` (``Cluster.add_node`` arguments, e.g. ``{"num_cpus": 2, "resources": {"site_b": 1}}``).
-    Yields the ``Cluster``; its ``workers`` attribute lists the added nodes in order."""
+def local_cluster(head_cpus: int = 2, nodes: tuple[dict, ...] = (), head_resources: dict | None = None):
+    """A Ray cluster: the head (``head_cpus`` CPUs, custom ``head_resources``, no dashboard) plus one
+    raylet per entry of ``nodes`` (``Cluster.add_node`` arguments, e.g. ``{"num_cpus": 2,
+    "resources": {"site_b": 1}}``). Yields the ``Cluster``; ``workers`` lists the added nodes in order."""
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, "include_dashboard": False})
+    head = {"num_cpus": head_cpus, "include_dashboard": False, "resources": dict(head_resources or {})}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     try:
         cluster.workers = [cluster.add_node(**kw) for kw in nodes]
         cluster.wait_for_nodes()

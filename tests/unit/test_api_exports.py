@@ -69,7 +69,8 @@ def test_testing_harness_is_importable():
     assert callable(run_node) and repr(FLUSH) == "FLUSH"
 
 
-HEAVY = ("pydantic", "jinja2", "fastapi", "starlette", "uvicorn", "av", "cv2", "onnxruntime", "megenginelite")
+HEAVY = ("pydantic", "jinja2", "fastapi", "starlette", "uvicorn", "av", "cv2", "onnxruntime", "megenginelite",
+         "ray")
 
 
 def test_importing_the_plugin_api_loads_no_heavy_library():
@@ -93,3 +94,13 @@ def test_checking_a_config_loads_no_codec_or_vision_library():
              "print(sorted({m.split('.')[0] for m in sys.modules} & {'av', 'cv2'}))")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_running_an_app_without_ray_imports_no_ray():
+    """Ray (the optional cluster backend) is imported only by ``run --ray``."""
+    import subprocess
+    import sys
+
+    probe = "import sys; from megflow_mp.cli import main; code = main(['selfcheck']); print(code, 'ray' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert r.stdout.strip().splitlines()[-1] == "0 False", r.stdout + r.stderr

@@ -38,11 +38,16 @@ class HostAgent:
 
         spec.parent, spec.ip = os.getpid(), ray.util.get_node_ip_address()
         env = dict(os.environ, **{NODE_ENV: ray.get_runtime_context().get_node_id()})
-        self.proc = subprocess.Popen([sys.executable, "-m", "megflow_mp.cluster.host"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, env=env)
+        # the host answers on a pipe of its own; its stdout and stderr (and its workers') are this
+        # actor's, which Ray shows on the driver's console
+        answer_r, answer_w = os.pipe()
+        self.proc = subprocess.Popen([sys.executable, "-m", "megflow_mp.cluster.host", str(answer_w)],
+                                     stdin=subprocess.PIPE, pass_fds=(answer_w,), env=env)
+        os.close(answer_w)
+        self.answers = os.fdopen(answer_r, "rb")
         self.proc.stdin.write(pickle.dumps(spec, protocol=5))
         self.proc.stdin.flush()
-        line = self.proc.stdout.readline().decode().strip()
+        line = self.answers.readline().decode().strip()
         if not line.startswith("LISTEN "):
             self.proc.wait(timeout=30)
             raise ClusterError(line[len("ERROR "):] if line.startswith("ERROR ") else

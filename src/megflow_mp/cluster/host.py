@@ -5,8 +5,9 @@ Protocol with the actor, on the host's stdin/stdout:
 
 1. stdin: a pickled :class:`HostSpec`. The host loads the app from its source, checks the
    fingerprint, listens for every process that runs elsewhere (its bridge's proxies), forks the
-   workers placed on this machine, and prints ``LISTEN <ip> <port>`` (its bridge's TCP address), or
-   ``ERROR <message>`` and exits 2.
+   workers placed on this machine, and answers ``LISTEN <ip> <port>`` (its bridge's TCP address), or
+   ``ERROR <message>`` and exits 2, on the answer pipe (the fd given as its argument; its stdout
+   and stderr are the actor's, which Ray shows on the driver's console).
 2. stdin: one line, the JSON ``{machine: [ip, port]}`` of every bridge: the host opens its links;
    from then on everything goes over them (:mod:`.bridge`).
 3. stdin closed (the actor stops it), or the driver's machine lost: the host stops its workers
@@ -129,7 +130,7 @@ class Host:
 
 
 def main(out) -> int:
-    """The host; ``out`` is the protocol's stream (what the process printed would go to stderr)."""
+    """The host; ``out`` is the answer pipe to the actor."""
     from ..runtime.worker import _die_with_parent
     from ..supervisor import become_subreaper, kill_descendants
     from .source import fingerprint
@@ -163,8 +164,8 @@ def main(out) -> int:
 
 
 if __name__ == "__main__":
-    protocol = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # what this process and its workers print goes to stderr: stdout is the protocol's
+    protocol = os.fdopen(int(sys.argv[1]), "w")  # the answers to the actor (stdout stays the app's)
+    os.set_inheritable(protocol.fileno(), False)
     code = main(protocol)
     sys.stderr.flush()
     os._exit(code)  # no interpreter teardown while link threads still read

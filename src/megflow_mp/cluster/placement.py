@@ -148,5 +148,6 @@ class Placement:
 
 
 def _resources(res: dict) -> str:
-    shown = {k: v for k, v in res.items() if not k.startswith("node:") and "memory" not in k}
+    shown = {k: v for k, v in res.items()
+             if not k.startswith("node:") and "memory" not in k and "_group_" not in k}  # Ray's own entries
     return "{" + ", ".join(f"{k}: {v:g}" for k, v in sorted(shown.items())) + "}"
