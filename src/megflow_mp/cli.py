@@ -53,6 +53,9 @@ def _run_arguments(s: argparse.ArgumentParser) -> None:
                    help="run on a Ray cluster: 'auto' (the cluster this machine belongs to, or RAY_ADDRESS), "
                         "HOST:PORT, or 'local' (a one-machine cluster for this run); nodes go where their "
                         "`placement` says (needs megflow-mp[ray])")
+    s.add_argument("--ray-wait", type=float, default=60.0, metavar="S",
+                   help="with --ray: seconds to wait for the resources of a placement the cluster has but cannot "
+                        "give now (default 60), then fail")
 
 
 def _metrics(args) -> None:
@@ -140,7 +143,7 @@ def _run(app, drain_timeout: float, args=None, path=None, dirs=()) -> int:
         from .cluster.supervisor import run_cluster_app
 
         source = AppSource.of(path, dirs, args.module_path, args.dynamic)
-        return run_cluster_app(app, source, args.ray, drain_timeout=drain_timeout)
+        return run_cluster_app(app, source, args.ray, drain_timeout=drain_timeout, place_timeout=args.ray_wait)
     from .supervisor import run_app
 
     return run_app(app, drain_timeout=drain_timeout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,11 +34,11 @@ def node_ids(cluster) -> dict[str, str]:
     return {"head": cluster.head_node.node_id, "b": cluster.b.node_id}
 
 
-def run_app(config: Path, address: str, timeout: float = 180, **kw) -> subprocess.CompletedProcess:
-    """``megflow-mp run CONFIG --ray ADDRESS`` (plugins: tests/cluster/plugins), as a user runs it."""
+def run_app(config: Path, address: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``megflow-mp run CONFIG --ray ADDRESS [ARGS]`` (plugins: tests/cluster/plugins), as a user runs it."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run([MEGFLOW, "run", str(config), "-p", str(PLUGINS), "--ray", address, "--no-metrics"],
-                          capture_output=True, text=True, timeout=timeout, env=env, **kw)
+    return subprocess.run([MEGFLOW, "run", str(config), "-p", str(PLUGINS), "--ray", address, "--no-metrics", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def app_processes(marker: str) -> list[str]:
@@ -53,3 +54,31 @@ def app_processes(marker: str) -> list[str]:
         if marker in cmd:
             out.append(f"{pid}: {cmd}")
     return out
+
+
+def start_app(config: Path, address: str, log: Path, plugins: Path = PLUGINS) -> subprocess.Popen:
+    """``megflow-mp run CONFIG --ray ADDRESS`` in the background, its stderr to ``log`` (a file: an
+    unread pipe could fill and stop the app); stdout discarded."""
+    with open(log, "w") as err:
+        return subprocess.Popen([MEGFLOW, "run", str(config), "-p", str(plugins), "--ray", address, "--no-metrics"],
+                                stdout=subprocess.DEVNULL, stderr=err, text=True)
+
+
+def remote_worker(proc: subprocess.Popen, log: Path, timeout: float = 60) -> tuple[int, int]:
+    """``(host pid, worker pid)``: the first worker a host process of this machine forked, once the
+    app ``proc`` has started on every machine (it logged its layout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if "INFO machine 0 (" not in log.read_text():
+            time.sleep(0.05)
+            continue
+        for line in app_processes("megflow_mp.cluster.host"):
+            host_pid = int(line.split(":", 1)[0])
+            try:
+                kids = Path(f"/proc/{host_pid}/task/{host_pid}/children").read_text().split()
+            except OSError:
+                continue
+            if kids:
+                return host_pid, int(kids[0])
+        time.sleep(0.05)
+    raise AssertionError(f"no worker on another machine appeared: {log.read_text()[-3000:]}")

@@ -10,6 +10,7 @@ app with a line naming it, with no process of the app left anywhere.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from megflow_mp.selfcheck import LOGICAL_TEST
-from tests.cluster.conftest import MEGFLOW, PLUGINS, app_processes, node_ids, run_app
+from tests.cluster.conftest import MEGFLOW, app_processes, node_ids, remote_worker, run_app, start_app
 
 HOST = "megflow_mp.cluster.host"
 
@@ -102,26 +103,17 @@ def test_stamp_ancestry_is_the_host_started_by_the_ray_actor(ray_cluster, tmp_pa
     is Ray's ``ray::HostAgent``): the worker really runs under that raylet's actor."""
     config = chain(tmp_path, 400, 'placement = { resources = { site_b = 1 } }', height=90, width=160,
                    extra="interval = 0.02")
-    proc = subprocess.Popen([MEGFLOW, "run", str(config), "-p", str(PLUGINS), "--ray", ray_cluster.address,
-                             "--no-metrics"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "stderr.txt"
+    proc = start_app(config, ray_cluster.address, log)
     try:
-        seen = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and seen is None:
-            for line in app_processes(HOST):
-                host_pid = int(line.split(":", 1)[0])
-                kids = Path(f"/proc/{host_pid}/task/{host_pid}/children").read_text().split()
-                if kids:
-                    seen = (host_pid, int(kids[0]))
-            time.sleep(0.1)
-        assert seen, "no host process with a worker appeared"
-        host_pid, worker_pid = seen
+        host_pid, worker_pid = remote_worker(proc, log)
         actor_pid = int(Path(f"/proc/{host_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         assert HOST in cmdline(worker_pid)  # forked by the host
         assert cmdline(actor_pid).startswith("ray::HostAgent"), cmdline(actor_pid)
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+    err = log.read_text()
     assert proc.returncode == 0, err[-3000:]
     assert not app_processes(str(config)) and not app_processes(HOST)
 
@@ -166,26 +158,64 @@ def test_a_placement_no_machine_has_is_one_clear_error(ray_cluster, tmp_path):
     assert not app_processes(str(config)) and not app_processes(HOST)
 
 
+def test_a_placement_the_cluster_cannot_give_now_is_waited_for_then_an_error(ray_cluster, tmp_path):
+    """Three replicas of 2 CPUs on two machines of 2 CPUs: a bigger cluster could, this one cannot now."""
+    config = chain(tmp_path, 5, "cloned = 3\nplacement = { num_cpus = 2 }", shared=True)
+    r = run_app(config, ray_cluster.address, "--ray-wait", "3", timeout=120)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "waiting up to 3 s for the resources of node 'stamp' (@/stamp): {CPU: 2} per replica, 3 replicas" in r.stderr
+    assert re.search(r"error: node 'stamp' \(@/stamp\) could not be placed within 3 s: 3 replicas of \{CPU: 2\} are "
+                     r"not free on the cluster \(available now: \{CPU: [0-9]+", r.stderr), r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert not app_processes(str(config)) and not app_processes(HOST)
+
+
 def test_a_machine_lost_mid_run_ends_the_app_naming_it(ray_cluster, tmp_path):
     c = ray_cluster.add_node(num_cpus=1, resources={"site_c": 1})
     ray_cluster.wait_for_nodes()
     config = chain(tmp_path, 100000, 'placement = { resources = { site_c = 1 } }', height=90, width=160,
                    extra="interval = 0.01")
-    proc = subprocess.Popen([MEGFLOW, "run", str(config), "-p", str(PLUGINS), "--ray", ray_cluster.address,
-                             "--no-metrics"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "stderr.txt"
+    proc = start_app(config, ray_cluster.address, log)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(True for _ in app_processes(HOST)):
-            time.sleep(0.1)
+        remote_worker(proc, log)
         time.sleep(2.0)  # frames are flowing through machine 1
         ray_cluster.remove_node(c, allow_graceful=False)  # its raylet and every process of it killed
         lost = time.monotonic()
-        out, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
         took = time.monotonic() - lost
     finally:
         if proc.poll() is None:
             proc.kill()
+    err = log.read_text()
     assert proc.returncode == 1, err[-3000:]
     assert re.search(r"error: machine 1 \(.*\) was lost .*its nodes ended: 'stamp' \(main/stamp\)", err), err[-3000:]
     assert took < 30
+    assert not app_processes(str(config)) and not app_processes(HOST)
+
+
+def test_a_killed_worker_on_another_machine_is_restarted_there(ray_cluster, tmp_path):
+    """``restart = 1`` on a node of machine b: its worker SIGKILLed mid-run is started again by that
+    machine's host, the app goes on to its end (what the worker held in flight is lost)."""
+    ids = node_ids(ray_cluster)
+    config = chain(tmp_path, 300, 'restart = 1\nplacement = { resources = { site_b = 1 } }', height=90, width=160,
+                   extra="interval = 0.01")
+    log = tmp_path / "stderr.txt"
+    proc = start_app(config, ray_cluster.address, log)
+    try:
+        _, worker = remote_worker(proc, log)
+        time.sleep(1.0)
+        os.kill(worker, signal.SIGKILL)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = log.read_text()
+    assert proc.returncode == 0, err[-3000:]
+    assert re.search(r"worker of node 'stamp' \(main/stamp, replica 0, pid None, on machine 1 .*\) was killed by "
+                     r"SIGKILL; restarting it \(1 of 1\)", err), err[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["bad"] == 0 and 200 < report["count"] <= 300
+    assert {p[0]["node"] for p in report["paths"]} == {ids["b"]}
+    assert len({p[0]["pid"] for p in report["paths"]}) == 2  # the first worker, then the restarted one
     assert not app_processes(str(config)) and not app_processes(HOST)

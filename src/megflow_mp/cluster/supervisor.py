@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from ..errors import ClusterError
 from ..plan import static_items
@@ -209,8 +210,13 @@ class ClusterSupervisor(Supervisor):
             super().release()
 
 
-def run_cluster_app(app, source: AppSource, address: str, drain_timeout: float = 30.0) -> int:
+def run_cluster_app(app, source: AppSource, address: str, drain_timeout: float = 30.0,
+                    place_timeout: float = 60.0) -> int:
     from ..supervisor import become_subreaper
 
     become_subreaper()
-    return ClusterSupervisor(app, source, address, drain_timeout).run()
+    try:
+        return ClusterSupervisor(app, source, address, drain_timeout, place_timeout).run()
+    except KeyboardInterrupt:  # Ctrl-C while starting on the machines: everything started is stopped
+        print("[megflow-mp] interrupted while starting on the cluster; stopped", file=sys.stderr, flush=True)
+        return 130
