@@ -264,11 +264,7 @@ class Supervisor:
 
     def signal_workers(self, sig: int) -> None:
         """Send ``sig`` to every worker still running."""
-        for proc in list(self.pidfds):
-            try:
-                os.kill(self.pids[proc], sig)
-            except ProcessLookupError:
-                pass
+        signal_all([self.pids[proc] for proc in self.pidfds], sig)
 
     def release(self) -> None:
         """The workers are gone: close the hub and kill what is left below this process (plugin children)."""
@@ -293,6 +289,15 @@ def fork_worker(app: App, i: int, run_id: str, listener, items, restarted: bool 
         worker_main(app, i, run_id, listener, app.nworkers, parent, items, restarted)
     listener.close()
     return pid
+
+
+def signal_all(pids, sig: int) -> None:
+    """Send ``sig`` to each of ``pids`` (those already gone are skipped)."""
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def exit_reason(status: int) -> str:

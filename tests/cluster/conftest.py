@@ -1,5 +1,6 @@
 """A real Ray cluster for the cluster tests: separate raylets (each with its own object store and
-resources) on this machine, started once per session with ``ray.cluster_utils.Cluster``.
+resources) on this machine, started once per test module with ``ray.cluster_utils.Cluster`` (and
+shut down after it: its processes are children of the test process, which later tests count).
 
 Machines: the head (2 CPUs; the driver's, so machine 0 of every run) and ``b`` (2 CPUs and the
 custom resource ``site_b``). Tests that kill a machine add their own.
@@ -20,7 +21,7 @@ PLUGINS = Path(__file__).resolve().parent / "plugins"
 MEGFLOW = str(Path(sys.executable).with_name("megflow-mp"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
     from tests.support.cluster import local_cluster
 

@@ -24,13 +24,14 @@ HOST = "megflow_mp.cluster.host"
 
 
 def chain(tmp_path: Path, n: int, stamp: str, *, height=720, width=1280, cap=16, extra="", shared=False) -> Path:
-    """source -> stamp -> check; ``stamp`` is the stamp node's extra TOML (its placement)."""
+    """source -> stamp -> check; ``stamp`` is the stamp node's extra TOML (its placement); ``shared``
+    declares the stamp node at top level (a shared node) instead of in the graph."""
     report = tmp_path / "report.json"
     stamp_decl = f'name = "stamp"\nty = "Stamp"\n{stamp}\n'
-    if shared:
-        text = f"""main = "main"
-[[nodes]]
-{stamp_decl}
+    top = f"[[nodes]]\n{stamp_decl}" if shared else ""
+    inner = "" if shared else "    [[graphs.nodes]]\n    " + stamp_decl.replace("\n", "\n    ")
+    text = f"""main = "main"
+{top}
 [[graphs]]
 name = "main"
 connections = [
@@ -44,28 +45,7 @@ connections = [
     height = {height}
     width = {width}
     {extra}
-    [[graphs.nodes]]
-    name = "check"
-    ty = "FrameCheck"
-    report = "{report}"
-"""
-    else:
-        text = f"""main = "main"
-[[graphs]]
-name = "main"
-connections = [
-    {{ cap = {cap}, ports = ["source:out", "stamp:inp"] }},
-    {{ cap = {cap}, ports = ["stamp:out", "check:inp"] }},
-]
-    [[graphs.nodes]]
-    name = "source"
-    ty = "FrameSource"
-    n = {n}
-    height = {height}
-    width = {width}
-    {extra}
-    [[graphs.nodes]]
-    {stamp_decl.replace(chr(10), chr(10) + '    ')}
+{inner}
     [[graphs.nodes]]
     name = "check"
     ty = "FrameCheck"

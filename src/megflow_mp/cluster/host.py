@@ -104,11 +104,9 @@ class Host:
             self.done = True
 
     def signal(self, sig: int) -> None:
-        for proc in list(self.pidfds):
-            try:
-                os.kill(self.pids[proc], sig)
-            except ProcessLookupError:
-                pass
+        from ..supervisor import signal_all
+
+        signal_all([self.pids[proc] for proc in self.pidfds], sig)
 
     def serve(self) -> None:
         """Run until stdin closes (the actor stops this host) or the driver's machine is lost."""
