@@ -65,21 +65,29 @@ def start_app(config: Path, address: str, log: Path, plugins: Path = PLUGINS) ->
                                 stdout=subprocess.DEVNULL, stderr=err, text=True)
 
 
+def host_tree() -> dict[int, list[int]]:
+    """Host pid -> its children (the workers of its machine; forked by the host, they have its
+    command line too), for every host process of a cluster run on this machine."""
+    pids = [int(line.split(":", 1)[0]) for line in app_processes("megflow_mp.cluster.host")]
+    out = {}
+    for pid in pids:
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid not in pids:
+                out[pid] = sorted(int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+        except OSError:
+            pass
+    return out
+
+
 def remote_worker(proc: subprocess.Popen, log: Path, timeout: float = 60) -> tuple[int, int]:
     """``(host pid, worker pid)``: the first worker a host process of this machine forked, once the
     app ``proc`` has started on every machine (it logged its layout)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if "INFO machine 0 (" not in log.read_text():
-            time.sleep(0.05)
-            continue
-        for line in app_processes("megflow_mp.cluster.host"):
-            host_pid = int(line.split(":", 1)[0])
-            try:
-                kids = Path(f"/proc/{host_pid}/task/{host_pid}/children").read_text().split()
-            except OSError:
-                continue
-            if kids:
-                return host_pid, int(kids[0])
+        if "INFO machine 0 (" in log.read_text():
+            for host, workers in host_tree().items():
+                if workers:
+                    return host, workers[0]
         time.sleep(0.05)
     raise AssertionError(f"no worker on another machine appeared: {log.read_text()[-3000:]}")

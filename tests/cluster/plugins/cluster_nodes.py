@@ -5,7 +5,8 @@ that checks every frame and writes a JSON report.
 and its index in ``msg["i"]``, one every ``interval`` seconds (default: as fast as it can). ``Stamp`` appends ``{"node": <Ray node id of its machine>, "pid",
 "ppid"}`` to ``msg["path"]`` and passes the frame on. ``FrameCheck`` checks each frame's content
 against its index and writes ``{"count", "bad", "order", "paths"}`` (the distinct stamp paths, by
-node id and pid) to ``report`` when its input closes.
+node id and pid) to ``report`` when its input closes. ``Tally`` (a per-stream node behind a
+VideoServer) answers each frame with a JSON string naming the machine it ran on.
 """
 
 import json
@@ -71,3 +72,16 @@ class FrameCheck:
         with open(self.report, "w") as f:
             json.dump({"count": self.count, "bad": self.bad, "order": self.order,
                        "paths": [json.loads(p) for p in sorted(self.paths)]}, f)
+
+
+@register(inputs=["inp"], outputs=["out"])
+class Tally:
+    """A per-stream node: one JSON string per frame, ``{"frame": partial_id, "node": <Ray node id>}``."""
+
+    def __init__(self, name, args):
+        self.node = os.environ.get("MEGFLOW_MP_RAY_NODE")
+
+    def exec(self):
+        envelope = self.inp.recv()
+        if envelope is not None:
+            self.out.send(envelope.repack(json.dumps({"frame": envelope.partial_id, "node": self.node})))
