@@ -3,6 +3,8 @@
 simple_classification's ``image_test.toml`` (ImageInput over photos) with its classifier on machine
 ``b``: the same results file. electric_bicycle's ``video_test.toml`` (and the ``common.toml`` it
 includes) with its detector on ``b``, a real redis-server: the same alerts logged and pushed.
+cat_finder's ``video_test.toml`` with its detector and re-id model on ``b`` (a cat registered by its
+``image_test.toml`` first): the same notification.
 
 simple_det_classify's ``video_test.toml`` (VideoInput over two clips) with its detector placed on
 machine ``b`` and its classifier on the driver's machine: every frame crosses machines twice (to the
@@ -134,3 +136,27 @@ def test_electric_bicycle_video_test_same_alerts_with_its_detector_on_another_ma
         assert pushed == logged
         alerts.append(logged)
     assert [a["stream"] for a in alerts[0]] == [0, 1] and alerts[1] == alerts[0]
+
+
+@pytest.mark.slow
+def test_cat_finder_video_test_same_notification_with_its_models_on_another_machine(ray_cluster, tmp_path,
+                                                                                     redis_server):  # noqa: F811
+    folder, plugins = ROOT / "configs" / "cat_finder", str(ROOT / "plugins" / "cat_finder")
+    cats = tmp_path / "cats"
+    cats.mkdir()
+    shutil.copy(data_dir() / "coco" / "000000000139.jpg", cats / "decoy.jpg")
+    shutil.copy(data_dir() / "images" / "cat_720p.jpg", cats / "tom.jpg")
+    base = {"redis_port": redis_server.port, "spool_dir": str(tmp_path / "spool")}
+    run_cli(folder / "image_test.toml", plugins, {**base, "cats_dir": str(cats)}, tmp_path)  # registers tom
+    spread = tmp_path / "spread"
+    spread.mkdir()
+    shutil.copy(folder / "video_test.toml", spread / "video_test.toml")
+    half = "placement = { resources = { site_b = 0.5 } }"  # both models on b: half of its one site_b each
+    (spread / "fence.toml").write_text(placed(placed((folder / "fence.toml").read_text(), "det", half), "reid", half))
+    clip = make_clip(tmp_path / "tom.mp4", frames=25, motion="exit", image="images/cat_720p.jpg")
+    notes = []
+    for config, extra in ((folder / "video_test.toml", ()), (spread / "video_test.toml", ("--ray", ray_cluster.address))):
+        r = run_cli(config, plugins, {**base, "videos": [str(clip)]}, tmp_path, *extra)
+        notes.append([json.loads(ln.split(": ", 1)[1]) for ln in r.stderr.splitlines() if "INFO stream 0: {" in ln])
+    assert len(notes[0]) == 1 and notes[0][0]["name"] == "tom"
+    assert notes[1] == notes[0]
