@@ -74,15 +74,32 @@ FOUND = [
     ("cameras (stall)", "the read timeout that detects a camera which keeps its socket open and sends nothing was "
      "one per VideoServer node; now also per stream: POST /start/{url}?read_timeout=S", "nodes/video_server.py",
      "test_cameras.py: test_server_killed_and_restarted_and_a_stalled_camera"),
+    ("stream churn", "the inbox that brings a stream's results back stayed in its worker's channel table whenever "
+     "results were still queued when the stream's instance finished (most streams): about 1 kB per stream, for "
+     "the worker's life", "runtime/channels.py, runtime/worker.py",
+     "test_an_ended_streams_results_inbox_leaves_the_worker"),
+    ("stream churn", "a stream resolved its done future with itself (stream -> future -> stream): every ended "
+     "stream, its messages and live channel waited for a full cyclic collection", "video/stream.py",
+     "test_an_ended_stream_is_freed_without_the_cycle_collector"),
+    ("stream churn", "the metrics sampler held every stream object it had seen (messages, live channel, futures) "
+     "for the 60 s retention; now only an ended stream's last numbers", "observe/sampler.py",
+     "test_metrics_keep_only_the_numbers_of_an_ended_stream"),
+    ("stream churn", "glibc kept what each stream's threads freed: free chunks stayed resident (no trim below a "
+     "raised threshold) across 16 malloc arenas on 2 cores; the VideoServer worker's resident memory climbed "
+     "with every stream started. Workers now trim the heap (malloc_trim) after an instance ends, and a decoding "
+     "worker uses one arena per core (at least 4)", "runtime/malloc.py, runtime/worker.py, nodes/video_server.py, "
+     "nodes/video_input.py", "test_churn.py: test_start_stop_churn_leaves_memory_processes_and_shared_memory_flat"),
     ("cameras (damaged RTP payloads)", "frames the decoder marked corrupt (concealed errors) were sent into the "
      "pipeline as pictures and nothing counted them or the packets it refused; now skipped and counted: "
      "GET /list's corrupt, megflow_stream_frames_corrupt", "video/reader.py, video/stream.py, nodes/video_server.py",
      "test_cameras.py: test_corrupt_packets_are_skipped_and_counted_and_the_stream_goes_on"),
 ]
 LEFT = [
-    "stream churn: the VideoServer's worker keeps about 10 kB per stream started (seen with metrics off and a "
-    "history of 16 ended streams, so neither is the cause); the churn row reports the growth, its test "
-    "xfails on it.",
+    "stream churn: an ended stream's metrics stay exported for 60 s (MEGFLOW_MP_METRICS_RETENTION), and each "
+    "second's snapshot of them costs a few kB per stream: a server starting 100 streams a second holds a few "
+    "MB more while that lasts (the churn row sets 1 s, as it sets a short /list history). "
+    "MEGFLOW_MP_METRICS=0 does not switch metrics off under `megflow-mp run` (the command line's "
+    "--no-metrics default overrides it), which is why an earlier look 'with metrics off' still had them.",
     "killing a worker without restart ends the app: requests in flight then see their connection closed "
     "instead of a 503 (counted in the kill rows).",
     "uvicorn has no time limit on a request head or body: slow clients keep their connections (each holds a file "

@@ -297,3 +297,87 @@ def test_video_list_answers_while_streams_start_on_other_threads(tmp_path):
         for t in lookers:
             t.join()
     assert not bad, bad[:5]
+
+
+def _ended_stream(tmp_path):
+    """A real Stream of a 3-frame clip run to its end in an in-process worker (tests/unit/test_stream.py's
+    set-up: the test plays the host of the instance's node, which sends two results back and ends)."""
+    from megflow_mp.plan import MAIN
+    from megflow_mp.registry import builtin_registry
+    from megflow_mp.video.source import ReaderOptions
+    from megflow_mp.video.stream import Stream
+    from tests.support.clips import make_clip
+    from tests.support.inproc import InProc
+    from tests.unit.test_stream import APP, Host
+
+    clip = str(make_clip(tmp_path / "c.mp4", frames=3, size=(160, 96)))
+    w = InProc(APP, "g/v", builtin_registry())
+    assert w.install_static() == [None]
+    host = Host(w, results=["a", "b"])
+    node = w.nodes(MAIN)["g/v"]
+    stream = Stream(0, clip, ReaderOptions(), w.worker, node, node.spec.dynamic["out"], "out")
+    host.stream = stream
+    stream.open()
+    w.run(lambda: stream.attach("g/s"))
+    exit_chan = stream.child.exits["out"].chan
+    w.run_until(lambda: stream.done.done, timeout=30)
+    host.stream = None
+    return w, stream, exit_chan
+
+
+def test_an_ended_streams_results_inbox_leaves_the_worker(tmp_path):
+    """The inbox that brings a stream's results back stayed in its worker's channel table for good
+    whenever results were still queued when the instance finished (most streams): about 1 kB per
+    stream started, for the life of a VideoServer."""
+    w, stream, exit_chan = _ended_stream(tmp_path)
+    try:
+        assert stream.take_messages() == ["a", "b"]  # the results were read after the instance finished
+        assert exit_chan not in w.worker.channels.inboxes and not w.worker.channels.retiring
+    finally:
+        w.close()
+
+
+def test_an_ended_stream_is_freed_without_the_cycle_collector(tmp_path):
+    """A stream resolved its ``done`` future with itself: stream -> future -> stream, a cycle that only
+    the cyclic collector frees, and a worker runs it rarely (young collections every 20,000
+    allocations), so every ended stream, with its messages and live channel, waited for a full one."""
+    import gc
+    import weakref
+
+    w, stream, _ = _ended_stream(tmp_path)
+    try:
+        ref = weakref.ref(stream)
+        gc.disable()
+        try:
+            del stream
+            assert ref() is None
+        finally:
+            gc.enable()
+    finally:
+        w.close()
+
+
+def test_metrics_keep_only_the_numbers_of_an_ended_stream(tmp_path):
+    """The metrics sampler held every stream it had seen (the Stream object, with its messages, live
+    channel and futures) for the whole retention (60 s): a VideoServer starting streams quickly kept
+    all of them. It now keeps the last values of an ended stream, still exported until retention."""
+    import weakref
+
+    from megflow_mp.observe import snapshot
+    from megflow_mp.observe.sampler import Sampler
+
+    w, stream, _ = _ended_stream(tmp_path)
+    try:
+        sampler = Sampler(w.worker, tmp_path, interval=1.0, retention=60.0)
+        sampler.add_stream(stream)
+        out = snapshot.Builder({})
+        sampler._streams(out)
+        ref = weakref.ref(stream)
+        del stream
+        assert ref() is None  # only its numbers are kept
+        out = snapshot.Builder({})
+        sampler._streams(out)
+        frames = [v for name, labels, v in out.series if name == "megflow_stream_frames_decoded"]
+        assert frames == [3]  # and still exported
+    finally:
+        w.close()

@@ -438,3 +438,35 @@ def test_a_restarted_peer_is_alive_again(hub):
     got = []
     run(hub, lambda: got.append(credits.acquire(dest([1], cap=1))))
     assert got == [1]
+
+
+# --- Channels: an inbox retired before its senders closed it ---------------------------------------------
+
+
+def test_a_retired_inbox_leaves_the_table_at_its_last_close_and_keeps_its_queue(hub):
+    from megflow_mp.runtime.channels import CLOSE, DATA, Channels
+
+    class Transport:
+        def post(self, proc, record, size=64, segments=()):
+            pass
+
+        send_now = post
+
+    class Codec:
+        def decode(self, payload):
+            return payload
+
+    channels = Channels(hub, Transport(), Codec())
+    box = channels.open_inbox(CHAN, 4, senders=2)
+    channels.on_records(7, [(DATA, CHAN, "a")])
+    channels.retire_inbox(box)  # its instance ended; one sender has not closed yet
+    assert channels.inboxes[CHAN] is box
+    channels.on_records(7, [(DATA, CHAN, "b"), (CLOSE, CHAN, None)])
+    assert channels.inboxes[CHAN] is box  # still routed: a sender is left
+    channels.on_records(8, [(CLOSE, CHAN, None)])
+    assert CHAN not in channels.inboxes and not channels.retiring
+    assert [box.take(), box.take()] == ["a", "b"] and box.closed  # whoever reads it takes what was queued
+    closed = channels.open_inbox(CHAN + 1, 4, senders=1)
+    channels.on_records(7, [(CLOSE, CHAN + 1, None)])
+    channels.retire_inbox(closed)  # already closed: out at once
+    assert CHAN + 1 not in channels.inboxes

@@ -12,6 +12,7 @@ import sys
 
 from ..registry import register
 from ..errors import Cancelled
+from ..runtime import malloc
 from ..video.source import is_live
 from ..video.stream import Stream
 from .video_server import reader_options
@@ -35,6 +36,7 @@ class VideoInput:
 
     def bind_runtime(self, worker, node):
         self.worker, self.node, self.hub = worker, node, worker.hub
+        malloc.limit_arenas()  # before any thread of a stream: their arenas' free memory stays bounded
         self.dyn = node.spec.dynamic["out"]
         back = node.spec.dynamic.get("inp")
         self.results = back.port if back else None

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from ..frontdoor import FrontDoor
 from ..registry import register
+from ..runtime import malloc
 from ..runtime.hub import Future
 from ..runtime.threads import run_on_hub
 from ..errors import Cancelled, ReaderError
@@ -87,6 +88,7 @@ class VideoServer:
 
     def bind_runtime(self, worker, node):
         self.worker, self.node, self.hub = worker, node, worker.hub
+        malloc.limit_arenas()  # before any thread of a stream: their arenas' free memory stays bounded
         self.dyn = node.spec.dynamic["out"]
         back = node.spec.dynamic.get("inp")  # the subgraph output whose messages come back, if wired
         self.results = back.port if back else None

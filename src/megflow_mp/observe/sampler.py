@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+from typing import NamedTuple
 
 from . import snapshot
 from .catalog import BY_NAME, BUCKETS, STREAM_METRICS
@@ -35,13 +36,33 @@ log = logging.getLogger("megflow_mp")
 SAMPLER = None  # this process's Sampler, when metrics are on
 
 
-class StreamEntry:
-    """What the sampler keeps of one stream: its last values, and when it was seen ended."""
+class StreamValues(NamedTuple):
+    """One stream's exported values (a tuple: an ended stream's are kept for ``retention`` seconds)."""
 
-    __slots__ = ("stream", "decode", "ended_at")
+    id: int
+    url: str
+    state: str
+    frames: int
+    sent: int
+    dropped: int
+    corrupt: int
+    fps: float
+    reconnects: int
+    decode: float
+    viewers: int
+    live: bool
+
+
+class StreamEntry:
+    """What the sampler keeps of one stream: the stream while it runs; once it is seen ended, only
+    its final :class:`StreamValues` (``final``) and when it ended. An ended stream's series stay
+    exported for ``retention`` seconds, but the stream itself (its messages, live channel, futures)
+    is let go at once: a server that starts many streams keeps no more of them here than numbers."""
+
+    __slots__ = ("stream", "decode", "ended_at", "final")
 
     def __init__(self, stream):
-        self.stream, self.decode, self.ended_at = stream, 0.0, None
+        self.stream, self.decode, self.ended_at, self.final = stream, 0.0, None, None
 
 
 def _caps(inputs) -> int:
@@ -161,31 +182,47 @@ class Sampler:
             entries = list(self.streams)
         keep = []
         for e in entries:
-            s = e.stream
-            if e.ended_at is None and s.done.done:
-                e.ended_at = now
-            if e.ended_at is not None and now - e.ended_at > self.retention:
+            if e.ended_at is None:
+                s = e.stream
+                ended = s.done.done  # before its values: an ended stream's info is final
+                values = self._values(e, s)
+                if ended:
+                    e.ended_at, e.final, e.stream = now, values, None
+            else:
+                values = e.final
+            if now - (e.ended_at or now) > self.retention:
                 continue  # its series are gone from now on
             keep.append(e)
-            info = s.info()
-            reader = s.reader
-            if reader is not None:
-                e.decode = getattr(reader, "decode_seconds", e.decode)
-            labels = {"stream": str(s.id)}
-            out.gauge("megflow_stream_state", {**labels, "state": info["state"]}, 1)
-            out.counter("megflow_stream_frames_decoded", labels, info["frames"])
-            out.counter("megflow_stream_frames_sent", labels, getattr(s, "sent", 0))
-            out.counter("megflow_stream_frames_dropped", labels, info["dropped"])
-            out.counter("megflow_stream_frames_corrupt", labels, info.get("corrupt", 0))
-            out.gauge("megflow_stream_fps", labels, info["fps"])
-            out.counter("megflow_stream_reconnects", labels, info["reconnects"])
-            out.counter("megflow_stream_decode_seconds", labels, e.decode)
-            view = getattr(s, "view", None)
-            out.gauge("megflow_stream_viewers", labels, view.stats()["viewers"] if view is not None else 0)
-            out.extra.setdefault("streams", []).append({"id": s.id, "url": s.url, "live": view is not None})
+            self._export(out, values)
         with self.lock:
             dropped = {id(e) for e in entries} - {id(e) for e in keep}
             self.streams = [e for e in self.streams if id(e) not in dropped]
+
+    @staticmethod
+    def _values(e: StreamEntry, s) -> StreamValues:
+        """The exported values of stream ``s`` now."""
+        info = s.info()
+        reader = s.reader
+        if reader is not None:
+            e.decode = getattr(reader, "decode_seconds", e.decode)
+        view = getattr(s, "view", None)
+        return StreamValues(s.id, s.url, info["state"], info["frames"], getattr(s, "sent", 0), info["dropped"],
+                            info.get("corrupt", 0), info["fps"], info["reconnects"], e.decode,
+                            view.stats()["viewers"] if view is not None else 0, view is not None)
+
+    @staticmethod
+    def _export(out, v: StreamValues) -> None:
+        labels = {"stream": str(v.id)}
+        out.gauge("megflow_stream_state", {**labels, "state": v.state}, 1)
+        out.counter("megflow_stream_frames_decoded", labels, v.frames)
+        out.counter("megflow_stream_frames_sent", labels, v.sent)
+        out.counter("megflow_stream_frames_dropped", labels, v.dropped)
+        out.counter("megflow_stream_frames_corrupt", labels, v.corrupt)
+        out.gauge("megflow_stream_fps", labels, v.fps)
+        out.counter("megflow_stream_reconnects", labels, v.reconnects)
+        out.counter("megflow_stream_decode_seconds", labels, v.decode)
+        out.gauge("megflow_stream_viewers", labels, v.viewers)
+        out.extra.setdefault("streams", []).append({"id": v.id, "url": v.url, "live": v.live})
 
 
 def watch_worker(worker) -> Sampler | None:

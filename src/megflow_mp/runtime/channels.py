@@ -244,6 +244,7 @@ class Channels:
         self.closed_log: dict[int, list] = {}  # proc -> CLOSE records sent to it (replayed if it restarts)
         self.early_closes: dict[int, list] = {}  # chan -> routes of CLOSEs that came before the channel
         self.keep_early_closes = keep_early_closes  # a restarted process: peers replay their CLOSEs
+        self.retiring: set[int] = set()  # channels of inboxes that leave the table once closed (retire)
         hub.idle_hooks.insert(0, self.return_credits)
 
     # -- receiving --------------------------------------------------------------------------------------
@@ -266,6 +267,9 @@ class Channels:
                 inbox = inboxes.get(rec[1])
                 if inbox is not None:
                     inbox.close_one(rec[2])
+                    if inbox.closed and self.retiring and rec[1] in self.retiring:
+                        self.retiring.discard(rec[1])
+                        del inboxes[rec[1]]
                 elif self.keep_early_closes:
                     self.early_closes.setdefault(rec[1], []).append(rec[2])
             elif op == CTRL:
@@ -285,6 +289,16 @@ class Channels:
     def remove_inbox(self, inbox: Inbox) -> None:
         if self.inboxes.get(inbox.chan) is inbox:
             del self.inboxes[inbox.chan]
+        self.retiring.discard(inbox.chan)
+
+    def retire_inbox(self, inbox: Inbox) -> None:
+        """``inbox`` leaves the table once every sender closed it: now when they did, else when the
+        last CLOSE arrives (nothing can come after it). Whoever reads it (a port holding the inbox)
+        still takes what is queued; only records for its channel are no longer routed to it."""
+        if inbox.closed:
+            self.remove_inbox(inbox)
+        elif self.inboxes.get(inbox.chan) is inbox:
+            self.retiring.add(inbox.chan)
 
     def return_credits(self) -> None:
         for inbox in self.owing:

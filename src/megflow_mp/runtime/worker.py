@@ -31,6 +31,7 @@ from ..plan import Dest, IdAllocator, NodeSpec, RouteSpec, plan_instance
 from ..shm import Arena
 from .channels import CTRL, Channels
 from .hub import Future, Hub
+from . import malloc
 from .instance import Instance
 from .node import NodeInstance
 from .ports import OutputPort
@@ -111,6 +112,7 @@ class Worker:
             self.channels.forget({d.chan for port in node.output_ports() if isinstance(port, OutputPort)
                                   for d in port.dests if not d.shared})
         self.resources.release(top)
+        malloc.trim_soon()  # what the instance's nodes freed goes back to the system
 
     @property
     def shared_node(self) -> NodeInstance:
@@ -237,12 +239,12 @@ class Worker:
     def _finish(self, top: int, child: Instance) -> None:
         del self.children[top]
         self.channels.forget(child.channel_ids())
-        for inbox in child.exits.values():
-            if inbox.closed and not inbox.queue:
-                self.channels.remove_inbox(inbox)
+        for inbox in child.exits.values():  # the results port reads on what is queued
+            self.channels.retire_inbox(inbox)
         for proc in child.hosts:
             self.control(proc, "destroy", top)
         child.done.set(child.failures)
+        malloc.trim_soon()  # what the instance used here (a stream's decode threads) goes back to the system
 
     # -- futures ---------------------------------------------------------------------------------------------
     def new_future(self) -> tuple[Future, int]:

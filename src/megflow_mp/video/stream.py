@@ -182,7 +182,8 @@ class Stream:
                       "reconnects": r.reconnects}
         # an ended stream keeps only what /list shows: the reader, plan and threads are let go
         self.reader, self.child = None, None
-        self.done.set(self)
+        self.done.set(None)  # not the stream itself: a stream -> future -> stream cycle waits for the
+        # cyclic collector (a full collection, on a worker tuned for rare ones), and all it holds with it
 
     # -- feeder task ---------------------------------------------------------------------------------------
     def _feed(self) -> None:
