@@ -100,8 +100,13 @@ LEFT = [
     "MB more while that lasts (the churn row sets 1 s, as it sets a short /list history). "
     "MEGFLOW_MP_METRICS=0 does not switch metrics off under `megflow-mp run` (the command line's "
     "--no-metrics default overrides it), which is why an earlier look 'with metrics off' still had them.",
-    "killing a worker without restart ends the app: requests in flight then see their connection closed "
-    "instead of a 503 (counted in the kill rows).",
+    "SIGKILL of the front door's worker: the requests in flight get no answer, their connections close. An answer "
+    "is impossible there: that worker alone holds the listening socket and every accepted connection (the kill "
+    "test looks in /proc just before each kill and reports it), so they go with it. Answering them would need "
+    "another process to hold them (the supervisor owning the socket and the connections), not done.",
+    "killing another worker without restart ends the app: the front door's worker is stopped with it and its "
+    "requests in flight see their connection closed instead of a 503 (counted in the kill rows); that worker is "
+    "alive until then, so a 503 is possible there, not done yet.",
     "uvicorn has no time limit on a request head or body: slow clients keep their connections (each holds a file "
     "descriptor) for as long as they trickle; they do not block other requests (the slowloris rows).",
     "check does not construct nodes, so a server's port = -1 or 70000 passes check; run refuses it when it "

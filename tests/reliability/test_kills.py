@@ -7,6 +7,11 @@ again is measured and reported (the target is <= 2 s); every request in flight g
 status) or, when the front door itself was killed, a closed connection; none hangs. Without
 ``restart``: the app ends with an error naming the node. Afterwards no process is left and nothing in
 /dev/shm (counted).
+
+The requests in flight when the front door's worker is SIGKILLed cannot be answered: that worker
+binds the listening socket and accepts every connection, and no other process of the app holds
+either (the test looks, in /proc, just before the kill), so the kernel closes them all with it.
+Their own row says so with what was seen: how many were in flight, answered, closed, hung.
 """
 
 from __future__ import annotations
@@ -131,6 +136,7 @@ class Load:
         self.statuses: dict[int, int] = {}
         self.closed = self.hung = 0
         self.oks: list[tuple[float, float]] = []  # (sent, answered) of each 200
+        self.outcomes: list[tuple[float, float, str]] = []  # (sent, done, status | "closed" | "hung") of each
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self.client, daemon=True) for _ in range(clients)]
         for t in self.threads:
@@ -148,12 +154,15 @@ class Load:
                         self.statuses[r.status_code] = self.statuses.get(r.status_code, 0) + 1
                         if r.status_code == 200:
                             self.oks.append((sent, time.monotonic()))
+                        self.outcomes.append((sent, time.monotonic(), str(r.status_code)))
                 except requests.Timeout:
                     with self.lock:
                         self.hung += 1
+                        self.outcomes.append((sent, time.monotonic(), "hung"))
                 except requests.RequestException:  # refused, reset, or cut mid-answer
                     with self.lock:
                         self.closed += 1
+                        self.outcomes.append((sent, time.monotonic(), "closed"))
                     time.sleep(0.02)
 
     def first_ok_after(self, t: float) -> float | None:
@@ -168,6 +177,46 @@ class Load:
         self.stop.set()
         for t in self.threads:
             t.join(HANG + 5)
+
+    def in_flight_at(self, t: float) -> dict[str, int]:
+        """What became of the requests sent before ``t`` and not done by then."""
+        out: dict[str, int] = {}
+        with self.lock:
+            for sent, done, outcome in self.outcomes:
+                if sent < t < done:
+                    out[outcome] = out.get(outcome, 0) + 1
+        return out
+
+
+def tcp_sockets(port: int) -> tuple[set[int], set[int]]:
+    """The inodes of the listening socket on ``port`` and of the connections accepted on it."""
+    listening, accepted = set(), set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) != port:
+                    continue
+                (listening if fields[3] == "0A" else accepted if fields[3] == "01" else set()).add(int(fields[9]))
+    return listening, accepted
+
+
+def socket_holders(pids: list[int], inodes: set[int]) -> dict[int, int]:
+    """How many of the sockets ``inodes`` each of ``pids`` has open."""
+    held = {}
+    for pid in pids:
+        n = 0
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                n += link.startswith("socket:[") and int(link[8:-1]) in inodes
+        except OSError:
+            continue
+        held[pid] = n
+    return held
 
 
 def start_streams(url: str, clip: Path, n: int = 4) -> list[int]:
@@ -206,6 +255,7 @@ def test_sigkill_each_kind_of_process_under_load(tmp_path, sizes, figures):
     full = sizes.kills > 1  # small: without restart, only the per-stream node's kill
     stuck: dict[int, str] = {}  # result index: the streams of a restarted VideoServer app that did not resume
     results = []  # (what, recovered in s or None, in-flight answered, closed, hung, clean exit check)
+    door_kills = []  # (restart, outcomes of the requests in flight, victim, supervisor, accepted, socket owners)
     for rnd in range(sizes.kills):
         for restart in (True, False):
             line = "restart = 3" if restart else ""
@@ -222,6 +272,10 @@ def test_sigkill_each_kind_of_process_under_load(tmp_path, sizes, figures):
                 try:
                     assert wait_until(lambda: load.ok_since(0), 30)
                     victim = node_pids(app, target)[0]
+                    if target == "source":  # who holds the front door's sockets, just before the kill
+                        listening, accepted = tcp_sockets(app.port)
+                        tree = [app.proc.pid] + list(app.workers)
+                        owners = (socket_holders(tree, listening), socket_holders(tree, accepted))
                     killed = time.monotonic()
                     os.kill(victim, signal.SIGKILL)
                     if restart:
@@ -241,6 +295,9 @@ def test_sigkill_each_kind_of_process_under_load(tmp_path, sizes, figures):
                                 f"{'the front door' if target == 'source' else 'a Flip replica'}", took,
                                 sum(load.statuses.values()), load.closed, load.hung, ended, len(left),
                                 target == "source", dict(load.statuses)))
+                if target == "source":
+                    door_kills.append((restart, load.in_flight_at(killed), victim, app.proc.pid, len(accepted),
+                                       owners))
             # -- VideoServer: the decoding worker, a shared replica, a per-stream node's worker
             for target in ("source", "shared", "work"):
                 if not restart and not full and target != "work":
@@ -321,6 +378,21 @@ def test_sigkill_each_kind_of_process_under_load(tmp_path, sizes, figures):
         if i in stuck:
             notes.append(stuck[i])
         figures.add(SECTION, what, 1, 1 if lost == 0 else 0, lost, notes)
+    for restart, outcomes, victim, supervisor, accepted, (listen_owners, conn_owners) in door_kills:
+        flight = sum(outcomes.values())
+        hung = outcomes.get("hung", 0)
+        others = {pid: n for pid, n in {**listen_owners, **conn_owners}.items() if pid != victim and n}
+        alone = listen_owners.get(victim, 0) > 0 and conn_owners.get(victim, 0) == accepted and not others
+        closed = outcomes.get("closed", 0)
+        lost = hung + (0 if alone else closed)  # a closed connection is excused only when nobody could answer
+        figures.add(SECTION, f"ImageServer app, {'restart' if restart else 'no restart'}: requests in flight when the "
+                    "front door's worker is SIGKILLed: an answer (503/504 fine) where a process is left to give "
+                    "one, else a closed connection; none hangs", flight, flight - lost, lost,
+                    [f"in flight at the kill {flight}: {outcomes or 'none'}; an answer was impossible: just before "
+                     f"the kill the listening socket and {conn_owners.get(victim, 0)} of the {accepted} accepted "
+                     f"connections were open only in the killed worker (pid {victim}; the supervisor, pid "
+                     f"{supervisor}, and the other workers held {others or 'none of them'}), so the kernel closed "
+                     f"them with it (held alone: {alone})"])
     figures.add(SECTION, "after every kill: shared-memory entries left in /dev/shm", 1, int(shm_left <= 0),
                 int(shm_left > 0), [f"{shm_left} left"])
     bad = [r for r in figures.rows if r.section == SECTION and r.lost]
