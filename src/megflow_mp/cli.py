@@ -62,7 +62,7 @@ def _metrics(args) -> None:
     """Metrics settings of ``run`` (binds ``--metrics-port`` now: a port in use is an error before any fork)."""
     from .observe import configure
 
-    configure(enabled=not args.no_metrics, port=None if args.no_metrics else args.metrics_port)
+    configure(enabled=False if args.no_metrics else None, port=None if args.no_metrics else args.metrics_port)
 
 
 def _parser() -> argparse.ArgumentParser:
