@@ -118,6 +118,10 @@ class RequestFailed(MegFlowError):
     """A node raised on this request; ``str()`` names the node and its exception."""
 
 
+class ServiceStopping(RequestFailed):
+    """The app is ending (a worker failed, or it was stopped) while this request waited: answered 503."""
+
+
 class ReaderError(MegFlowError):
     """A video source could not be opened; ``str()`` names the URL or path and the reason."""
 

@@ -11,7 +11,8 @@ matched by ``partial_id``. A request that gets no result within ``timeout`` seco
 raises on one reports it back (:meth:`FrontDoor.fail`) and the request raises :class:`RequestFailed`.
 
 Drain (Ctrl-C): the server stops accepting, the requests already in the graph are answered, then
-the node ends.
+the node ends. An end without a drain (the app fails: a worker died without ``restart``) answers
+what waits 503 before the process exits (:meth:`FrontDoor.abandon`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import socket
 import threading
 
 from .envelope import Envelope
-from .errors import FrontDoorError, RequestFailed
+from .errors import FrontDoorError, RequestFailed, ServiceStopping
 
 log = logging.getLogger("megflow_mp")
 
@@ -68,6 +69,7 @@ class FrontDoor:
         self.send = None
         self._limit: asyncio.Semaphore | None = None
         self.accepting = True
+        self.stopping: str | None = None  # why requests are refused now (set by abandon)
         self.origin = None  # stamped on every request's envelope when nodes may fail it alone
 
     # -- life cycle (hub side) ---------------------------------------------------------------------------
@@ -109,6 +111,21 @@ class FrontDoor:
         if self.server is not None:
             self.server.should_exit = True
 
+    def abandon(self, reason: str, wait: float = 2.0) -> None:
+        """The app is ending without a drain (any thread): every request waiting for the graph, and
+        every one that comes meanwhile, raises :class:`ServiceStopping` (its client gets a 503 with
+        ``reason``); the server stops and this waits up to ``wait`` seconds for those answers to be
+        written."""
+        self.stopping = reason
+        if self.loop is not None:
+            for pid in list(self.pending):
+                fut = self.pending.pop(pid, None)
+                if fut is not None:
+                    self.loop.call_soon_threadsafe(_reject, fut, ServiceStopping(reason))
+        self.stop_accepting()
+        if self.thread is not None:
+            self.thread.join(wait)
+
     def close(self) -> None:
         self.stop_accepting()
         if self.thread is not None:
@@ -132,8 +149,10 @@ class FrontDoor:
     # -- requests (event-loop side) ------------------------------------------------------------------------
     async def request(self, msg, extra_data=None) -> Envelope:
         """Send ``msg`` into the graph and wait for its result; raises TimeoutError after ``timeout``,
-        RequestFailed when a node raised on it."""
+        RequestFailed when a node raised on it, ServiceStopping when the app ends meanwhile."""
         async with self._limit:
+            if self.stopping is not None:
+                raise ServiceStopping(self.stopping)
             pid = next(self.ids)
             fut = self.loop.create_future()
             self.pending[pid] = fut

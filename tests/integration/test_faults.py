@@ -4,8 +4,12 @@ answers that request with an error; every other stream and request goes on, and 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,6 +18,8 @@ import requests
 
 from tests.integration.conftest import drain, free_port, run_cli, start_server, write_app
 from tests.support.fixtures import clip_dir  # noqa: F401
+
+from megflow_mp.supervisor import children_of
 
 STREAMS_TOML = """
 main = "video"
@@ -208,3 +214,54 @@ def test_on_error_must_be_reply_or_exit(tmp_path):
     app = write_app(tmp_path, "bad", {"bad.toml": toml, "nodes.py": PICKY})
     r = run_cli("run", "-p", app, timeout=60)
     assert r.returncode == 1 and "on_error must be 'reply' or 'exit'" in r.stderr, r.stderr
+
+
+SLOW = PICKY.replace('''        if e.msg["extra_data"] == "boom":''', '''        if e.msg["extra_data"] == "slow":
+            import time
+            time.sleep(60)
+        if e.msg["extra_data"] == "boom":''')
+
+
+def test_requests_waiting_when_the_app_fails_are_answered_503(tmp_path):
+    """A worker dies without restart, so the app ends: the requests the front door holds are
+    answered 503 (the front door's own worker is alive and says so), not dropped with the connection."""
+    toml = SERVER_TOML.replace("{server}", "BytesServer").replace("{port}", str(free_port())).replace("{extra}", "")
+    app = write_app(tmp_path, "svc_slow", {"svc_slow.toml": toml, "nodes.py": SLOW})
+    proc, url = start_server(app)
+    answers = []
+
+    def ask():
+        try:
+            r = requests.post(f"{url}/analyze/slow", data=b"abc", timeout=60)
+            answers.append((r.status_code, r.json()["detail"], r.headers.get("Retry-After")))
+        except requests.ConnectionError as exc:
+            answers.append(("closed", str(exc), None))
+
+    clients = [threading.Thread(target=ask) for _ in range(3)]
+    try:
+        for t in clients:
+            t.start()
+        work = None
+        deadline = time.monotonic() + 30
+        while work is None and time.monotonic() < deadline:
+            for pid in children_of(proc.pid):
+                try:
+                    if Path(f"/proc/{pid}/comm").read_text().strip() == "mf:work":
+                        work = pid
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        assert work is not None
+        time.sleep(1.0)  # the three requests are in the graph: one in the node, two queued
+        os.kill(work, signal.SIGKILL)
+        for t in clients:
+            t.join(60)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1
+    assert len(answers) == 3
+    for status, detail, retry in answers:
+        assert status == 503 and detail.startswith("the app is stopping") and retry == "1", (status, detail)

@@ -10,11 +10,9 @@ and its exception, and the service goes on; ``"exit"``: the app ends).
 """
 
 
-import asyncio
 
 import numpy as np
 
-from ..errors import RequestFailed
 from ..registry import register
 from .http_node import HttpServerNode
 from .http_routes import ERRORS, make_app, read_body, reply_error
@@ -46,12 +44,9 @@ class BytesServer(HttpServerNode):
         if isinstance(body, Response):
             return body
         data = np.frombuffer(body, np.uint8)
-        try:
-            result = await self.door.request({"data": data, "extra_data": extra_data}, extra_data)
-        except asyncio.TimeoutError:
-            return reply_error(504, f"no result from the graph within {self.door.timeout:g} s")
-        except RequestFailed as exc:
-            return reply_error(500, str(exc))
+        result, error = await self.ask({"data": data, "extra_data": extra_data}, extra_data)
+        if error is not None:
+            return error
         out = result.msg.get("data") if isinstance(result.msg, dict) else result.msg
         if isinstance(out, np.ndarray):
             out = out.tobytes()

@@ -48,6 +48,24 @@ class HttpServerNode:
         self.hub = worker.hub
         if self.on_error == "reply":
             self.door.origin = worker.add_requester(self.door.fail)
+        worker.exit_hooks.append(lambda: self.door.abandon("the app is stopping (a worker failed or it was "
+                                                           f"stopped); retry in {self.retry_after} s"))
+
+    async def ask(self, msg, extra_data):
+        """``(result envelope, None)``, or ``(None, error response)``: 504 when the graph gave no
+        result in time, 500 naming the node that raised on it, 503 when the app is ending."""
+        import asyncio
+
+        from ..errors import RequestFailed, ServiceStopping
+
+        try:
+            return await self.door.request(msg, extra_data), None
+        except asyncio.TimeoutError:
+            return None, reply_error(504, f"no result from the graph within {self.door.timeout:g} s")
+        except ServiceStopping as exc:
+            return None, reply_error(503, str(exc), headers={"Retry-After": str(self.retry_after)})
+        except RequestFailed as exc:
+            return None, reply_error(500, str(exc))
 
     def build_app(self):  # pragma: no cover - each server defines its routes
         raise NotImplementedError

@@ -23,7 +23,6 @@ import json
 
 import numpy as np
 
-from ..errors import RequestFailed
 from ..imagehead import ImageRefused, decode_image
 from ..registry import register
 from .http_node import HttpServerNode
@@ -74,12 +73,9 @@ class ImageServer(HttpServerNode):
             image = await loop.run_in_executor(None, decode_image, body, self.max_pixels)
         except ImageRefused as exc:
             return reply_error(exc.status, str(exc))
-        try:
-            result = await self.door.request({"data": image, "extra_data": extra_data}, extra_data)
-        except asyncio.TimeoutError:
-            return reply_error(504, f"no result from the graph within {self.door.timeout:g} s")
-        except RequestFailed as exc:
-            return reply_error(500, str(exc))
+        result, error = await self.ask({"data": image, "extra_data": extra_data}, extra_data)
+        if error is not None:
+            return error
         return await loop.run_in_executor(None, self._reply, result.msg)
 
     def _reply(self, msg):

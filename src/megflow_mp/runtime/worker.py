@@ -25,7 +25,7 @@ import traceback
 from contextvars import ContextVar
 
 from ..codec import Codec
-from ..errors import MegFlowError, NodeFailure
+from ..errors import MegFlowError
 from ..observe import watch_worker
 from ..plan import Dest, IdAllocator, NodeSpec, RouteSpec, plan_instance
 from ..shm import Arena
@@ -70,6 +70,7 @@ class Worker:
         self._future_ids = itertools.count(1)
         self.ids = IdAllocator(index)
         self.exiting = False
+        self.exit_hooks: list = []  # run when the supervisor says exit (front doors answer what waits)
 
     # -- messaging --------------------------------------------------------------------------------------
     def control(self, proc: int, *msg) -> None:
@@ -261,6 +262,8 @@ class Worker:
     def serve(self) -> None:
         self.hub.run_until(lambda: self.exiting)
         self.transport.flush_all()
+        for hook in self.exit_hooks:
+            hook()
 
     def close(self) -> None:
         """Close the sockets, the hub and the arena (its memory stays while views of it live).
