@@ -85,12 +85,8 @@ class ProgramHost(Supervisor):
             if inbox.waiter is not None:
                 hub.throw(inbox.waiter, AppFailed(self.failures))
                 inbox.waiter = None
-        waiting = self.channels.credits.waiters
-        for chan, waiters in list(waiting.items()):
-            if any(d.chan == chan for dests in self.entry.values() for d in dests):
-                del waiting[chan]
-                for task in waiters:
-                    hub.throw(task, AppFailed(self.failures))
+        entry = {d.chan for dests in self.entry.values() for d in dests}
+        self.channels.credits.throw_waiters(entry, AppFailed(self.failures))
 
     def fork_worker(self, i: int, listener, restarted: bool = False) -> None:
         super().fork_worker(i, listener, restarted)

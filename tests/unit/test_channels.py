@@ -350,6 +350,91 @@ def test_grant_wakes_every_waiter_of_the_channel(hub):
     assert sorted(got) == ["a", "b"]
 
 
+def parked(hub, credits, n: int) -> None:
+    """Yield (from a task) until ``n`` tasks wait for credit on CHAN; fails instead of spinning."""
+    for _ in range(1000):
+        if len(credits.waiters.get(CHAN, ())) >= n:
+            return
+        hub.yield_now()
+    raise AssertionError(f"{n} senders never waited together: {credits.waiters}")
+
+
+def test_waiters_take_turns_however_busy_one_of_them_is(hub):
+    """Two senders with plenty to send share a window that comes back two credits at a time:
+    each grant serves both in turn, never the one that happens to run first twice."""
+    credits = Credits(hub)
+    d = dest([1], cap=2)
+    credits.avail[(1, CHAN)] = 0
+    got = []
+
+    def sender(name):
+        def body():
+            for _ in range(6):
+                credits.acquire(d)
+                got.append(name)
+        return body
+
+    def granter():
+        for _ in range(6):
+            parked(hub, credits, 2)  # both wait again
+            credits.grant(1, CHAN, 2)
+
+    run(hub, sender("a"), sender("b"), granter)
+    assert got == ["a", "b"] * 6
+    assert CHAN not in credits.waiters and not credits.roused
+
+
+def test_a_new_sender_queues_behind_the_waiters(hub):
+    credits = Credits(hub)
+    d = dest([1], cap=2)
+    credits.avail[(1, CHAN)] = 0
+    got = []
+
+    def waiter():
+        credits.acquire(d)
+        got.append("waiter")
+
+    def late():
+        assert len(credits.waiters[CHAN]) == 1
+        credits.avail[(1, CHAN)] = 1  # credit is there, but someone waits for it already
+        credits.acquire(d)
+        got.append("late")
+
+    def granter():
+        parked(hub, credits, 2)
+        credits.grant(1, CHAN, 1)
+
+    run(hub, waiter, late, granter)
+    assert got == ["waiter", "late"]
+
+
+def test_a_waiter_stopped_while_parked_gives_up_its_turn(hub):
+    credits = Credits(hub)
+    d = dest([1], cap=1)
+    credits.avail[(1, CHAN)] = 0
+    got = []
+
+    def first():
+        with pytest.raises(KeyError):
+            credits.acquire(d)
+        got.append("stopped")
+
+    def second():
+        credits.acquire(d)
+        got.append("second")
+
+    def stopper():
+        parked(hub, credits, 2)
+        hub.throw(tasks[0], KeyError("stop"))
+        hub.yield_now()
+        credits.grant(1, CHAN, 1)
+
+    tasks = [hub.spawn(first)]
+    run(hub, second, stopper)
+    assert got == ["stopped", "second"]
+    assert CHAN not in credits.waiters
+
+
 def test_grant_for_an_unused_window_changes_nothing(hub):
     credits = Credits(hub)
     credits.grant(1, CHAN, 5)
@@ -376,7 +461,7 @@ def test_reset_peer_refills_its_windows_and_wakes_waiters(hub):
         got.append(credits.acquire(d))
 
     def restart():
-        assert credits.waiters[CHAN] == [tasks[0]]
+        assert list(credits.waiters[CHAN]) == [tasks[0]]
         credits.reset_peer(1)
 
     tasks = [hub.spawn(sender)]

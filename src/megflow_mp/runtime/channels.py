@@ -149,6 +149,11 @@ class Inbox:
 class Credits:
     """Sender-side credit table of one process: ``(proc, chan) -> messages it may still send``.
 
+    Tasks that find no credit queue per channel and are served in arrival order: only the oldest
+    waiter may take a credit, and it hands the turn to the next one while credit is left, so one
+    busy sender (a stream with a full decode queue) cannot take every credit that comes back while
+    the others of the same channel starve.
+
     ``dead`` holds the peers known to have died for good (no restart): sending to a destination
     whose every replica is dead raises :class:`~megflow_mp.errors.PeerDied` instead of waiting.
     ``near`` (on a cluster: the processes of this machine) are preferred while they have credit."""
@@ -158,62 +163,118 @@ class Credits:
     def __init__(self, hub):
         self.hub = hub
         self.avail: dict[tuple[int, int], int] = {}
-        self.waiters: dict[int, list] = {}
+        self.waiters: dict[int, deque] = {}  # chan -> tasks waiting for its credit, oldest first
+        self.roused: set = set()  # waiting tasks already woken (a task is never scheduled twice)
         self.dead: set[int] = set()
         self.near: frozenset = frozenset()
 
     def acquire(self, dest) -> int:
         """Pick the replica of ``dest`` with the most credit (one on this machine first, when any
-        has credit), blocking the task while none has any. Raises PeerDied when every replica of
-        ``dest`` died."""
+        has credit), blocking the task while none has any or older waiters of the channel are
+        ahead of it. Raises PeerDied when every replica of ``dest`` died."""
         avail, chan = self.avail, dest.chan
         procs = dest.procs
-        if len(procs) == 1 and not self.dead:  # fast path: one replica
+        if len(procs) == 1 and not self.dead and chan not in self.waiters:  # fast path: one replica
             key = (procs[0], chan)
             n = avail.get(key, dest.cap)
             if n > 0:
                 avail[key] = n - 1
                 return procs[0]
+        me = None
         while True:
-            best, most, top, dead, near = -1, 0, 0, self.dead, self.near
-            for proc in procs:
-                if proc in dead:
-                    continue
-                n = avail.get((proc, chan), dest.cap)
-                score = n + self.NEAR if n > 0 and proc in near else n
-                if score > top:
-                    best, most, top = proc, n, score
-            if best >= 0:
-                avail[(best, chan)] = most - 1
-                return best
-            if dead and all(p in dead for p in procs):
-                raise PeerDied(f"peer died: every process receiving channel {chan} (worker "
-                               f"{', '.join(map(str, procs))}) is gone")
-            self.waiters.setdefault(chan, []).append(greenlet.getcurrent())
+            queue = self.waiters.get(chan)
+            if not queue or queue[0] is me:  # this task's turn
+                best = self._pick(dest)
+                if best >= 0:
+                    avail[(best, chan)] -= 1
+                    if me is not None:
+                        self._leave(dest, me)
+                    return best
+                if self.dead and all(p in self.dead for p in procs):
+                    if me is not None:
+                        self._leave(dest, me)
+                    raise PeerDied(f"peer died: every process receiving channel {chan} (worker "
+                                   f"{', '.join(map(str, procs))}) is gone")
+            if me is None:
+                me = greenlet.getcurrent()
+                self.waiters.setdefault(chan, deque()).append(me)
             started = time.perf_counter()
-            self.hub.park()
+            try:
+                self.hub.park()
+            except BaseException:  # thrown in (the task is stopped): give up the place in the queue
+                self._leave(dest, me)
+                raise
+            finally:
+                self.roused.discard(me)
             note_wait(started, credit=True)  # metrics: backpressure
+
+    def _pick(self, dest) -> int:
+        """The live replica of ``dest`` to send to (-1: none has credit); its entry in ``avail``
+        exists afterwards."""
+        avail, chan, dead, near = self.avail, dest.chan, self.dead, self.near
+        best, most, top = -1, 0, 0
+        for proc in dest.procs:
+            if proc in dead:
+                continue
+            n = avail.get((proc, chan), dest.cap)
+            score = n + self.NEAR if n > 0 and proc in near else n
+            if score > top:
+                best, most, top = proc, n, score
+        if best >= 0:
+            avail[(best, chan)] = most
+        return best
+
+    def _leave(self, dest, task) -> None:
+        """``task`` stops waiting on ``dest``'s channel; the next waiter is woken when credit is left."""
+        chan, avail, dead = dest.chan, self.avail, self.dead
+        queue = self.waiters.get(chan)
+        if queue is None:
+            return
+        try:
+            queue.remove(task)
+        except ValueError:
+            pass
+        if not queue:
+            del self.waiters[chan]
+        elif any(avail.get((p, chan), dest.cap) > 0 for p in dest.procs if p not in dead):
+            self._rouse(queue[0])
+
+    def _rouse(self, task) -> None:
+        if task not in self.roused:
+            self.roused.add(task)
+            self.hub.wake(task)
+
+    def _rouse_head(self, chan: int) -> None:
+        queue = self.waiters.get(chan)
+        if queue:
+            self._rouse(queue[0])
 
     def has(self, dests) -> bool:
         """True when a send to every one of ``dests`` would not wait."""
-        avail = self.avail
-        return all(any(avail.get((p, d.chan), d.cap) > 0 for p in d.procs) for d in dests)
+        avail, waiters = self.avail, self.waiters
+        return all(d.chan not in waiters and any(avail.get((p, d.chan), d.cap) > 0 for p in d.procs)
+                   for d in dests)
 
     def reset_peer(self, proc: int) -> None:
         """Process ``proc`` was restarted: every window to it is full again."""
         self.dead.discard(proc)
         for key in [k for k in self.avail if k[0] == proc]:
             del self.avail[key]
-            for w in self.waiters.pop(key[1], ()):
-                self.hub.wake(w)
+            self._rouse_head(key[1])
 
     def peer_died(self, proc: int) -> None:
         """Process ``proc`` died and will not come back: its waiting senders raise PeerDied."""
         self.dead.add(proc)
-        chans = {k[1] for k in self.avail if k[0] == proc}
-        for chan in chans:
-            for w in self.waiters.pop(chan, ()):
-                self.hub.wake(w)
+        for chan in {k[1] for k in self.avail if k[0] == proc}:
+            self._rouse_head(chan)
+
+    def throw_waiters(self, chans, exc: BaseException) -> None:
+        """Raise ``exc`` in every task waiting for credit on one of ``chans``."""
+        for chan in [c for c in self.waiters if c in chans]:
+            for task in self.waiters.pop(chan):
+                if task not in self.roused:  # a woken one finds its queue gone and goes on
+                    self.roused.add(task)
+                    self.hub.throw(task, exc)
 
     def grant(self, proc: int, chan: int, n: int, cap_default: int | None = None) -> None:
         key = (proc, chan)
@@ -221,10 +282,8 @@ class Credits:
             self.avail[key] += n
         else:  # credit for a window never used here: nothing to add to
             return
-        waiters = self.waiters.pop(chan, None)
-        if waiters:
-            for w in waiters:
-                self.hub.wake(w)
+        if chan in self.waiters:
+            self._rouse_head(chan)
 
 
 class Channels:
