@@ -43,6 +43,7 @@ class InSpec:
     chan: int
     cap: int
     senders: int  # how many sender endpoints must close before the channel is closed
+    procs: tuple = ()  # the process of each sender endpoint (a dead one's ends are taken as closed)
 
 
 @dataclass(frozen=True)
@@ -103,12 +104,25 @@ class InstancePlan:
     routes: dict = field(default_factory=dict)  # (shared, route) -> RouteSpec
     entry: dict = field(default_factory=dict)  # graph input name -> [Dest] (for the creator)
     exits: dict = field(default_factory=dict)  # graph output name -> number of sender endpoints
+    exit_procs: dict = field(default_factory=dict)  # graph output name -> the process of each of them
+    near: frozenset = frozenset()  # processes on the creator's machine (a cluster run), else empty
+
+    def procs_of(self, app: App, decl: str) -> tuple:
+        """The replicas of non-shared node declaration ``decl`` that host this instance's nodes: on
+        a cluster, those on the creator's machine when it has any (the instance stays on one
+        machine: frames cross the network only to shared nodes elsewhere), else all of them."""
+        procs = app.decl_procs[decl]
+        if self.near:
+            local = tuple(p for p in procs if p in self.near)
+            if local:
+                return local
+        return procs
 
     def hosts(self, app: App) -> dict[int, list]:
         """Process index -> the NodeSpecs and RouteSpecs it must install."""
         out: dict[int, list] = {}
         for spec in self.nodes:
-            for p in app.decl_procs[spec.decl]:
+            for p in self.procs_of(app, spec.decl):
                 out.setdefault(p, []).append(spec)
         for r in self.routes.values():
             for p in app.decl_procs[app.shared[r.shared].key]:
@@ -116,7 +130,7 @@ class InstancePlan:
         return out
 
     def node_count(self, app: App) -> int:
-        return sum(len(app.decl_procs[s.decl]) for s in self.nodes)
+        return sum(len(self.procs_of(app, s.decl)) for s in self.nodes)
 
 
 class IdAllocator:
@@ -214,26 +228,28 @@ class _Planner:
         return [SharedEnd(e.node, e.port, e.tag, ctx["inst"], self.app.shared[e.node])]
 
     def channel(self, ep: End, cap: int) -> tuple[int, Dest]:
-        procs = self.app.decl_procs[ep.decl.key]
         if isinstance(ep, SharedEnd):
+            procs = self.app.decl_procs[ep.decl.key]
             key = (ep.node, ep.port, ep.tag)
             chan = self.app.shared_chans[key]
             return chan, Dest(chan, procs, True, self.app.shared_caps[key], ep.route)
+        procs = self.plan.procs_of(self.app, ep.decl.key)
         spec = self.chans.get(ep.key)
         if spec is None:
             spec = InSpec(self.ids(), cap, 0)
-        spec = InSpec(spec.chan, max(spec.cap, cap), spec.senders)
+        spec = InSpec(spec.chan, max(spec.cap, cap), spec.senders, spec.procs)
         self.chans[ep.key] = spec
         _put(self.specs[(ep.inst, ep.node)].inputs, ep.port, ep.tag, spec)
         return spec.chan, Dest(spec.chan, procs, False, spec.cap)
 
-    def add_senders(self, ep: End, chan: int, n: int) -> None:
+    def add_senders(self, ep: End, chan: int, procs: tuple) -> None:
+        """Sender endpoints in processes ``procs`` (one each) deliver to ``ep``'s channel ``chan``."""
         if isinstance(ep, SharedEnd):
             r = self.route(ep.node, ep.route)
-            r.inputs[chan] = r.inputs.get(chan, 0) + n
+            r.inputs[chan] = r.inputs.get(chan, 0) + len(procs)
             return
         old = self.chans[ep.key]
-        self.chans[ep.key] = new = InSpec(old.chan, old.cap, old.senders + n)
+        self.chans[ep.key] = new = InSpec(old.chan, old.cap, old.senders + len(procs), old.procs + tuple(procs))
         _put(self.specs[(ep.inst, ep.node)].inputs, ep.port, ep.tag, new)
 
     def route(self, shared: str, route: int) -> RouteSpec:
@@ -242,10 +258,16 @@ class _Planner:
     def connect(self, senders: list, receivers: list, cap: int) -> None:
         dests = [(r, *self.channel(r, cap)) for r in receivers]
         for s in senders:
-            replicas = s.decl.cloned
+            procs = self.sender_procs(s)
             for r, chan, dest in dests:
-                self.add_senders(r, chan, replicas)
+                self.add_senders(r, chan, procs)
                 self.add_output(s, dest)
+
+    def sender_procs(self, ep: End) -> tuple:
+        """The processes that send (and close) for endpoint ``ep``."""
+        if isinstance(ep, SharedEnd):
+            return self.app.decl_procs[ep.decl.key]
+        return self.plan.procs_of(self.app, ep.decl.key)
 
     def add_output(self, s: End, dest: Dest) -> None:
         """Sender ``s`` delivers to ``dest``: a leaf's port gets it; a shared node gets it for the
@@ -278,15 +300,17 @@ def _append(table: dict, port: str, tag, dest: Dest) -> None:
 
 def plan_instance(app: App, graph: str, inst: int, ids: IdAllocator, creator: int, path: str,
                   visible=None, overlay=None, entry_senders: int = 0,
-                  exit_dests: dict | None = None) -> InstancePlan:
+                  exit_dests: dict | None = None, near: frozenset = frozenset()) -> InstancePlan:
     """Plan one instance of ``graph`` with id ``inst``.
 
     ``entry_senders`` is how many sender endpoints the creator has on each graph input (0 for the
     main graph, whose inputs are unused); ``exit_dests`` maps graph output names to the creator's
-    receiving :class:`Dest` for them. The returned plan lists every node instance and shared-node
-    route to install, and ``entry`` gives the creator the destinations of each graph input.
+    receiving :class:`Dest` for them; ``near``, the processes on the creator's machine (a cluster
+    run), keeps the instance's nodes there (see :meth:`InstancePlan.procs_of`). The returned plan
+    lists every node instance and shared-node route to install, and ``entry`` gives the creator
+    the destinations of each graph input.
     """
-    plan = InstancePlan(inst, graph, path, creator)
+    plan = InstancePlan(inst, graph, path, creator, near=frozenset(near))
     planner = _Planner(app, ids, plan)
     ctx = planner.expand(app.templates[graph], inst, path, dict(visible or {}), dict(overlay or {}))
     tpl = app.templates[graph]
@@ -296,12 +320,13 @@ def plan_instance(app: App, graph: str, inst: int, ids: IdAllocator, creator: in
         for r in receivers:
             chan, dest = planner.channel(r, cap)
             if entry_senders:
-                planner.add_senders(r, chan, entry_senders)
+                planner.add_senders(r, chan, (creator,) * entry_senders)
             plan.entry[name].append(dest)
     for name, dests in (exit_dests or {}).items():
         _, eps = tpl.outputs[name]
         senders = [x for e in eps for x in planner.resolve(ctx, e, "outputs")]
-        plan.exits[name] = sum(s.decl.cloned for s in senders)
+        plan.exit_procs[name] = tuple(p for s in senders for p in planner.sender_procs(s))
+        plan.exits[name] = len(plan.exit_procs[name])
         for s in senders:
             for dest in dests:
                 planner.add_output(s, dest)

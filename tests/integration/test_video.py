@@ -183,7 +183,8 @@ def _rss_kib(pids) -> int:
 @pytest.mark.slow
 def test_100_start_stop_cycles_leave_memory_flat(tmp_path):
     clip = make_clip(tmp_path / "clips" / "short.mp4", frames=10, size=(320, 180))
-    proc, url = start_server(video_app(tmp_path, "VideoServer", server_args(tmp_path / "clips")))
+    # /list keeps 16 ended streams (by design, up to ``history``): growth beyond that is a leak
+    proc, url = start_server(video_app(tmp_path, "VideoServer", server_args(tmp_path / "clips", history=16)))
     try:
         quoted = requests.utils.quote(str(clip), safe="")
 
@@ -338,3 +339,55 @@ def test_a_non_string_message_is_shown_as_json_with_one_warning_per_stream(tmp_p
     warnings = [line for line in err.splitlines() if "not a string; /get_msgs shows it as JSON" in line]
     assert sorted(w.split("stream ", 1)[1].split(" ", 1)[0] for w in warnings) == ["0", "1"], err
     assert all("a dict out" in w for w in warnings)
+
+
+def _decoders(proc_pid: int) -> list[int]:
+    """The VideoServer's workers (processes named ``mf:source``) of the app ``proc_pid``."""
+    out = []
+    for pid in children_of(proc_pid):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "mf:source":
+                    out.append(pid)
+        except OSError:
+            pass
+    return sorted(out)
+
+
+def test_cloned_videoserver_runs_streams_in_each_replica_and_lists_them_all(tmp_path):
+    """``cloned = 2``: streams alternate between the replicas (least loaded first), each decoded in
+    its own process; /list, /get_msgs and /stop reach the replica that runs a stream; a replica
+    killed and restarted (``restart``) shows its streams as error with the reason, the others go on."""
+    import os
+    import signal
+
+    clip = make_clip(tmp_path / "clips" / "clip.mp4", frames=60, size=(160, 96))
+    args = server_args(tmp_path / "clips", realtime=True) + "\n    cloned = 2\n    restart = 1"
+    proc, url = start_server(video_app(tmp_path, "VideoServer", args))
+    try:
+        decoders = _decoders(proc.pid)
+        quoted = requests.utils.quote(str(clip), safe="")
+        sids = [int(requests.post(f"{url}/start/{quoted}", timeout=30).text.rsplit(" ", 1)[1]) for _ in range(4)]
+        listed = {s["id"]: s for s in requests.get(f"{url}/list", timeout=10).json()}
+        assert [listed[s]["replica"] for s in sids] == [0, 1, 0, 1], listed
+        assert all(listed[s]["machine"] is None for s in sids)  # one machine: no cluster
+        assert requests.post(f"{url}/stop/{sids[3]}", timeout=10).status_code == 200  # on replica 1
+        for sid in sids[:2]:
+            assert wait_state(url, sid, {"finished"})["frames"] == 60
+            got = messages(url, sid)
+            assert sorted(m["frame"] for m in got) == list(range(60)) and {m["stream"] for m in got} == {sid}
+        assert wait_state(url, sids[3], {"stopped"})["replica"] == 1
+        # a stream on replica 1, then replica 1 SIGKILLed: restarted, its stream lost with the reason
+        kept, victim = (int(requests.post(f"{url}/start/{quoted}", timeout=30).text.rsplit(" ", 1)[1])
+                        for _ in range(2))
+        assert wait_state(url, victim, {"running"})["replica"] == 1
+        os.kill(decoders[1], signal.SIGKILL)
+        info = wait_state(url, victim, {"error"})
+        assert "replica 1" in info["reason"] and "restarted" in info["reason"], info
+        assert wait_state(url, kept, {"finished"})["frames"] == 60 and len(messages(url, kept)) == 60
+        after = int(requests.post(f"{url}/start/{quoted}", timeout=30).text.rsplit(" ", 1)[1])
+        assert wait_state(url, after, {"finished"})["frames"] == 60  # the app takes streams again
+        assert len(messages(url, after)) == 60
+        assert proc.poll() is None
+    finally:
+        drain(proc)

@@ -176,6 +176,17 @@ def test_items_queued_before_the_close_are_still_taken(hub, posted):
 # --- Inbox: shared node routes ------------------------------------------------------------------------------
 
 
+def test_a_dead_senders_open_ends_count_as_closed(hub, posted):
+    box = Inbox(CHAN, 4, 3, posted, hub, procs=(1, 1, 2))
+    box.close_one(None, 1)  # one of process 1's two ends closed before it died
+    box.sender_died(1)
+    assert not box.closed and box.senders == 1
+    box.sender_died(1)  # told twice: nothing more
+    assert box.senders == 1
+    box.sender_died(2)
+    assert box.closed
+
+
 def test_shared_inbox_never_closes_by_itself(hub, posted):
     box = inbox(hub, posted, senders=0, shared=True)
     assert not box.closed and not box.eof_seen

@@ -44,10 +44,19 @@ def test_a_bad_placement_is_an_error_naming_its_field(value, field, words):
     assert field in str(info.value) and words in str(info.value) and "app.toml" in str(info.value)
 
 
-def test_layout_placed_replicas_where_ray_put_them_shared_replicas_dealt_the_rest_on_the_driver():
+def test_layout_placed_replicas_where_ray_put_them_replicas_dealt_the_rest_on_the_driver():
     built = app(a=', placement = { resources = { site_b = 1 } }')
     machines = [Machine("head", "10.0.0.1"), Machine("b", "10.0.0.2"), Machine("c", "10.0.0.3")]
     where = layout(built, machines, {"g/a": ["c"]})
     procs = {built.procs[p][0] + f"#{built.procs[p][1]}": m for p, m in where.items() if p < built.nworkers}
     assert procs == {"g/a#0": 2, "g/b#0": 0, "@/det#0": 0, "@/det#1": 1, "@/det#2": 2}
+    assert where[built.nworkers] == 0  # the supervisor
+
+
+def test_layout_deals_the_replicas_of_any_unplaced_cloned_node():
+    built = build(graph('nodes = [{ name = "a", ty = "GSrc" }, { name = "b", ty = "GSink", cloned = 4 }]\n'
+                        'connections = [{ cap = 4, ports = ["a:out", "b:inp"] }]\n'))
+    where = layout(built, [Machine("head", "10.0.0.1"), Machine("b", "10.0.0.2")], {})
+    procs = {built.procs[p][0] + f"#{built.procs[p][1]}": m for p, m in where.items() if p < built.nworkers}
+    assert procs == {"g/a#0": 0, "g/b#0": 0, "g/b#1": 1, "g/b#2": 0, "g/b#3": 1}
     assert where[built.nworkers] == 0  # the supervisor

@@ -302,6 +302,25 @@ def test_dynamic_instance_entry_and_exits():
     assert t.inputs["inp"].chan >= DYNAMIC_ID_STRIDE
 
 
+def test_an_instance_keeps_its_nodes_on_the_creators_machine():
+    """``near`` (a cluster: the processes of the creator's machine) picks the replicas of each
+    non-shared node there; senders, closers and exits count only them."""
+    app = app_of(DYN)
+    back = Dest(12345, (0,), False, 2)
+    procs = app.decl_procs["s/t"]  # two replicas
+    p = plan_instance(app, "s", INST, IdAllocator(0), 1, "g/sub#5", entry_senders=1, exit_dests={"o": [back]},
+                      near=frozenset({1, procs[1]}))
+    (t,) = p.nodes
+    assert p.entry["i"][0].procs == (procs[1],)
+    assert sorted(p.hosts(app)) == [procs[1]] and p.node_count(app) == 1
+    assert t.inputs["inp"].procs == (1,)  # the creator is its one sender
+    assert p.exits == {"o": 1} and p.exit_procs == {"o": (procs[1],)}
+    elsewhere = plan_instance(app, "s", INST, IdAllocator(0), 1, "g/sub#6", entry_senders=1,
+                              exit_dests={"o": [back]}, near=frozenset({1}))
+    assert elsewhere.entry["i"][0].procs == procs  # no replica on the creator's machine: all of them
+    assert elsewhere.exit_procs == {"o": procs}
+
+
 def test_main_graph_inputs_have_no_senders():
     app = app_of(DYN)
     p = plan_instance(app, "s", INST, IdAllocator(None), 1, "s")

@@ -9,8 +9,10 @@ there); the other machines that run part of the app are numbered from 1 (by addr
   decides where each replica goes. A demand that no single alive machine could ever give is an error
   at once; one that the cluster could give but cannot now waits (a message names the node and the
   missing resources) up to ``timeout`` seconds, then is an error.
-* no placement: machine 0, except the replicas of a shared node with ``cloned > 1``, which are dealt
-  round-robin over every alive machine, machine 0 first (so a shared model spreads with the cluster).
+* no placement: machine 0 for a node with one replica; the replicas of a node with ``cloned > 1``
+  are dealt round-robin over every alive machine, machine 0 first (a shared model spreads with the
+  cluster; a VideoServer's stream runners and a per-stream node's replicas too, so that streams
+  run on every machine: see :meth:`InstancePlan.procs_of <megflow_mp.plan.InstancePlan.procs_of>`).
 
 :func:`layout` is the pure part (tested without Ray); :class:`Placement` asks Ray.
 """
@@ -66,7 +68,7 @@ def layout(app, machines: list[Machine], placed: dict[str, list[str]]) -> dict[i
         for r, proc in enumerate(procs):
             if key in placed:
                 where[proc] = index[placed[key][r]]
-            elif decl.shared and decl.cloned > 1:
+            elif decl.cloned > 1:
                 where[proc] = r % len(machines)
             else:
                 where[proc] = 0

@@ -22,7 +22,7 @@ import os
 import sys
 
 from ..errors import ClusterError
-from ..plan import static_items
+from ..plan import NodeSpec, static_items
 from ..runtime.transport import listen
 from ..supervisor import Supervisor, fork_worker
 from .agent import NODE_ENV
@@ -147,7 +147,7 @@ class ClusterSupervisor(Supervisor):
 
     def send_near(self, proc: int) -> None:
         m = self.where[proc]
-        self.control(proc, "near", [p for p, q in self.where.items() if q == m and p < self.index])
+        self.control(proc, "near", [p for p, q in self.where.items() if q == m and p < self.index], self.machine(m))
 
     # -- events --------------------------------------------------------------------------------------------
     def on_host(self, machine: int, msg: tuple) -> None:
@@ -164,7 +164,11 @@ class ClusterSupervisor(Supervisor):
         self.send_near(proc)
 
     def on_lost(self, machine: int) -> None:
-        """The link with ``machine`` ended: every worker there is gone."""
+        """The link with ``machine`` ended: every worker there is gone. When each of them is a
+        replica of a node that keeps replicas elsewhere (a shared model, a VideoServer's stream
+        runners, per-stream nodes: ``cloned`` over the machines), the app goes on without them:
+        the others take their work, the streams that ran there end (``/list`` says why) and their
+        ends count as done. Otherwise the app fails naming the machine and its nodes."""
         if machine in self.lost:
             return
         self.lost.add(machine)
@@ -173,11 +177,26 @@ class ClusterSupervisor(Supervisor):
         self.exited.update(gone)
         if self.phase == "exit":
             return
+        why = f"{self.machine(machine)} was lost"
         for proc in gone:
-            self.broadcast("peer_died", proc)
-        names = ", ".join(sorted({self.describe(p, brief=True) for p in gone})) or "none running"
-        self.fail(f"{self.machine(machine)} was lost (its Ray node, its host or the link to it ended); "
-                  f"its nodes ended: {names}")
+            self.broadcast("peer_died", proc, why)
+        alone = [p for p in gone if not self.replicas_left(p)]
+        if alone or not gone:
+            names = ", ".join(sorted({self.describe(p, brief=True) for p in alone or gone})) or "none running"
+            self.fail(f"{why} (its Ray node, its host or the link to it ended); its nodes ended: {names}")
+            return
+        for proc in gone:  # their nodes' ends will never be reported: they count as done
+            for top, _, items in self.items[proc]:
+                ended = self.ended_shared if top == 0 else self.ended_static
+                ended.update((proc, spec.path) for spec in items if isinstance(spec, NodeSpec))
+        names = ", ".join(sorted({f"{self.describe(p, brief=True)} replica {self.app.procs[p][1]}" for p in gone}))
+        log.warning("%s (its Ray node, its host or the link to it ended): its replicas ended (%s); the app goes "
+                    "on with their replicas on the other machines", why, names)
+
+    def replicas_left(self, proc: int) -> list[int]:
+        """The replicas of ``proc``'s node still running (on machines not lost)."""
+        decl = self.app.procs[proc][0]
+        return [p for p in self.app.decl_procs[decl] if p not in self.exited]
 
     # -- end ----------------------------------------------------------------------------------------------------
     def all_gone(self) -> bool:

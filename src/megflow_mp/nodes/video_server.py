@@ -6,8 +6,13 @@ existing workers; nodes declared at top level are shared by every stream); ``POS
 closes its input (queued frames are still processed, FAQ semantics); ``GET /list`` gives each
 stream's id, url, state (starting, running, reconnecting, finished, stopped, error + reason),
 frames decoded and dropped, corrupt packets and frames skipped (the stream goes on) and current
-fps; ``GET /get_msgs/{id}`` returns and clears the string messages the stream's subgraph sent out
+fps (and, with replicas, the ``replica`` that runs it and, on a cluster, its ``machine``);
+``GET /get_msgs/{id}`` returns and clears the string messages the stream's subgraph sent out
 (bounded: ``max_msgs``, the oldest dropped and counted).
+
+``cloned = N``: replica 0 serves HTTP, and every replica runs streams (decodes them and creates
+their instances); a new stream goes to the least loaded one. On a cluster the replicas spread over
+the machines and each stream's instance stays on its replica's machine (:mod:`..video.runners`).
 
 Args: ``port``, ``host`` (default 127.0.0.1: other machines reach it only when ``host`` says so),
 ``timeout``, ``max_header`` as the other servers; ``allow_dirs``: the directories whose files
@@ -36,6 +41,7 @@ from ..errors import Cancelled, ReaderError
 from ..video.source import ReaderOptions, is_live
 from ..live.channel import LiveChannel
 from ..live.routes import add_view_routes
+from ..video.runners import Runners
 from ..video.stream import Stream
 from .http_routes import make_app, reply_error
 
@@ -65,6 +71,8 @@ class StreamInfo(BaseModel):
     fps: float = Field(description="decode rate over the last second")
     reconnects: int
     messages_dropped: int = Field(description="oldest messages dropped because get_msgs was not called")
+    replica: int = Field(0, description="the VideoServer replica that runs it (cloned = N)")
+    machine: str | None = Field(None, description="on a cluster: the machine that decodes it and runs its instance")
 
 
 @register(name="VideoServer", inputs=["inp"], outputs=["out"])
@@ -80,8 +88,9 @@ class VideoServer:
         self.history = int(args.get("history", 1000))
         dirs = args.get("allow_dirs", [])
         self.allow_dirs = [Path(d).resolve() for d in ([dirs] if isinstance(dirs, str) else dirs)]
-        self.door = FrontDoor(name, host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
+        self.door_args = dict(host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
                               timeout=float(args.get("timeout", 30)), max_header=int(args.get("max_header", 64 << 10)))
+        self.door = None  # replica 0's (bind_runtime)
         self.streams: dict[int, Stream] = {}
         self.lock = threading.Lock()
         self.next_id = 0
@@ -92,13 +101,18 @@ class VideoServer:
         self.dyn = node.spec.dynamic["out"]
         back = node.spec.dynamic.get("inp")  # the subgraph output whose messages come back, if wired
         self.results = back.port if back else None
+        self.runners = Runners(self, worker, node)
+        if self.runners.is_door:  # the port is taken now: a busy one fails the install, not the first request
+            self.door = FrontDoor(self.name, **self.door_args)
 
     def exec(self):
-        self.door.start(self.build_app(), self.hub, None)
+        if self.door is not None:
+            self.door.start(self.build_app(), self.hub, None)
         try:
             Future(self.hub).wait()  # serve until drained
         except Cancelled:
-            self.door.stop_accepting()
+            if self.door is not None:
+                self.door.stop_accepting()
             for stream in list(self.streams.values()):
                 stream.stop()
             for stream in list(self.streams.values()):
@@ -130,10 +144,18 @@ class VideoServer:
         ``subfile,,``, ``file:``, ...) that would open other files than the one checked."""
         return url if url.startswith(LIVE_SCHEMES) else str(Path(url).resolve())
 
-    def start_stream(self, url: str, options: ReaderOptions | None = None) -> Stream:
-        with self.lock:
-            sid, self.next_id = self.next_id, self.next_id + 1
-        stream = Stream(sid, url, options or self.options, self.worker, self.node, self.dyn, self.results, self.max_msgs)
+    def start_stream(self, url: str, options: ReaderOptions | None = None, sid: int | None = None):
+        """Start a stream (a new id unless ``sid`` is given) on the least loaded replica; returns it
+        (a :class:`~..video.runners.RemoteStream` when another replica runs it). Raises ReaderError
+        when it cannot be opened. Replica 0, from an HTTP thread."""
+        if sid is None:
+            with self.lock:
+                sid, self.next_id = self.next_id, self.next_id + 1
+        return self.runners.start(sid, url, options or self.options)
+
+    def start_local(self, sid: int, url: str, options: ReaderOptions) -> Stream:
+        """Open and start stream ``sid`` in this process (from a thread other than the hub's)."""
+        stream = Stream(sid, url, options, self.worker, self.node, self.dyn, self.results, self.max_msgs)
         stream.view = LiveChannel(f"stream {sid}")  # /view/{sid}: what a Visualize node of the stream sends
         stream.open()  # a file that cannot be decoded fails here, before any instance exists
         self.streams[sid] = stream
@@ -141,7 +163,12 @@ class VideoServer:
         for k in ended[: max(0, len(ended) - self.history)]:  # /list keeps the latest ended streams
             self.streams.pop(k, None)
         run_on_hub(self.hub, stream.attach, self.dyn.path)
+        self.hub.call_soon_threadsafe(self.hub.spawn, self._report_end, stream)
         return stream
+
+    def _report_end(self, stream: Stream) -> None:
+        stream.done.wait()
+        self.runners.ended(stream)
 
     def build_app(self):
         from fastapi import Query, Response
@@ -176,26 +203,23 @@ class VideoServer:
 
         @app.post("/stop/{sid}", summary="Stop a stream", responses=not_found)
         async def stop(sid: int):
-            stream = self.streams.get(sid)
-            if stream is None:
+            if not await asyncio.get_running_loop().run_in_executor(None, self.runners.stop, sid):
                 return reply_error(404, f"no stream {sid}")
-            stream.stop()
             return Response(f"stop stream {sid} success", media_type="text/plain")
 
         @app.get("/list", summary="List the streams", response_model=list[StreamInfo])
         async def list_streams():
-            # a copy first (one C call under the GIL): /start on another thread adds streams meanwhile
-            return [s.info() for s in list(self.streams.values())]
+            return await asyncio.get_running_loop().run_in_executor(None, self.runners.infos)
 
         @app.get("/get_msgs/{sid}", summary="Take the messages a stream's subgraph sent", responses=not_found,
                  response_model=list[str])
         async def get_msgs(sid: int):
-            stream = self.streams.get(sid)
-            if stream is None:
+            msgs = await asyncio.get_running_loop().run_in_executor(None, self.runners.msgs, sid)
+            if msgs is None:
                 return reply_error(404, f"no stream {sid}")
-            return stream.take_messages()
+            return msgs
 
-        add_view_routes(app, lambda: self.streams)
+        add_view_routes(app, lambda: {**self.runners.remote, **self.streams})
         return app
 
     def __del__(self):

@@ -54,9 +54,10 @@ class Inbox:
     """
 
     __slots__ = ("chan", "queue", "senders", "closed", "waiter", "owed", "threshold", "post", "shared",
-                 "route_left", "eof_seen", "discard", "hub", "owing")
+                 "route_left", "eof_seen", "discard", "hub", "owing", "closers")
 
-    def __init__(self, chan: int, cap: int, senders: int, post, hub, shared: bool = False, owing=None):
+    def __init__(self, chan: int, cap: int, senders: int, post, hub, shared: bool = False, owing=None,
+                 procs: tuple = ()):
         self.chan = chan
         self.queue: deque = deque()
         self.senders = senders
@@ -71,6 +72,9 @@ class Inbox:
         self.eof_seen = self.closed
         self.discard = False
         self.owing = owing if owing is not None else set()  # inboxes with credits not yet returned
+        self.closers: dict[int, int] = {}  # sender process -> its endpoints that have not closed yet
+        for proc in procs:
+            self.closers[proc] = self.closers.get(proc, 0) + 1
 
     # -- hub side -------------------------------------------------------------------------------------
     def push(self, src: int, item) -> None:
@@ -84,8 +88,10 @@ class Inbox:
             self.hub.wake(self.waiter)
             self.waiter = None
 
-    def close_one(self, route) -> None:
-        """One sender endpoint ended (for ``route``, in a shared node's channel)."""
+    def close_one(self, route, src: int = -1) -> None:
+        """One sender endpoint (of process ``src``) ended (for ``route``, in a shared node's channel)."""
+        if src in self.closers:
+            self.closers[src] -= 1
         if self.shared and route is not None:
             left = self.route_left.get(route, 0) - 1
             if left > 0:
@@ -97,6 +103,11 @@ class Inbox:
         self.senders -= 1
         if self.senders <= 0:
             self.close()
+
+    def sender_died(self, proc: int) -> None:
+        """Process ``proc`` died for good: its endpoints that had not closed count as closed."""
+        for _ in range(self.closers.pop(proc, 0)):
+            self.close_one(None, -1)
 
     def close(self) -> None:
         self.closed = True
@@ -325,21 +336,22 @@ class Channels:
             elif op == CLOSE:
                 inbox = inboxes.get(rec[1])
                 if inbox is not None:
-                    inbox.close_one(rec[2])
+                    inbox.close_one(rec[2], src)
                     if inbox.closed and self.retiring and rec[1] in self.retiring:
                         self.retiring.discard(rec[1])
                         del inboxes[rec[1]]
                 elif self.keep_early_closes:
-                    self.early_closes.setdefault(rec[1], []).append(rec[2])
+                    self.early_closes.setdefault(rec[1], []).append((rec[2], src))
             elif op == CTRL:
                 self.on_control(src, pickle.loads(rec[1]))
 
-    def open_inbox(self, chan: int, cap: int, senders: int, shared: bool = False) -> Inbox:
-        """The receiving end of channel ``chan`` here (CLOSEs that came early are applied)."""
+    def open_inbox(self, chan: int, cap: int, senders: int, shared: bool = False, procs: tuple = ()) -> Inbox:
+        """The receiving end of channel ``chan`` here (CLOSEs that came early are applied); ``procs``
+        gives the process of each sender endpoint, when known (see :meth:`peer_died`)."""
         # credits go out at once: a sender waiting for them must not wait for our next batch
-        inbox = self.inboxes[chan] = Inbox(chan, cap, senders, self.post_now, self.hub, shared, self.owing)
-        for route in self.early_closes.pop(chan, ()):
-            inbox.close_one(route)
+        inbox = self.inboxes[chan] = Inbox(chan, cap, senders, self.post_now, self.hub, shared, self.owing, procs)
+        for route, src in self.early_closes.pop(chan, ()):
+            inbox.close_one(route, src)
         return inbox
 
     def post_now(self, proc: int, record: tuple) -> None:
@@ -420,8 +432,14 @@ class Channels:
             self.transport.post(proc, (CLOSE, chan, route))
 
     def peer_died(self, proc: int) -> None:
-        """Worker ``proc`` died for good: senders waiting on it raise PeerDied."""
+        """Worker ``proc`` died for good: senders waiting on it raise PeerDied, and the channels it
+        sent on here count its ends as closed (its receivers are not left waiting for them)."""
         self.credits.peer_died(proc)
+        for inbox in list(self.inboxes.values()):
+            if proc in inbox.closers:
+                inbox.sender_died(proc)
+                if inbox.closed and inbox.chan in self.retiring:
+                    self.remove_inbox(inbox)
 
     def close_hub(self) -> None:
         """Stop returning credits from the hub's idle hook (the hub goes on serving others)."""

@@ -63,7 +63,7 @@ class NodeInstance:
         if ispec is None:  # nothing connected: ended from the start
             inbox = Inbox(-1, 1, 0, self.worker.transport.post, self.hub)
         else:
-            inbox = self.worker.channels.open_inbox(ispec.chan, ispec.cap, ispec.senders, self.shared)
+            inbox = self.worker.channels.open_inbox(ispec.chan, ispec.cap, ispec.senders, self.shared, ispec.procs)
         self.inboxes.append(inbox)
         return inbox
 

@@ -25,7 +25,7 @@ import traceback
 from contextvars import ContextVar
 
 from ..codec import Codec
-from ..errors import MegFlowError
+from ..errors import MegFlowError, NodeFailure, PeerDied
 from ..observe import watch_worker
 from ..plan import Dest, IdAllocator, NodeSpec, RouteSpec, plan_instance
 from ..shm import Arena
@@ -71,6 +71,10 @@ class Worker:
         self.ids = IdAllocator(index)
         self.exiting = False
         self.exit_hooks: list = []  # run when the supervisor says exit (front doors answer what waits)
+        self.handlers: dict[str, object] = {}  # name -> fn(src, *args) for ``call`` (see :meth:`call`)
+        self.calls: dict[int, set] = {}  # proc -> ids of the futures waiting for its answers
+        self.peer_hooks: list = []  # fn(proc, restarted, why) when a peer died (restarted: started again)
+        self.machine: str | None = None  # on a cluster: this process's machine, as /list shows it
 
     # -- messaging --------------------------------------------------------------------------------------
     def control(self, proc: int, *msg) -> None:
@@ -134,14 +138,65 @@ class Worker:
             for inbox in node.inboxes:
                 inbox.close()
 
-    def on_near(self, src, procs) -> None:
-        """On a cluster: ``procs`` run on this process's machine; a send prefers their replicas."""
+    def on_near(self, src, procs, machine=None) -> None:
+        """On a cluster: ``procs`` run on this process's machine (``machine`` describes it); a send
+        prefers their replicas and the instances created here keep their nodes there."""
         self.channels.credits.near = frozenset(procs)
+        self.machine = machine
 
-    def on_peer_died(self, src, proc) -> None:
-        """Worker ``proc`` died and is not restarted (the supervisor says so): senders waiting on
-        it raise PeerDied."""
+    def on_peer_died(self, src, proc, why: str | None = None) -> None:
+        """Worker ``proc`` died and is not restarted (the supervisor says so, with ``why``; e.g. its
+        machine was lost while the app goes on): senders waiting on it raise PeerDied, and each
+        instance created here with nodes there fails (those nodes count as ended)."""
         self.channels.peer_died(proc)
+        for top, child in list(self.children.items()):
+            specs = [s for s in child.plan.hosts(self.app).get(proc, ()) if isinstance(s, NodeSpec)]
+            if not specs:
+                continue
+            reason = f"its process ({self.app.procs[proc][0]}, replica {self.app.procs[proc][1]}) is gone" + (
+                f": {why}" if why else "")
+            child.failed(NodeFailure(specs[0].path, child.path, "WorkerLost", reason))
+            child.ended.update((proc, spec.path) for spec in specs)
+            if len(child.ended) >= child.expected:
+                self._finish(top, child)
+        self._calls_lost(proc)
+        for hook in self.peer_hooks:
+            hook(proc, False, why)
+
+    # -- calls between nodes' processes -----------------------------------------------------------------------
+    def call(self, proc: int, name: str, *args, reply: bool = True) -> Future | None:
+        """Call handler ``name`` of worker ``proc`` with ``args`` (from the hub); the Future gets its
+        return value, or the exception it raised (None when ``reply`` is False: nothing comes back).
+        A handler is registered by a node in ``handlers``; a missing one raises KeyError there."""
+        fut, fid = self.new_future() if reply else (None, 0)
+        if reply:
+            self.calls.setdefault(proc, set()).add(fid)
+        self.control(proc, "call", name, fid, args)
+        self.transport.flush(proc)
+        return fut
+
+    def on_call(self, src, name, fid, args) -> None:
+        """Run the handler as a task (it may wait: a returned Future is waited for) and answer."""
+
+        def run():
+            try:
+                value = self.handlers[name](src, *args)
+                if isinstance(value, Future):
+                    value = value.wait()
+            except Exception as exc:  # noqa: BLE001 - the caller gets it
+                value = exc
+            if fid:
+                self.control(src, "wake", fid, value)
+                self.transport.flush(src)
+
+        self.hub.spawn(run)
+
+    def _calls_lost(self, proc: int) -> None:
+        """Worker ``proc`` died: the calls waiting for its answers get PeerDied."""
+        for fid in self.calls.pop(proc, ()):
+            fut = self.futures.pop(fid, None)
+            if fut is not None:
+                fut.set(PeerDied(f"worker {proc} died before it answered"))
 
     def peer_lost(self, proc: int) -> None:
         """A batch to ``proc`` could not be written: it died. A node without ``restart`` never comes
@@ -165,8 +220,9 @@ class Worker:
         exit_chans = {name: (self.ids(), cap) for name, cap in (exits or {}).items()}
         exit_dests = {name: [Dest(chan, (self.index,), False, cap)] for name, (chan, cap) in exit_chans.items()}
         plan = plan_instance(self.app, graph, inst, self.ids, self.index, path, dyn.visible, dyn.args,
-                             entry_senders=1, exit_dests=exit_dests)
-        inboxes = {name: self.channels.open_inbox(chan, cap, plan.exits.get(name, 0))
+                             entry_senders=1, exit_dests=exit_dests, near=self.channels.credits.near)
+        inboxes = {name: self.channels.open_inbox(chan, cap, plan.exits.get(name, 0),
+                                                  procs=plan.exit_procs.get(name, ()))
                    for name, (chan, cap) in exit_chans.items()}
         hosts = plan.hosts(self.app)
         fut = Future(self.hub)
@@ -198,6 +254,9 @@ class Worker:
             if items:
                 self.control(proc, "install", top, self.index, items)
                 self.control(proc, "start", top)
+        self._calls_lost(proc)
+        for hook in self.peer_hooks:
+            hook(proc, True, None)
 
     def on_installed(self, src, top, proc, error) -> None:
         if top not in self.installing:
@@ -254,6 +313,7 @@ class Worker:
         return fut, fid
 
     def on_wake(self, src, fid, value) -> None:
+        self.calls.get(src, set()).discard(fid)
         fut = self.futures.pop(fid, None)
         if fut is not None:
             fut.set(value)

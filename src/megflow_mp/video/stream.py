@@ -85,11 +85,15 @@ class Stream:
 
     def _on_state(self, state: str, detail) -> None:
         """The reader's state (decode thread). ``reason`` is the detail of an error or of the retry
-        in progress; any other state clears it: a stream running again shows no old error."""
+        in progress; any other state clears it: a stream running again shows no old error. The
+        reader's end (finished, stopped) is not the stream's: that comes when its instance ended,
+        with every result out (``_wait_done``), so a stream shown ended has all its messages."""
+        if state in ("finished", "stopped"):
+            return
         with self._status:
-            if self.state == "error" or (self.state in ("stopped", "finished") and state != "error"):
+            if self.state in ("error", "stopped", "finished"):
                 return
-            self.state = "stopped" if state == "stopped" or (self.stopped and state == "finished") else state
+            self.state = state
             self.reason = detail if state in ("error", "reconnecting") else None
         if state in ("error", "reconnecting"):
             log.warning("stream %d (%s): %s%s", self.id, self.url, state, f": {detail}" if detail else "")
