@@ -36,6 +36,7 @@ class Dest:
     shared: bool
     cap: int
     route: int | None = None  # for a shared receiver: the graph instance whose wiring it serves
+    key: str | None = None  # envelope attribute that picks the replica (a node type's ``keyed_by``)
 
 
 @dataclass(frozen=True)
@@ -234,13 +235,14 @@ class _Planner:
             chan = self.app.shared_chans[key]
             return chan, Dest(chan, procs, True, self.app.shared_caps[key], ep.route)
         procs = self.plan.procs_of(self.app, ep.decl.key)
+        key = getattr(ep.decl.ntype.factory, "keyed_by", None) if len(procs) > 1 else None
         spec = self.chans.get(ep.key)
         if spec is None:
             spec = InSpec(self.ids(), cap, 0)
         spec = InSpec(spec.chan, max(spec.cap, cap), spec.senders, spec.procs)
         self.chans[ep.key] = spec
         _put(self.specs[(ep.inst, ep.node)].inputs, ep.port, ep.tag, spec)
-        return spec.chan, Dest(spec.chan, procs, False, spec.cap)
+        return spec.chan, Dest(spec.chan, procs, False, spec.cap, key=key)
 
     def add_senders(self, ep: End, chan: int, procs: tuple) -> None:
         """Sender endpoints in processes ``procs`` (one each) deliver to ``ep``'s channel ``chan``."""

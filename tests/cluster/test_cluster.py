@@ -125,6 +125,46 @@ def test_replicas_spread_and_senders_prefer_their_own_machine(ray_cluster, tmp_p
     assert {p[0]["node"] for p in report["paths"]} == {ids["head"]}
 
 
+def test_dyndemux_replicas_spread_their_instances_over_the_machines(ray_cluster, tmp_path):
+    """DynDemux and its per-address node, ``cloned = 2`` and unplaced: dealt over both machines; each
+    address stays on one DynDemux replica and its instance on that replica's machine."""
+    ids = node_ids(ray_cluster)
+    report = tmp_path / "report"
+    report.mkdir()
+    config = tmp_path / "dyn.toml"
+    config.write_text(f"""main = "main"
+[[graphs]]
+name = "sub"
+inputs = [{{ name = "inp", cap = 16, ports = ["tally:inp"] }}]
+    [[graphs.nodes]]
+    name = "tally"
+    ty = "AddrTally"
+    cloned = 2
+    report = "{report}"
+[[graphs]]
+name = "main"
+connections = [{{ cap = 16, ports = ["src:out", "demux:inp"] }}, {{ cap = 16, ports = ["demux:out", "sub:inp"] }}]
+    [[graphs.nodes]]
+    name = "src"
+    ty = "AddrSource"
+    n = 400
+    addrs = 4
+    [[graphs.nodes]]
+    name = "demux"
+    ty = "DynDemux"
+    cloned = 2
+    [[graphs.nodes]]
+    name = "sub"
+    ty = "sub"
+""")
+    r = run_app(config, ray_cluster.address)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = sorted((json.loads(p.read_text()) for p in report.glob("*.json")), key=lambda x: x["addr"])
+    assert [(x["addr"], x["count"]) for x in got] == [(a, 100) for a in range(4)]  # one instance each, all of it
+    nodes = [x["node"] for x in got]
+    assert sorted(nodes) == sorted([ids["head"], ids["head"], ids["b"], ids["b"]]), got  # two addresses a machine
+
+
 def test_a_placement_no_machine_has_is_one_clear_error(ray_cluster, tmp_path):
     config = chain(tmp_path, 5, 'placement = { resources = { site_z = 2 } }')
     started = time.monotonic()

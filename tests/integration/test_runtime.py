@@ -345,6 +345,30 @@ def test_exception_in_a_dynamic_instance_ends_only_that_instance(tmp_path):
     assert r.returncode == 0
 
 
+def test_cloned_dyndemux_keeps_each_address_on_one_replica(tmp_path):
+    """``cloned = 2``: every envelope of an address reaches the same DynDemux replica, so each
+    address has one instance that sees all its messages (split between replicas, an address would
+    have two instances, each with part of them)."""
+    app = dyn_app(tmp_path, """
+        @register(inputs=["inp"])
+        class Work:
+            def __init__(self, name, args):
+                self.n = 0
+            def exec(self):
+                e = self.inp.recv()
+                if e is None:
+                    print("instance done", self.addr, self.n, flush=True)
+                    return
+                self.addr = e.msg["addr"]
+                self.n += 1
+    """, rounds=20)
+    (app / "dyn.toml").write_text((app / "dyn.toml").read_text().replace('ty = "DynDemux"', 'ty = "DynDemux"\ncloned = 2'))
+    r = run_cli("run", "-p", app)
+    assert r.returncode == 0, r.stderr
+    done = sorted(line for line in r.stdout.splitlines() if line.startswith("instance done"))
+    assert done == [f"instance done {a} 20" for a in range(4)]
+
+
 def test_plugin_import_error_names_the_file_before_any_process_starts(tmp_path):
     app = pipe_app(tmp_path)
     (app / "broken.py").write_text("import json\n\ndef f(:\n    pass\n")

@@ -566,3 +566,49 @@ def test_a_retired_inbox_leaves_the_table_at_its_last_close_and_keeps_its_queue(
     channels.on_records(7, [(CLOSE, CHAN + 1, None)])
     channels.retire_inbox(closed)  # already closed: out at once
     assert CHAN + 1 not in channels.inboxes
+
+
+# --- Channels: destinations that pick their replica by a key ----------------------------------------------
+
+
+def test_a_keyed_destination_keeps_each_key_on_one_replica_and_balances_new_keys(hub):
+    from megflow_mp.envelope import Envelope
+    from megflow_mp.runtime.channels import DATA, Channels
+
+    class Transport:
+        def __init__(self):
+            self.sent = []
+
+        def post(self, proc, record, size=64, segments=()):
+            if record[0] == DATA:
+                self.sent.append(proc)
+
+        send_now = post
+
+    class Codec:
+        def encode(self, value, copies, msg):
+            return b"x", ()
+
+        def decode(self, payload):
+            return payload
+
+    transport = Transport()
+    channels = Channels(hub, transport, Codec())
+    send = channels.sender([Dest(CHAN, (5, 6), False, 100, key="to_addr")])
+
+    def envelope(addr, msg="m"):
+        e = Envelope.pack(msg)
+        e.to_addr = addr
+        return e
+
+    def body():
+        for addr in ("a", "b", "a", "c", "b", "a"):
+            send(envelope(addr))
+        send(envelope("a", None))  # the end of "a": the key goes after this one
+        send(envelope("d"))
+        with pytest.raises(TypeError, match="takes an Envelope"):
+            send({"not": "an envelope"})
+
+    run(hub, body)
+    # a -> 5, b -> 6 (fewest keys), c -> 5 (a tie: the lower), a's end on 5, d -> 5 (a gone: 5 has c, 6 has b)
+    assert transport.sent == [5, 6, 5, 5, 6, 5, 5, 5]

@@ -5,6 +5,11 @@ by the envelope's ``tag`` when the node's type is ``"A|B"``; without a tag, the 
 nodes (no new process). An empty envelope (``msg is None``) to an address closes that instance's
 input and waits until it has ended. When ``inp`` ends, every instance is closed and awaited.
 An instance whose creation fails is reported; its address's envelopes are dropped.
+
+``cloned = N``: every envelope of one address reaches the same replica (a new address goes to the
+replica with the fewest addresses from that sender), which creates the address's instance; on a
+cluster the replicas are dealt over the machines and each instance keeps its nodes on its replica's
+machine, so the instances spread over the machines.
 """
 
 import logging
@@ -17,6 +22,7 @@ log = logging.getLogger("megflow_mp")
 @register(name="DynDemux", inputs=["inp"], outputs=["out"])
 class DynDemux:
     dynamic_outputs = ("out",)
+    keyed_by = "to_addr"  # replicas: one address, one replica (see the send path's Dest.key)
 
     def __init__(self, name, args):
         self.name = name

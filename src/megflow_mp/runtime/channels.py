@@ -24,6 +24,7 @@ from __future__ import annotations
 import pickle
 import time
 from collections import deque
+from dataclasses import replace
 
 import greenlet
 
@@ -155,6 +156,10 @@ class Inbox:
         while self.queue:
             self.take()
         self.return_credits()
+
+
+def not_an_envelope(value) -> TypeError:
+    return TypeError(f"send() takes an Envelope, got {type(value).__name__}: wrap it with Envelope.pack(msg)")
 
 
 class Credits:
@@ -385,13 +390,14 @@ class Channels:
         once, moves the envelope, blocks the task while a destination has no credit and raises
         PeerDied when every replica of one died."""
         dests = tuple(dests)
+        if any(d.key for d in dests):
+            return self._keyed_sender(dests, route)
         copies = len(dests)
         encode, acquire, channels = self.codec.encode, self.credits.acquire, self
 
         def send(envelope) -> None:
             if type(envelope) is not Envelope:
-                raise TypeError(f"send() takes an Envelope, got {type(envelope).__name__}: wrap it with "
-                                f"Envelope.pack(msg)")
+                raise not_an_envelope(envelope)
             if route is not None:
                 envelope.transfer_addr = route
             payload, segments = encode(envelope.to_tuple(), copies, envelope.msg)
@@ -400,6 +406,41 @@ class Channels:
             COUNTS.sent += copies  # metrics: envelopes out, one per receiving channel
             for d in dests:
                 post(acquire(d), (DATA, d.chan, payload), size, segments)
+
+        return send
+
+    def _keyed_sender(self, dests, route):
+        """The send path when some of ``dests`` pick their replica by an envelope attribute
+        (``Dest.key``; DynDemux: ``to_addr``): every envelope of one key goes to the same replica,
+        and a new key to the live replica with the fewest keys from this sender. An envelope whose
+        ``msg`` is None (for DynDemux, the end of its address) lets its key go once sent."""
+        singles = [{p: replace(d, procs=(p,), key=None) for p in d.procs} if d.key else None for d in dests]
+        owners: list[dict] = [{} for _ in dests]  # per keyed dest: key -> replica
+        paths: dict[tuple, object] = {}  # the plain send path of each choice of replicas
+
+        def pick(i: int, d, k) -> int:
+            owner = owners[i]
+            proc = owner.get(k)
+            if proc is None:
+                load = {p: 0 for p in d.procs if p not in self.credits.dead} or {p: 0 for p in d.procs}
+                for p in owner.values():
+                    if p in load:
+                        load[p] += 1
+                proc = owner[k] = min(load, key=lambda p: (load[p], p))
+            return proc
+
+        def send(envelope) -> None:
+            if type(envelope) is not Envelope:
+                raise not_an_envelope(envelope)
+            chosen = tuple(d if singles[i] is None else singles[i][pick(i, d, getattr(envelope, d.key))]
+                           for i, d in enumerate(dests))
+            path = paths.get(chosen)
+            if path is None:
+                path = paths[chosen] = self.sender(chosen, route)
+            keys = [(i, getattr(envelope, d.key)) for i, d in enumerate(dests) if d.key] if envelope.msg is None else ()
+            path(envelope)
+            for i, k in keys:
+                owners[i].pop(k, None)
 
         return send
 

@@ -6,7 +6,10 @@ and its index in ``msg["i"]``, one every ``interval`` seconds (default: as fast 
 "ppid"}`` to ``msg["path"]`` and passes the frame on. ``FrameCheck`` checks each frame's content
 against its index and writes ``{"count", "bad", "order", "paths"}`` (the distinct stamp paths, by
 node id and pid) to ``report`` when its input closes. ``Tally`` (a per-stream node behind a
-VideoServer) answers each frame with a JSON string naming the machine it ran on.
+VideoServer) answers each frame with a JSON string naming the machine it ran on. ``AddrSource``
+sends ``n`` small messages to addresses ``0 .. addrs-1`` in turn (``to_addr``), then ends each
+address; ``AddrTally`` (a node of a DynDemux's per-address subgraph) writes
+``{"addr", "count", "node"}`` to ``<report>/<addr>.json`` when its instance ends.
 """
 
 import json
@@ -85,3 +88,36 @@ class Tally:
         envelope = self.inp.recv()
         if envelope is not None:
             self.out.send(envelope.repack(json.dumps({"frame": envelope.partial_id, "node": self.node})))
+
+
+@register(outputs=["out"])
+class AddrSource:
+    def __init__(self, name, args):
+        self.n, self.addrs = args["n"], args["addrs"]
+
+    def exec(self):
+        for i in range(self.n):
+            envelope = Envelope.pack({"i": i})
+            envelope.to_addr = i % self.addrs
+            self.out.send(envelope)
+        for addr in range(self.addrs):
+            envelope = Envelope.pack(None)
+            envelope.to_addr = addr
+            self.out.send(envelope)
+
+
+@register(inputs=["inp"])
+class AddrTally:
+    def __init__(self, name, args):
+        self.report, self.addr, self.count = args["report"], None, 0
+
+    def exec(self):
+        envelope = self.inp.recv()
+        if envelope is None:
+            if self.addr is not None:
+                with open(os.path.join(self.report, f"{self.addr}.json"), "w") as f:
+                    json.dump({"addr": self.addr, "count": self.count,
+                               "node": os.environ.get("MEGFLOW_MP_RAY_NODE")}, f)
+            return
+        self.addr = envelope.to_addr
+        self.count += 1
