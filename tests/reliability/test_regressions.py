@@ -39,7 +39,7 @@ def test_front_door_connections_have_nagle_off():
 def video_server(allow_dirs):
     from megflow_mp.nodes.video_server import VideoServer
 
-    return VideoServer("video", {"port": 0, "allow_dirs": [str(d) for d in allow_dirs]})
+    return VideoServer("video", {"port": 0, "allow_dirs": [str(d) for d in allow_dirs]})  # no port taken yet
 
 
 def test_video_server_refuses_unusable_paths_instead_of_failing(tmp_path):
@@ -47,12 +47,9 @@ def test_video_server_refuses_unusable_paths_instead_of_failing(tmp_path):
     (ValueError, OSError, RuntimeError): the request was answered 500."""
     (tmp_path / "loop.mp4").symlink_to(tmp_path / "loop.mp4")
     server = video_server([tmp_path])
-    try:
-        for url in (f"{tmp_path}/a\x00b.mp4", "\x00", f"{tmp_path}/{'a' * 10_000}", f"{tmp_path}/loop.mp4"):
-            reason = server.check_url(url)
-            assert reason, url
-    finally:
-        server.door.close()
+    for url in (f"{tmp_path}/a\x00b.mp4", "\x00", f"{tmp_path}/{'a' * 10_000}", f"{tmp_path}/loop.mp4"):
+        reason = server.check_url(url)
+        assert reason, url
 
 
 def test_video_server_opens_a_file_by_its_resolved_path(tmp_path):
@@ -73,7 +70,6 @@ def test_video_server_opens_a_file_by_its_resolved_path(tmp_path):
         assert server.open_target("rtsp://127.0.0.1:8554/cam") == "rtsp://127.0.0.1:8554/cam"
     finally:
         os.chdir(cwd)
-        server.door.close()
 
 
 def test_read_body_answers_a_client_that_hung_up_mid_body():
@@ -234,11 +230,8 @@ def test_video_start_with_a_newline_in_the_path_is_refused_not_404(tmp_path):
     """starlette's path convertor stops at a newline, so /start/a%0Ab matched no route: 404, a
     status /start does not document (schemathesis: 'Undocumented HTTP status code')."""
     server = video_server([tmp_path])
-    try:
-        status, body = asyncio.run(asgi_request(server.build_app(), "POST", "/start/a\nb"))  # as uvicorn decodes it
-        assert status == 400 and json.loads(body)["detail"].startswith("refused")
-    finally:
-        server.door.close()
+    status, body = asyncio.run(asgi_request(server.build_app(), "POST", "/start/a\nb"))  # as uvicorn decodes it
+    assert status == 400 and json.loads(body)["detail"].startswith("refused")
 
 
 async def asgi_request(app, method: str, path: str) -> tuple[int, bytes]:
