@@ -27,6 +27,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -53,9 +55,12 @@ def cluster():
 
 
 def engine_frames(address: str) -> dict:
-    return run_engine(APPS / "cluster" / "frames.toml", APPS / "chain",
-                      {"n": N_FRAMES, "cap": CAP, "pool": POOL, "warmup": WARMUP, "site": "site_b"},
-                      args=("--ray", address, "--no-metrics"))
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "sink.json"
+        result = run_engine(APPS / "cluster" / "frames.toml", APPS / "chain",
+                            {"n": N_FRAMES, "cap": CAP, "pool": POOL, "warmup": WARMUP, "site": "site_b",
+                             "report": str(report)}, args=("--ray", address, "--no-metrics"))
+        return {**result, **json.loads(report.read_text())}
 
 
 def ray_frames(address: str) -> dict:

@@ -54,6 +54,7 @@ class ChainSink:
     def __init__(self, name, args):
         self.frames = args["kind"] == "frames"
         self.warmup = args.get("warmup", 0)
+        self.report = args.get("report")  # also write the result there (a sink on another machine)
         self.got = self.bad = 0
         self.t0 = self.t1 = None
 
@@ -74,5 +75,9 @@ class ChainSink:
     def finish(self):
         counted = self.got - self.warmup - 1
         seconds = self.t1 - self.t0 if counted > 0 else 0.0
-        print(json.dumps({"bench": "chain", "count": self.got, "bad": self.bad,
-                          "rate": counted / seconds if counted > 0 else 0.0, "seconds": seconds}), flush=True)
+        line = json.dumps({"bench": "chain", "count": self.got, "bad": self.bad,
+                           "rate": counted / seconds if counted > 0 else 0.0, "seconds": seconds})
+        print(line, flush=True)
+        if self.report:
+            with open(self.report, "w") as f:
+                f.write(line)
