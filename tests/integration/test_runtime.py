@@ -321,27 +321,36 @@ def dyn_app(tmp_path, work: str, rounds: int):
                                        "nodes.py": DYN_SOURCE + textwrap.dedent(work)})
 
 
+COUNTING_WORK = """
+@register(inputs=["inp"])
+class Work:
+    \"\"\"Counts its instance's messages and prints the count at the end; raises on message ``k`` of
+    address 2 when the app's ``break_at`` says so.\"\"\"
+    def __init__(self, name, args):
+        self.n, self.break_at = 0, args.get("break_at")
+    def exec(self):
+        e = self.inp.recv()
+        if e is None:
+            print("instance done", self.addr, self.n, flush=True)
+            return
+        self.addr = e.msg["addr"]
+        if self.addr == 2 and e.msg["k"] == self.break_at:
+            raise RuntimeError("instance 2 broke")
+        self.n += 1
+"""
+
+
+def counted(r) -> list[str]:
+    return sorted(line for line in r.stdout.splitlines() if line.startswith("instance done"))
+
+
 def test_exception_in_a_dynamic_instance_ends_only_that_instance(tmp_path):
-    app = dyn_app(tmp_path, """
-        @register(inputs=["inp"])
-        class Work:
-            def __init__(self, name, args):
-                self.n = 0
-            def exec(self):
-                e = self.inp.recv()
-                if e is None:
-                    print("instance done", self.addr, self.n, flush=True)
-                    return
-                self.addr = e.msg["addr"]
-                if self.addr == 2 and e.msg["k"] == 1:
-                    raise RuntimeError("instance 2 broke")
-                self.n += 1
-    """, rounds=5)
+    app = dyn_app(tmp_path, COUNTING_WORK, rounds=5)
+    (app / "dyn.toml").write_text((app / "dyn.toml").read_text().replace('ty = "Work"', 'ty = "Work"\nbreak_at = 1'))
     r = run_cli("run", "-p", app)
     assert "RuntimeError: instance 2 broke" in r.stderr
     assert "main/sub#2/w" in r.stderr  # the failing instance is named
-    done = sorted(line for line in r.stdout.splitlines() if line.startswith("instance done"))
-    assert done == ["instance done 0 5", "instance done 1 5", "instance done 3 5"]
+    assert counted(r) == ["instance done 0 5", "instance done 1 5", "instance done 3 5"]
     assert r.returncode == 0
 
 
@@ -349,24 +358,11 @@ def test_cloned_dyndemux_keeps_each_address_on_one_replica(tmp_path):
     """``cloned = 2``: every envelope of an address reaches the same DynDemux replica, so each
     address has one instance that sees all its messages (split between replicas, an address would
     have two instances, each with part of them)."""
-    app = dyn_app(tmp_path, """
-        @register(inputs=["inp"])
-        class Work:
-            def __init__(self, name, args):
-                self.n = 0
-            def exec(self):
-                e = self.inp.recv()
-                if e is None:
-                    print("instance done", self.addr, self.n, flush=True)
-                    return
-                self.addr = e.msg["addr"]
-                self.n += 1
-    """, rounds=20)
+    app = dyn_app(tmp_path, COUNTING_WORK, rounds=20)
     (app / "dyn.toml").write_text((app / "dyn.toml").read_text().replace('ty = "DynDemux"', 'ty = "DynDemux"\ncloned = 2'))
     r = run_cli("run", "-p", app)
     assert r.returncode == 0, r.stderr
-    done = sorted(line for line in r.stdout.splitlines() if line.startswith("instance done"))
-    assert done == [f"instance done {a} 20" for a in range(4)]
+    assert counted(r) == [f"instance done {a} 20" for a in range(4)]
 
 
 def test_plugin_import_error_names_the_file_before_any_process_starts(tmp_path):
