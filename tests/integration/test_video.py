@@ -197,10 +197,15 @@ def test_100_start_stop_cycles_leave_memory_flat(tmp_path):
 
         workers = children_of(proc.pid)
         cycles(100)  # warm up: allocator pools and arenas, caches (glibc keeps freed thread stacks)
+        # two windows of 100 cycles: a leak grows in both; a one-off step (an allocator arena, a
+        # cached thread stack) shows in one of them only
         before = _rss_kib(workers)
         cycles(100)
+        mid = _rss_kib(workers)
+        cycles(100)
         after = _rss_kib(workers)
-        assert after <= before * 1.02, f"RSS grew from {before} KiB to {after} KiB"
+        grew = min(mid - before, after - mid)
+        assert grew <= before * 0.02, f"RSS grew in both windows: {before} -> {mid} -> {after} KiB"
         assert len(children_of(proc.pid)) == len(workers)
     finally:
         drain(proc)
