@@ -341,23 +341,31 @@ def test_acquire_blocks_until_grant(hub):
     assert CHAN not in credits.waiters
 
 
-def test_grant_wakes_every_waiter_of_the_channel(hub):
+def starved(hub, cap: int):
+    """Credits whose window to replica 1 of CHAN (a Dest of ``cap``) is used up."""
     credits = Credits(hub)
-    d = dest([1], cap=1)
     credits.avail[(1, CHAN)] = 0
-    got = []
+    return credits, dest([1], cap=cap)
 
-    def sender(name):
-        def body():
+
+def sending(credits, d, got: list, name: str, times: int = 1):
+    """A task body: acquire a credit of ``d`` ``times`` times, noting ``name`` in ``got`` each time."""
+    def body():
+        for _ in range(times):
             credits.acquire(d)
             got.append(name)
-        return body
+    return body
+
+
+def test_grant_wakes_every_waiter_of_the_channel(hub):
+    credits, d = starved(hub, cap=1)
+    got = []
 
     def granter():
         assert len(credits.waiters[CHAN]) == 2
         credits.grant(1, CHAN, 2)
 
-    run(hub, sender("a"), sender("b"), granter)
+    run(hub, sending(credits, d, got, "a"), sending(credits, d, got, "b"), granter)
     assert sorted(got) == ["a", "b"]
 
 
@@ -373,32 +381,21 @@ def parked(hub, credits, n: int) -> None:
 def test_waiters_take_turns_however_busy_one_of_them_is(hub):
     """Two senders with plenty to send share a window that comes back two credits at a time:
     each grant serves both in turn, never the one that happens to run first twice."""
-    credits = Credits(hub)
-    d = dest([1], cap=2)
-    credits.avail[(1, CHAN)] = 0
+    credits, d = starved(hub, cap=2)
     got = []
-
-    def sender(name):
-        def body():
-            for _ in range(6):
-                credits.acquire(d)
-                got.append(name)
-        return body
 
     def granter():
         for _ in range(6):
             parked(hub, credits, 2)  # both wait again
             credits.grant(1, CHAN, 2)
 
-    run(hub, sender("a"), sender("b"), granter)
+    run(hub, sending(credits, d, got, "a", 6), sending(credits, d, got, "b", 6), granter)
     assert got == ["a", "b"] * 6
     assert CHAN not in credits.waiters and not credits.roused
 
 
 def test_a_new_sender_queues_behind_the_waiters(hub):
-    credits = Credits(hub)
-    d = dest([1], cap=2)
-    credits.avail[(1, CHAN)] = 0
+    credits, d = starved(hub, cap=2)
     got = []
 
     def waiter():
@@ -420,9 +417,7 @@ def test_a_new_sender_queues_behind_the_waiters(hub):
 
 
 def test_a_waiter_stopped_while_parked_gives_up_its_turn(hub):
-    credits = Credits(hub)
-    d = dest([1], cap=1)
-    credits.avail[(1, CHAN)] = 0
+    credits, d = starved(hub, cap=1)
     got = []
 
     def first():
