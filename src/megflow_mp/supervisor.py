@@ -273,20 +273,24 @@ class Supervisor:
         kill_descendants()
 
 
-def fork_worker(app: App, i: int, run_id: str, listener, items, restarted: bool = False, close=()) -> int:
+def fork_worker(app: App, i: int, run_id: str, listener, items, restarted: bool = False, close=(),
+                parent: int | None = None) -> int:
     """Fork the worker of process ``i`` (it listens on ``listener``, installs ``items`` and reports to
     the supervisor, process ``app.nworkers``); returns its pid. The child closes the sockets in
-    ``close`` (its parent's), this process closes ``listener``. The worker dies with this process."""
+    ``close`` (its parent's), this process closes ``listener``. The worker dies with this process,
+    or with ``parent`` when given: a subreaper above this process that adopts it once this process
+    exits (:mod:`megflow_mp.forker`)."""
     from .runtime.worker import worker_main
 
-    parent = os.getpid()
+    adopted = parent is not None and parent != os.getpid()
+    parent = os.getpid() if parent is None else parent
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
         for sock in close:
             sock.close()
-        worker_main(app, i, run_id, listener, app.nworkers, parent, items, restarted)
+        worker_main(app, i, run_id, listener, app.nworkers, parent, items, restarted, adopted=adopted)
     listener.close()
     return pid
 

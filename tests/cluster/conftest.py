@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from megflow_mp.forker import TITLE as FORKER
+
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 MEGFLOW = str(Path(sys.executable).with_name("megflow-mp"))
@@ -66,18 +68,26 @@ def start_app(config: Path, address: str, log: Path, plugins: Path = PLUGINS) ->
 
 
 def host_tree() -> dict[int, list[int]]:
-    """Host pid -> its children (the workers of its machine; forked by the host, they have its
-    command line too), for every host process of a cluster run on this machine."""
+    """Host pid -> its children but its forker (the workers of its machine; forked from the host,
+    they have its command line too), for every host process of a cluster run on this machine."""
     pids = [int(line.split(":", 1)[0]) for line in app_processes("megflow_mp.cluster.host")]
     out = {}
     for pid in pids:
         try:
             ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
             if ppid not in pids:
-                out[pid] = sorted(int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+                kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+                out[pid] = sorted(k for k in kids if not _is_forker(k))
         except OSError:
             pass
     return out
+
+
+def _is_forker(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == FORKER
+    except OSError:
+        return False
 
 
 def remote_worker(proc: subprocess.Popen, log: Path, timeout: float = 60) -> tuple[int, int]:

@@ -46,22 +46,21 @@ class HostSpec:
 class Host:
     def __init__(self, spec: HostSpec, app):
         from ..codec import Codec
+        from ..forker import Forker
         from ..plan import static_items
         from ..runtime.hub import Hub
         from ..runtime.transport import listen
         from ..shm import Arena
-        from ..supervisor import fork_worker
 
         self.spec, self.app = spec, app
         self.items, _, _ = static_items(app)
-        listeners = {p: listen(spec.run_id, p) for p, m in spec.where.items() if m != spec.me}
+        self.forker = Forker(app, spec.run_id, self.items)  # before any thread exists in this process
         self.pids: dict[int, int] = {}
         self.pidfds: dict[int, int] = {}
-        self.listeners = listeners
-        mine = sorted(p for p, m in spec.where.items() if m == spec.me and p < app.nworkers)
-        for proc in mine:  # before any thread exists in this process
-            self.pids[proc] = fork_worker(app, proc, spec.run_id, listen(spec.run_id, proc), self.items[proc],
-                                          close=listeners.values())
+        # the proxies listen before any worker exists (nothing a worker sends may find no one)
+        listeners = {p: listen(spec.run_id, p) for p, m in spec.where.items() if m != spec.me}
+        for proc in sorted(p for p, m in spec.where.items() if m == spec.me and p < app.nworkers):
+            self.pids[proc] = self.forker.fork(proc)
         self.hub = Hub()
         self.arena = Arena(app.nworkers, app.nworkers + 1)
         self.codec = Codec(self.arena)
@@ -89,12 +88,8 @@ class Host:
 
     def on_host(self, machine: int, msg: tuple) -> None:
         if msg[0] == "fork":
-            from ..runtime.transport import listen
-            from ..supervisor import fork_worker
-
             proc = msg[1]
-            self.pids[proc] = fork_worker(self.app, proc, self.spec.run_id, listen(self.spec.run_id, proc),
-                                          self.items[proc], restarted=True, close=self.listeners.values())
+            self.pids[proc] = self.forker.fork(proc, restarted=True)
             self.watch(proc)
         elif msg[0] == "signal":
             self.signal(msg[1])
@@ -125,6 +120,7 @@ class Host:
             if not self.hub.run_until(lambda: not self.pidfds, timeout=GRACE):
                 self.signal(sig)
         self.hub.run_until(lambda: not self.pidfds, timeout=GRACE)
+        self.forker.close()
 
 
 def main(out) -> int:

@@ -2,8 +2,9 @@
 
 The same :class:`~megflow_mp.supervisor.Supervisor` phases (install, start, run, close shared
 nodes, exit), over machines: the layout (:mod:`.placement`) says which machine runs each worker
-process; this process forks the workers of its own machine (machine 0) as usual, and a Ray actor on
-every other machine used starts that machine's host (:mod:`.host`), which forks the workers there.
+process; this process forks the workers of its own machine (machine 0) through a forker started
+before Ray's threads (:mod:`megflow_mp.forker`), and a Ray actor on every other machine used starts
+that machine's host (:mod:`.host`), which forks the workers there (through a forker of its own).
 Every machine has a bridge (:mod:`.bridge`; here it runs on this process's hub), so processes talk
 to each other by index wherever they run, and control messages (install, start, ended, exit) reach
 remote workers like local ones.
@@ -18,13 +19,12 @@ stopped, the actors killed, the placement groups removed: no process of the app 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from ..errors import ClusterError
 from ..plan import NodeSpec, static_items
 from ..runtime.transport import listen
-from ..supervisor import Supervisor, fork_worker
+from ..supervisor import Supervisor
 from .agent import NODE_ENV
 from .source import AppSource, fingerprint
 
@@ -57,6 +57,7 @@ class ClusterSupervisor(Supervisor):
         super().__init__(app, drain_timeout)
         self.source, self.address, self.place_timeout = source, address, place_timeout
         self.placement = None
+        self.forker = None
         self.where: dict[int, int] = {}
         self.agents: dict[int, object] = {}
         self.bridge = None
@@ -65,6 +66,12 @@ class ClusterSupervisor(Supervisor):
 
     # -- start ---------------------------------------------------------------------------------------------
     def spawn(self) -> None:
+        from ..forker import Forker
+
+        # before Ray starts its threads: this machine's workers are forked from a process with none
+        self.items, self.static_count, self.shared_count = static_items(self.app)
+        self.forker = Forker(self.app, self.run_id, self.items)
+
         import ray
 
         from ..codec import Codec
@@ -79,16 +86,13 @@ class ClusterSupervisor(Supervisor):
         connect_ray(self.address)
         self.placement = Placement(self.app, self.place_timeout)
         self.where = where = self.placement.where
-        self.items, self.static_count, self.shared_count = static_items(self.app)
         self.expected_installs = sum(len(v) for v in self.items.values())
         remote_procs = {p for p, m in where.items() if m != 0}
         self.listener = listen(self.run_id, self.index)
         proxies = {p: listen(self.run_id, p) for p in remote_procs}
-        os.environ[NODE_ENV] = self.placement.machines[0].node_id  # the workers' (see NODE_ENV)
         for proc in range(self.index):
             if where[proc] == 0:
-                self.pids[proc] = fork_worker(self.app, proc, self.run_id, listen(self.run_id, proc),
-                                              self.items[proc], close=(self.listener, *proxies.values()))
+                self.pids[proc] = self.fork_local(proc)
         spec = dict(source=self.source, fingerprint=fingerprint(self.app), where=where, ip="", parent=0)
         for m in self.placement.used:
             if m != 0:
@@ -119,6 +123,15 @@ class ClusterSupervisor(Supervisor):
         for line in self.layout_lines():
             log.info("%s", line)
         begin_run(self)
+
+    def fork_local(self, proc: int, restarted: bool = False) -> int:
+        """Start worker ``proc`` on this machine (through the forker); returns its pid."""
+        from ..forker import ForkError
+
+        try:  # NODE_ENV: the Ray node id of this machine, for the worker
+            return self.forker.fork(proc, restarted, {NODE_ENV: self.placement.machines[0].node_id})
+        except ForkError as exc:
+            raise ClusterError(str(exc)) from None
 
     def machine(self, m: int) -> str:
         return self.placement.machines[m].describe(m)
@@ -158,7 +171,8 @@ class ClusterSupervisor(Supervisor):
     def restart_worker(self, proc: int) -> None:
         m = self.where[proc]
         if m == 0:
-            super().restart_worker(proc)
+            self.pids[proc] = self.fork_local(proc, restarted=True)
+            self.watch(proc)
         elif self.bridge.send_host(m, ("fork", proc)):
             self.remote_alive.add(proc)
         self.send_near(proc)
@@ -226,6 +240,8 @@ class ClusterSupervisor(Supervisor):
                 self.placement.release()
             ray.shutdown()
         finally:
+            if self.forker is not None:
+                self.forker.close()
             super().release()
 
 

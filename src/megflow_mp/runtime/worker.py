@@ -21,6 +21,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 import traceback
 from contextvars import ContextVar
 
@@ -353,7 +354,14 @@ def _set_title(title: str) -> None:
         pass
 
 
-def _die_with_parent(parent: int) -> None:
+def _die_with_parent(parent: int, adopted: bool = False) -> None:
+    """Die (SIGKILL) when ``parent`` ends; exit now when it already has. ``adopted``: this process
+    was forked by a child of ``parent`` that exits at once (:mod:`megflow_mp.forker`); it waits to
+    be adopted first, as the death signal follows the parent of the moment."""
+    if adopted:
+        deadline = time.monotonic() + 5.0
+        while os.getppid() != parent and time.monotonic() < deadline:
+            time.sleep(0.0005)
     try:
         import ctypes
 
@@ -366,11 +374,12 @@ def _die_with_parent(parent: int) -> None:
 
 
 def worker_main(app, index: int, run_id: str, listener, supervisor: int, parent: int, items,
-                restarted: bool = False) -> None:
-    """Entry point in the forked child; never returns (``os._exit``)."""
+                restarted: bool = False, adopted: bool = False) -> None:
+    """Entry point in the forked child; never returns (``os._exit``). The worker dies with process
+    ``parent`` (``adopted``: once that process adopted it, see :func:`_die_with_parent`)."""
     code = 0
     try:
-        _die_with_parent(parent)
+        _die_with_parent(parent, adopted)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         decl, replica = app.procs[index]
