@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from megflow_mp.forker import TITLE as FORKER
 from megflow_mp.selfcheck import LOGICAL_TEST
 from tests.cluster.conftest import MEGFLOW, app_processes, node_ids, remote_worker, run_app, start_app
 
@@ -78,9 +79,23 @@ def test_frames_cross_machines_intact_and_placed_where_asked(ray_cluster, tmp_pa
     assert not app_processes(str(config)) and not app_processes(HOST)
 
 
+def proc_children(pid: int) -> list[int]:
+    return [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def proc_field(pid: int, name: str) -> str:
+    """``comm`` (the process name), or a field of /proc/PID/status (``Threads``)."""
+    if name == "comm":
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    return next(line.split(":", 1)[1].strip() for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith(name + ":"))
+
+
 def test_stamp_ancestry_is_the_host_started_by_the_ray_actor(ray_cluster, tmp_path):
     """The placed worker's parent is the host process, whose parent is the Ray actor (its title
-    is Ray's ``ray::HostAgent``): the worker really runs under that raylet's actor."""
+    is Ray's ``ray::HostAgent``): the worker really runs under that raylet's actor. On both
+    machines the workers were forked by a forker without threads (the supervisor has Ray's) and
+    adopted by the supervisor or host."""
     config = chain(tmp_path, 400, 'placement = { resources = { site_b = 1 } }', height=90, width=160,
                    extra="interval = 0.02")
     log = tmp_path / "stderr.txt"
@@ -90,6 +105,12 @@ def test_stamp_ancestry_is_the_host_started_by_the_ray_actor(ray_cluster, tmp_pa
         actor_pid = int(Path(f"/proc/{host_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         assert HOST in cmdline(worker_pid)  # forked by the host
         assert cmdline(actor_pid).startswith("ray::HostAgent"), cmdline(actor_pid)
+        for parent, workers in ((proc.pid, {"mf:source", "mf:check"}), (host_pid, {"mf:stamp"})):
+            names = [proc_field(k, "comm") for k in proc_children(parent)]
+            assert sorted(names) == sorted([FORKER, *workers]), (parent, names)
+            forker = proc_children(parent)[names.index(FORKER)]
+            assert proc_field(forker, "Threads") == "1"
+        assert int(proc_field(proc.pid, "Threads")) > 1  # Ray's threads: why workers are not forked here
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
