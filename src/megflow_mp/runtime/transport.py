@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import array
 import marshal
+import mmap
 import socket
 import threading
 import time
@@ -28,7 +29,7 @@ from typing import Callable
 MAX_BATCH = 256
 MAX_BATCH_BYTES = 256 << 10
 SNDBUF = 4 << 20
-RECV_BUF = 8 << 20
+RECV_BUF = 8 << 20  # the largest datagram received; anonymous memory, resident only where written
 STALE = 0.001  # posts further apart than this, in a busy spell of the hub, are written at once
 WATCHDOG = 0.01  # the flusher writes a batch held longer than STALE within this
 
@@ -70,7 +71,9 @@ class Transport:
         self._armed = False  # under _lock: the flusher watches (a batch started since it last found none)
         self._last_post = 0.0  # monotonic time of the latest post
         self._closing = threading.Event()
-        self._buf = bytearray(RECV_BUF)
+        # private anonymous memory: its pages become resident only as datagrams fill them (a few, mostly)
+        self._buf = mmap.mmap(-1, RECV_BUF, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._view = memoryview(self._buf)
         self._closed = False
         self._peers: list[socket.socket] = []
         hub.selector.register(listener, 1, self._accept)
@@ -195,7 +198,7 @@ class Transport:
             self.hub.selector.register(conn, 1, lambda m, c=conn: self._read(c))
 
     def _read(self, conn: socket.socket) -> None:
-        buf, view = self._buf, memoryview(self._buf)
+        buf, view = self._buf, self._view
         fd_space = socket.CMSG_SPACE(64 * array.array("i").itemsize)
         while True:
             try:
