@@ -19,7 +19,7 @@ from pathlib import Path
 
 from megflow_mp.forker import TITLE as FORKER
 from megflow_mp.selfcheck import LOGICAL_TEST
-from tests.cluster.conftest import MEGFLOW, app_processes, node_ids, remote_worker, run_app, start_app
+from tests.cluster.conftest import MEGFLOW, PLUGINS, app_processes, node_ids, remote_worker, run_app, start_app
 
 HOST = "megflow_mp.cluster.host"
 
@@ -184,6 +184,22 @@ connections = [{{ cap = 16, ports = ["src:out", "demux:inp"] }}, {{ cap = 16, po
     assert [(x["addr"], x["count"]) for x in got] == [(a, 100) for a in range(4)]  # one instance each, all of it
     nodes = [x["node"] for x in got]
     assert sorted(nodes) == sorted([ids["head"], ids["head"], ids["b"], ids["b"]]), got  # two addresses a machine
+
+
+def test_an_address_where_no_cluster_listens_is_one_clear_error_at_once(tmp_path):
+    """Ray itself retries such an address for minutes; the run says at once what is wrong, and
+    leaves no process (its forker included)."""
+    from tests.integration.conftest import free_port
+
+    config = chain(tmp_path, 10, "")
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    r = subprocess.run([MEGFLOW, "run", str(config), "-p", str(PLUGINS), "--ray", address, "--no-metrics"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert f"cannot reach the Ray cluster at '{address}': Connection refused" in r.stderr
+    assert time.monotonic() - started < 30
+    assert not app_processes(str(config))
 
 
 def test_a_placement_no_machine_has_is_one_clear_error(ray_cluster, tmp_path):

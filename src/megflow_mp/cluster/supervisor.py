@@ -19,6 +19,7 @@ stopped, the actors killed, the placement groups removed: no process of the app 
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 
 from ..errors import ClusterError
@@ -40,6 +41,10 @@ def connect_ray(address: str) -> None:
         raise ClusterError("--ray needs Ray: pip install 'megflow-mp[ray]'") from None
     if ray.is_initialized():
         return
+    why = unreachable(address)
+    if why:  # Ray itself would retry for minutes before saying so
+        raise ClusterError(f"cannot reach the Ray cluster at {address!r}: {why} (is `ray start --head` running "
+                           f"there?)")
     try:
         if address == "local":
             ray.init(include_dashboard=False, logging_level=logging.WARNING)
@@ -47,6 +52,19 @@ def connect_ray(address: str) -> None:
             ray.init(address=address, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"cannot reach the Ray cluster at {address!r}: {exc}".splitlines()[0]) from None
+
+
+def unreachable(address: str, timeout: float = 5.0) -> str | None:
+    """Why a ``host:port`` address cannot be reached (no TCP connection within ``timeout``), or None
+    (reachable, or another form: ``auto``, ``local``, ``ray://...``, which Ray resolves itself)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "/" in host:
+        return None
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+    return None
 
 
 class ClusterSupervisor(Supervisor):
