@@ -65,6 +65,8 @@ test: venv
 chaos: venv
 	MEGFLOW_MP_RELIABILITY=full MEGFLOW_MP_RELIABILITY_REPORT=RELIABILITY.md $(PY) -m pytest -q tests/reliability
 
+# every benchmark next to its baseline, interleaved rounds (about 10 minutes); writes benchmarks/RESULTS.md.
+# `make test` runs them once at 2% of their size (tests/integration/test_bench_small.py).
 bench: venv
 	$(PY) -m pytest -q benchmarks --benchmark-columns=mean,ops --benchmark-sort=name --benchmark-json=.benchmarks/bench.json
 	$(PY) benchmarks/report.py .benchmarks/bench.json

@@ -26,15 +26,15 @@ of the variants are interleaved.
 import pytest
 
 import baselines
-from harness import APPS, interleaved, record, run_engine
+from harness import APPS, interleaved, record, run_engine, scaled
 
-N_SMALL = 100_000
+N_SMALL = scaled(100_000, 500)
 CAP_SMALL = 16
-WARMUP_SMALL = 1000
-N_FRAMES = 1000
+WARMUP_SMALL = scaled(1000, 10)
+N_FRAMES = scaled(1000, 20)
 CAP_FRAMES = 8
 POOL = 10
-WARMUP_FRAMES = 50
+WARMUP_FRAMES = scaled(50, 2)
 APP = APPS / "chain"
 
 

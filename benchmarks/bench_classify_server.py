@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import APPS, ROOT, interleaved
+from harness import APPS, ROOT, interleaved, scaled
 from serving import Server, assert_all_answered, closed_loop_cpu, engine_server, warmed
 
 if str(ROOT) not in sys.path:
@@ -42,9 +42,9 @@ from tests.support.clips import data_dir  # noqa: E402 - shared/data, or $MEGFLO
 HERE = Path(__file__).resolve().parent
 MODEL = "models/mobilenet_v2_1.0_224_fp32.onnx"
 PHOTO_NAME = "coco/000000000139.jpg"
-N = 400  # requests per round: about 3 s on 2 shared cores
+N = scaled(400, 32)  # requests per round: about 3 s on 2 shared cores
 CLIENTS = 16
-WARMUP = 48
+WARMUP = scaled(48, 16)
 CLONED, THREADS, MAX_BATCH, WAIT_MS = 2, 1, 8, 2
 REBATCH = False  # on 1 thread a real batch costs MobileNetV2 more CPU per image than single runs (bench_models)
 PLAIN = {"plain-sync": ["--endpoint", "sync", "--sessions", "2", "--threads", "1"],

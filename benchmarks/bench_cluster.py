@@ -34,15 +34,15 @@ import pytest
 
 from bench_video_apps import APPS as VIDEO_APPS
 from bench_video_apps import run_app
-from harness import APPS, ROOT, interleaved, record, run_engine
+from harness import APPS, ROOT, interleaved, record, run_engine, scaled
 from serving import engine_env
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-N_FRAMES, CAP, POOL, WARMUP = 300, 8, 10, 20
-N_SMALL, CAP_SMALL, WARMUP_SMALL = 50_000, 16, 1000
-STREAMS, FRAMES_PER_CLIP, DET_CLASSIFY = 8, 90, "simple_det_classify"
+N_FRAMES, CAP, POOL, WARMUP = scaled(300, 20), 8, 10, scaled(20, 2)
+N_SMALL, CAP_SMALL, WARMUP_SMALL = scaled(50_000, 500), 16, scaled(1000, 10)
+STREAMS, FRAMES_PER_CLIP, DET_CLASSIFY = 8, scaled(90, 4), "simple_det_classify"
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,11 @@ Target: engine >= 100k envelopes/s.
 import pytest
 
 import baselines
-from harness import APPS, interleaved, record, run_engine
+from harness import APPS, interleaved, record, run_engine, scaled
 
-N = 200_000
+N = scaled(200_000, 500)
 CAP = 256
-WARMUP = 1000
+WARMUP = scaled(1000, 10)
 APP = APPS / "envelopes"
 
 RUN = {

@@ -18,14 +18,14 @@ the variants are interleaved (one test per variant and round).
 import pytest
 
 import baselines
-from harness import APPS, interleaved, record, run_engine
+from harness import APPS, interleaved, record, run_engine, scaled
 
-N = 1000  # frames per engine/raw round
-N_QUEUE = 150  # frames per Queue round (it is ~20x slower)
+N = scaled(1000, 20)  # frames per engine/raw round
+N_QUEUE = scaled(150, 10)  # frames per Queue round (it is ~20x slower)
 CAP = 8  # engine channel capacity; Queue maxsize; the raw ring has 2 * CAP slots
 POOL = 10  # distinct preallocated source frames (>= CAP + 2: Queue pickles after put returns)
-WARMUP = 50
-WARMUP_QUEUE = 10
+WARMUP = scaled(50, 2)
+WARMUP_QUEUE = scaled(10, 2)
 APP = APPS / "frames"
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import APPS, ROOT, interleaved
+from harness import APPS, ROOT, interleaved, scaled
 from serving import Server, closed_loop_cpu, engine_server, warmed
 
 if str(ROOT) not in sys.path:
@@ -43,9 +43,9 @@ from tests.support.clips import data_dir  # noqa: E402 - shared/data, or $MEGFLO
 
 HERE = Path(__file__).resolve().parent
 PHOTO_NAME = "coco/000000000139.jpg"
-N = 800  # requests per round (about 2-3 s per round on 2 shared cores)
+N = scaled(800, 32)  # requests per round (about 2-3 s per round on 2 shared cores)
 CLIENTS = 16
-WARMUP = 64
+WARMUP = scaled(64, 16)
 CAP = 16
 ROUNDS = {"engine": 3, "plain": 3, "plain-uvloop": 2}
 

@@ -34,7 +34,7 @@ from fractions import Fraction
 
 import pytest
 
-from harness import ROOT, interleaved
+from harness import ROOT, interleaved, scaled
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -44,9 +44,9 @@ from tests.support.browser import Browser  # noqa: E402
 from tests.support.clips import make_clip, render_frames  # noqa: E402
 
 SIZE, FPS, FRAMES = (1280, 720), 30, 600
-IDLE = 3.0  # seconds measured without a viewer
-SAMPLES = 150  # frames presented in chromium per round (5 s)
-BASELINE_FRAMES = 150
+IDLE = scaled(30, 3) / 10  # seconds measured without a viewer
+SAMPLES = scaled(150, 15)  # frames presented in chromium per round (5 s)
+BASELINE_FRAMES = scaled(150, 15)
 JPEG_QUALITY = 80
 ROUNDS = {"live": 3, "plain_encode": 3, "mjpeg": 2}
 RESULTS: dict[str, list[dict]] = {}

@@ -24,7 +24,7 @@ import time
 import numpy as np
 import pytest
 
-from harness import ROOT, interleaved
+from harness import ROOT, interleaved, scaled
 from serving import percentile
 
 if str(ROOT) not in sys.path:
@@ -40,9 +40,9 @@ NETWORKS = {  # name -> (.onnx, .mge, pre-processing of one BGR photo into the m
 PHOTOS = ["images/cat_720p.jpg", "coco/000000000139.jpg", "images/parrot.jpg", "images/pets.jpg",
           "coco/000000007386.jpg", "images/owl.jpg", "images/hot_dog.jpg", "coco/000000000285.jpg"]
 THREADS = (1, 2)
-CALLS = 12  # per backend and round; megenginelite's yolox_nano takes ~50-80 ms a call on 2 cores
+CALLS = scaled(12, 2)  # per backend and round; megenginelite's yolox_nano takes ~50-80 ms a call on 2 cores
 BATCHES = (1, 4, 8)
-BATCH_CALLS = 24  # images per variant and round (in batches of B)
+BATCH_CALLS = scaled(24, 8)  # images per variant and round (in batches of B)
 
 
 def model_input(kind: str, image: np.ndarray) -> np.ndarray:

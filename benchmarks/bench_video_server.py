@@ -43,7 +43,7 @@ import time
 
 import pytest
 
-from harness import APPS, ROOT, interleaved
+from harness import APPS, ROOT, interleaved, scaled
 from serving import engine_cmd, engine_env, engine_server, tree_cpu, write_vars
 
 if str(ROOT) not in sys.path:
@@ -51,7 +51,7 @@ if str(ROOT) not in sys.path:
 
 STREAMS = 4
 # "WxH" -> frames per file: each about 2-3 s of engine work per round on 2 shared cores
-SIZES = {"640x360": 600, "1920x1080": 200}
+SIZES = {"640x360": scaled(600, 12), "1920x1080": scaled(200, 6)}
 PHOTOS = ["coco/000000000139.jpg", "coco/000000000285.jpg", "coco/000000000632.jpg", "coco/000000000724.jpg",
           "coco/000000000776.jpg", "coco/000000000785.jpg", "coco/000000000802.jpg", "coco/000000000872.jpg"]
 CAP = 16  # subgraph channel capacity

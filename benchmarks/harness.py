@@ -4,6 +4,9 @@ An engine app lives under ``benchmarks/apps/<name>/`` (a plugin package and a te
 :func:`run_engine` writes the template variables to a TOML file and runs
 ``sys.executable -m megflow_mp.cli run -c CONFIG -p PLUGINS --dynamic VARS`` with ``PYTHONPATH=src``
 (or ``$BENCH_SRC``: the ``src`` folder of another checkout, to compare engine versions).
+``BENCH_ROUNDS`` caps the rounds of every variant and ``BENCH_SCALE`` (a fraction) shrinks every
+count of messages, frames, requests and calls (:func:`scaled`): ``BENCH_ROUNDS=1 BENCH_SCALE=0.02``
+is the small version of ``make bench`` that ``make test`` runs (its figures mean nothing).
 Sinks print one JSON line (``{"bench": ..., "rate": ...}``) with the rate they measured themselves
 (on a Ray cluster a sink on another machine prints it through Ray, prefixed ``(HostAgent pid=N)``);
 it is returned, with the wall time of the whole run and, when asked, samples of the process tree.
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = Path(os.environ.get("BENCH_SRC", ROOT / "src")).resolve()
 APPS = Path(__file__).resolve().parent / "apps"
 PAGE = os.sysconf("SC_PAGE_SIZE")
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))  # see the module docstring
 RAY_PREFIX = re.compile(r"^(?:\x1b\[[0-9;]*m)?\([^)]*\)(?:\x1b\[0m)?\s*")  # Ray's "(Actor pid=N) ", coloured
 
 
@@ -157,6 +161,11 @@ def run_engine(config: Path, plugins: Path, variables: dict, sample: bool = Fals
     if sampler:
         result.update(sampler.result())
     return result
+
+
+def scaled(n: int, least: int = 1) -> int:
+    """``n`` (a count of one round) times ``BENCH_SCALE``, at least ``least``."""
+    return max(least, round(n * SCALE))
 
 
 def interleaved(variants: dict[str, int]) -> list:
