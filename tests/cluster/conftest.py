@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from megflow_mp.forker import TITLE as FORKER
+from megflow_mp.supervisor import children_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = Path(__file__).resolve().parent / "plugins"
@@ -76,18 +77,18 @@ def host_tree() -> dict[int, list[int]]:
         try:
             ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
             if ppid not in pids:
-                kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-                out[pid] = sorted(k for k in kids if not _is_forker(k))
+                out[pid] = sorted(k for k in children_of(pid) if proc_name(k) != FORKER)
         except OSError:
             pass
     return out
 
 
-def _is_forker(pid: int) -> bool:
+def proc_name(pid: int) -> str:
+    """The process's name (/proc/PID/comm: ``mf:<node>`` for a worker, ``mf-forker``); "" if gone."""
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == FORKER
+        return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
-        return False
+        return ""
 
 
 def remote_worker(proc: subprocess.Popen, log: Path, timeout: float = 60) -> tuple[int, int]:

@@ -19,7 +19,9 @@ from pathlib import Path
 
 from megflow_mp.forker import TITLE as FORKER
 from megflow_mp.selfcheck import LOGICAL_TEST
-from tests.cluster.conftest import MEGFLOW, PLUGINS, app_processes, node_ids, remote_worker, run_app, start_app
+from megflow_mp.supervisor import children_of
+from tests.cluster.conftest import (MEGFLOW, PLUGINS, app_processes, node_ids, proc_name, remote_worker, run_app,
+                                    start_app)
 
 HOST = "megflow_mp.cluster.host"
 
@@ -79,16 +81,10 @@ def test_frames_cross_machines_intact_and_placed_where_asked(ray_cluster, tmp_pa
     assert not app_processes(str(config)) and not app_processes(HOST)
 
 
-def proc_children(pid: int) -> list[int]:
-    return [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def proc_field(pid: int, name: str) -> str:
-    """``comm`` (the process name), or a field of /proc/PID/status (``Threads``)."""
-    if name == "comm":
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    return next(line.split(":", 1)[1].strip() for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                if line.startswith(name + ":"))
+def threads(pid: int) -> int:
+    """The number of threads of process ``pid`` (/proc/PID/status)."""
+    return next(int(line.split(":", 1)[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("Threads:"))
 
 
 def test_stamp_ancestry_is_the_host_started_by_the_ray_actor(ray_cluster, tmp_path):
@@ -106,11 +102,11 @@ def test_stamp_ancestry_is_the_host_started_by_the_ray_actor(ray_cluster, tmp_pa
         assert HOST in cmdline(worker_pid)  # forked by the host
         assert cmdline(actor_pid).startswith("ray::HostAgent"), cmdline(actor_pid)
         for parent, workers in ((proc.pid, {"mf:source", "mf:check"}), (host_pid, {"mf:stamp"})):
-            names = [proc_field(k, "comm") for k in proc_children(parent)]
+            kids = children_of(parent)
+            names = [proc_name(k) for k in kids]
             assert sorted(names) == sorted([FORKER, *workers]), (parent, names)
-            forker = proc_children(parent)[names.index(FORKER)]
-            assert proc_field(forker, "Threads") == "1"
-        assert int(proc_field(proc.pid, "Threads")) > 1  # Ray's threads: why workers are not forked here
+            assert threads(kids[names.index(FORKER)]) == 1
+        assert threads(proc.pid) > 1  # Ray's threads: why workers are not forked here
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)

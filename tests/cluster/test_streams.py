@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from tests.cluster.conftest import app_processes, host_tree, node_ids, start_app
+from tests.cluster.conftest import app_processes, host_tree, node_ids, proc_name, start_app
 from tests.integration.conftest import free_port
 from tests.support.clips import make_clip
 
@@ -162,7 +162,7 @@ def test_streams_spread_over_the_machines_each_decoded_and_answered_where_it_run
         runners = {}  # machine b's VideoServer runner: a worker of its host, named after the node
         for host, workers in host_tree().items():
             for w in workers:
-                if Path(f"/proc/{w}/comm").read_text().strip() == "mf:source":
+                if proc_name(w) == "mf:source":
                     runners[host] = w
         sids = [start(url, str(clip)) for _ in range(4)]  # paced at the clip's rate: all four run at once
         running = listed(url)
