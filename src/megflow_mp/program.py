@@ -279,6 +279,7 @@ class Sender:
         if host.hub.in_task() or not host.has_credit(self.dests):
             return graph._call(self._send, envelope)
         self._send(envelope)  # credit for every destination: nothing to wait for
+        host.transport.flush_all()  # the hub runs only while the program waits: written now, not then
 
     def __repr__(self) -> str:
         return f"<graph input {self.name!r}>"

@@ -4,17 +4,20 @@ client styles (curl-like raw body, multipart), concurrency and bad inputs."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import requests
 
+from megflow_mp.supervisor import children_of
 from tests.integration.conftest import start_cli, write_app
 from tests.support.clips import data_dir
 
@@ -105,6 +108,7 @@ def serve(tmp_path):
                 return f"http://127.0.0.1:{port}"
         raise AssertionError("server did not start: " + proc.communicate()[1])
 
+    start.procs = procs  # the apps started, in order
     yield start
     for proc in procs:
         proc.send_signal(signal.SIGINT)
@@ -114,6 +118,14 @@ def serve(tmp_path):
 
 def photo(name: str) -> bytes:
     return (DATA / "images" / name).read_bytes()
+
+
+def test_the_front_door_keeps_the_normal_scheduling_policy_and_the_graph_runs_as_batch(serve):
+    serve("ImageServer", "Flip")
+    workers = {Path(f"/proc/{pid}/comm").read_text().strip(): pid for pid in children_of(serve.procs[-1].pid)}
+    assert set(workers) == {"mf:source", "mf:work"}
+    assert os.sched_getscheduler(workers["mf:source"]) == os.SCHED_OTHER  # it answers clients
+    assert os.sched_getscheduler(workers["mf:work"]) == os.SCHED_BATCH
 
 
 def test_image_mode_round_trip_with_a_raw_body_as_curl_sends_it(serve):

@@ -44,6 +44,9 @@ class Recorder:
     def flush_all(self):
         pass
 
+    def flush_stale(self):
+        pass
+
     def reset_peer(self, proc):
         pass
 

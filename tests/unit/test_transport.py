@@ -7,6 +7,7 @@ test waits for. The sending hub is never run unless a test says so, so its idle 
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -14,7 +15,7 @@ import pytest
 
 from megflow_mp.runtime.channels import DATA
 from megflow_mp.runtime.hub import Hub
-from megflow_mp.runtime.transport import MAX_BATCH, MAX_BATCH_BYTES, Transport, address, listen
+from megflow_mp.runtime.transport import MAX_BATCH, MAX_BATCH_BYTES, STALE, Transport, address, listen
 from megflow_mp.shm import Arena
 
 
@@ -61,17 +62,9 @@ def peers(run_id):
             peer.arena.close()
 
 
-def stop_flusher(peer: Peer, eager: bool = False) -> None:
-    """Stop the flusher thread, so batches go out only when full or flushed (deterministic counts);
-    unless ``eager``, the hub also looks as if it had just woken, so no post is written at once."""
-    t = peer.transport
-    t._closed = True
-    t._event.set()
-    t._flusher.join(timeout=10)
-    assert not t._flusher.is_alive()
-    t._closed = False
-    if not eager:
-        peer.hub.woke = float("inf")
+def just_woke(peer: Peer) -> None:
+    """The sending hub looks as if it had just woken: no post is written at once (deterministic counts)."""
+    peer.hub.woke = float("inf")
 
 
 def test_address_is_abstract_and_unique_per_process():
@@ -102,7 +95,7 @@ def test_both_directions(peers):
 
 def test_many_posts_share_few_datagrams(peers):
     a, b = peers(0), peers(1)
-    stop_flusher(a)
+    just_woke(a)
     n = 3 * MAX_BATCH + 10
     for i in range(n):
         a.transport.post(1, (DATA, 7, i))
@@ -114,7 +107,7 @@ def test_many_posts_share_few_datagrams(peers):
 
 def test_a_batch_is_written_once_it_holds_enough_bytes(peers):
     a, b = peers(0), peers(1)
-    stop_flusher(a)
+    just_woke(a)
     size = MAX_BATCH_BYTES // 4
     for i in range(4):
         a.transport.post(1, (DATA, 7, i), size)
@@ -122,17 +115,29 @@ def test_a_batch_is_written_once_it_holds_enough_bytes(peers):
     assert b.batches == [(0, [(DATA, 7, i) for i in range(4)])]
 
 
-def test_flusher_delivers_a_lone_record_while_the_sender_hub_is_busy(peers):
-    a, b = peers(0), peers(1)
-    a.transport.post(1, (DATA, 7, "alone"))  # a's hub never runs: no idle hook flushes it
-    b.run_until(lambda: b.records)
-    assert b.records == [(DATA, 7, "alone")]
+def test_a_batch_older_than_stale_is_written_when_the_node_returns(peers):
+    a, b, c = peers(0), peers(1), peers(2)
+    just_woke(a)
+    a.transport.post(1, (DATA, 7, "sent, then computed"))
+    a.transport.flush_stale()  # young: it waits for more (or for the hub to wait)
+    assert a.transport._pending == {1: [(DATA, 7, "sent, then computed")]}
+    a.transport._oldest -= 2 * STALE  # the node computed for longer than STALE after sending
+    a.transport.flush_stale()
     assert a.transport._pending == {}
+    b.run_until(lambda: b.records)
+    assert b.records == [(DATA, 7, "sent, then computed")]
+    c.transport.flush_stale()  # nothing pending: nothing to do
+    assert a.transport._pending == {} and c.transport._out == {}
+
+
+def test_a_transport_starts_no_thread(peers):
+    before = threading.active_count()
+    peers(0)
+    assert threading.active_count() == before
 
 
 def test_a_post_after_a_spell_of_work_is_written_at_once(peers):
     a, b = peers(0), peers(1)
-    stop_flusher(a, eager=True)
     a.hub.woke = a.transport._last_post = time.monotonic() - 1  # busy for 1 s, nothing posted meanwhile
     a.transport.post(1, (DATA, 7, "computed"))
     b.run_until(lambda: b.records)
@@ -143,7 +148,7 @@ def test_a_post_after_a_spell_of_work_is_written_at_once(peers):
 
 def test_idle_hook_flushes_when_the_sender_hub_waits(peers):
     a, b, c = peers(0), peers(1), peers(2)
-    stop_flusher(a)
+    just_woke(a)
     a.transport.post(1, (DATA, 7, "held"))
     c.transport.send_now(1, (DATA, 8, "probe"))
     b.run_until(lambda: b.records)
@@ -162,7 +167,7 @@ def test_idle_hook_flushes_when_the_sender_hub_waits(peers):
 
 def test_post_to_a_missing_peer_is_dropped(peers):
     a = peers(0)
-    stop_flusher(a)
+    just_woke(a)
     a.transport.post(5, (DATA, 7, "nobody"))
     a.transport.flush_all()  # nobody listens at process 5: no exception, nothing kept
     assert a.transport._pending == {} and 5 not in a.transport._out
@@ -234,7 +239,7 @@ def test_fds_of_several_segments_in_one_datagram(peers):
 def test_reset_peer_drops_queued_records_and_reconnects(run_id, peers):
     ar = arenas(2)
     a = peers(0, ar[0])
-    stop_flusher(a)
+    just_woke(a)
     old = Peer(run_id, 1, ar[1])
     key = (0, ar[0].alloc(16).segment)
     a.transport.post(1, (DATA, 7, "to the old one"), segments=[key])
@@ -258,7 +263,7 @@ def test_reset_peer_drops_queued_records_and_reconnects(run_id, peers):
 
 def test_a_record_sent_to_a_dead_peer_is_lost_and_the_next_reconnects(run_id, peers):
     a = peers(0)
-    stop_flusher(a)
+    just_woke(a)
     old = Peer(run_id, 1)
     a.transport.send_now(1, (DATA, 7, 1))
     old.run_until(lambda: old.records)
@@ -273,7 +278,7 @@ def test_a_record_sent_to_a_dead_peer_is_lost_and_the_next_reconnects(run_id, pe
 def test_segment_fds_are_sent_again_after_a_reconnect(run_id, peers):
     ar = arenas(2)
     a = peers(0, ar[0])
-    stop_flusher(a)
+    just_woke(a)
     old = Peer(run_id, 1, ar[1])
     key = (0, ar[0].alloc(16).segment)
     a.transport.post(1, (DATA, 7, 1), segments=[key])

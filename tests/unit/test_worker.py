@@ -144,3 +144,27 @@ def test_a_lost_peer_that_restarts_is_waited_for(make):
 
 def test_outside_any_worker_there_is_none():
     assert worker_mod.current_worker() is None
+
+
+def _policy_after(factory) -> int:
+    """The scheduling policy of a thread that ran ``_set_policy(factory)`` (per thread on Linux)."""
+    seen = []
+
+    def run():
+        worker_mod._set_policy(factory)
+        seen.append(worker_mod.os.sched_getscheduler(0))
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return seen[0]
+
+
+def test_a_pipeline_worker_runs_as_batch_and_a_front_door_keeps_the_normal_policy():
+    from megflow_mp.nodes.http_node import HttpServerNode
+    from megflow_mp.nodes.video_server import VideoServer
+
+    assert _policy_after(WSource) == worker_mod.os.SCHED_BATCH
+    assert _policy_after(HttpServerNode) == worker_mod.os.SCHED_OTHER
+    assert _policy_after(VideoServer) == worker_mod.os.SCHED_OTHER
+    assert worker_mod.os.sched_getscheduler(0) == worker_mod.os.SCHED_OTHER  # this thread: untouched

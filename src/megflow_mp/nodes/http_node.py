@@ -25,6 +25,7 @@ from .http_routes import reply_error
 
 
 class HttpServerNode:
+    interactive = True  # answers HTTP clients: its worker keeps the normal scheduling policy
     drain_as_source = True  # Ctrl-C stops it like a source: no new requests, answer the pending ones
 
     def __init__(self, name, args):

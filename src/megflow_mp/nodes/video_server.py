@@ -77,6 +77,7 @@ class StreamInfo(BaseModel):
 
 @register(name="VideoServer", inputs=["inp"], outputs=["out"])
 class VideoServer:
+    interactive = True  # answers HTTP clients: its worker keeps the normal scheduling policy
     dynamic_outputs = ("out",)
     dynamic_inputs = ("inp",)
     drain_as_source = True

@@ -172,7 +172,9 @@ class NodeInstance:
                 log.error("%s", failure.describe())
 
     def _exec_all(self) -> None:
-        took = self.took
+        """Call ``exec`` until the inputs ended; after each call, what it sent and the transport
+        still holds goes out if it waited longer than ``STALE`` (the node computed after sending)."""
+        took, flush_stale = self.took, self.worker.transport.flush_stale
         if not self.inboxes:
             self.obj.exec()
         elif len(self.inboxes) == 1:
@@ -180,6 +182,7 @@ class NodeInstance:
             while True:
                 took.clear()
                 self.obj.exec()
+                flush_stale()
                 if self.pending_closes:
                     self.flush_barriers()
                 if inbox.closed and inbox.eof_seen and not inbox.queue:
@@ -189,6 +192,7 @@ class NodeInstance:
             while True:
                 took.clear()
                 self.obj.exec()
+                flush_stale()
                 if self.pending_closes:
                     self.flush_barriers()
                 if all(i.finished() for i in inboxes):

@@ -10,10 +10,11 @@ records that reference them are decoded.
 Batching: ``post`` appends to the peer's pending batch; a batch is written when it is large, when
 the hub is about to wait (idle hook), at once when the posting code has run for more than ``STALE``
 since the previous post and since the hub last woke (a node that computes between sends: what it
-posts goes out now, with everything pending), and otherwise by the flusher thread within
-``WATCHDOG`` (a node that posts and then blocks in its own code). Under load many records share
-one write and no thread is woken per batch (the flusher sleeps ``WATCHDOG`` at a time, and only
-while batches are being made); when idle every record goes out at once.
+posts goes out now, with everything pending), and when a node's ``exec`` returns while a batch is
+older than ``STALE`` (:meth:`Transport.flush_stale`: it computed after sending). Under load many
+records share one write; when idle every record goes out at once. No thread of its own: a second
+thread in every worker took the GIL from the hub at each of its looks (about 5% of a 5-process chain's
+rate), so a batch can wait only while one ``exec`` call sends and then blocks in its own code.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ MAX_BATCH_BYTES = 256 << 10
 SNDBUF = 4 << 20
 RECV_BUF = 8 << 20  # the largest datagram received; anonymous memory, resident only where written
 STALE = 0.001  # posts further apart than this, in a busy spell of the hub, are written at once
-WATCHDOG = 0.01  # the flusher writes a batch held longer than STALE within this
 
 
 def address(run_id: str, index: int) -> str:
@@ -64,13 +64,10 @@ class Transport:
         self._pending: dict[int, list] = {}
         self._pending_keys: dict[int, list] = {}
         self._pending_bytes: dict[int, int] = {}
-        self._since: dict[int, float] = {}
         self._sent_keys: dict[int, set] = {}
-        self._lock = threading.Lock()
-        self._event = threading.Event()  # set while the flusher is armed (batches are being made)
-        self._armed = False  # under _lock: the flusher watches (a batch started since it last found none)
+        self._lock = threading.Lock()  # a cluster bridge posts to its proxies from its link threads
+        self._oldest = 0.0  # monotonic time a batch was started while none was pending
         self._last_post = 0.0  # monotonic time of the latest post
-        self._closing = threading.Event()
         # private anonymous memory: its pages become resident only as datagrams fill them (a few, mostly)
         self._buf = mmap.mmap(-1, RECV_BUF, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self._view = memoryview(self._buf)
@@ -78,8 +75,6 @@ class Transport:
         self._peers: list[socket.socket] = []
         hub.selector.register(listener, 1, self._accept)
         hub.idle_hooks.append(self.flush_all)
-        self._flusher = threading.Thread(target=self._flush_loop, name="megflow-flusher", daemon=True)
-        self._flusher.start()
 
     # -- sending --------------------------------------------------------------------------------------
     def post(self, proc: int, record: tuple, size: int = 64, segments=()) -> None:
@@ -88,12 +83,10 @@ class Transport:
         with self._lock:
             batch = self._pending.get(proc)
             if batch is None:
+                if not self._pending:
+                    self._oldest = now
                 batch = self._pending[proc] = []
                 self._pending_bytes[proc] = 0
-                self._since[proc] = now
-                if not self._armed:
-                    self._armed = True
-                    self._event.set()
             batch.append(record)
             if segments:
                 sent = self._sent_keys.setdefault(proc, set())
@@ -106,7 +99,7 @@ class Transport:
             if len(batch) >= MAX_BATCH or total >= MAX_BATCH_BYTES:
                 self._flush(proc)
             if now - self._last_post > STALE and now - self.hub.woke > STALE:
-                for peer in list(self._pending):  # a slow sender: nothing it posts may wait for the flusher
+                for peer in list(self._pending):  # a slow sender: nothing it posts may wait for its next send
                     self._flush(peer)
             self._last_post = now
 
@@ -125,10 +118,15 @@ class Transport:
                 for proc in list(self._pending):
                     self._flush(proc)
 
+    def flush_stale(self) -> None:
+        """Write every batch when one has waited longer than ``STALE`` (called when a node's ``exec``
+        returns: it computed after sending, and what it sent must not wait for its next send)."""
+        if self._pending and time.monotonic() - self._oldest > STALE:
+            self.flush_all()
+
     def _flush(self, proc: int) -> None:
         batch = self._pending.pop(proc)
         self._pending_bytes.pop(proc, None)
-        self._since.pop(proc, None)
         keys = self._pending_keys.pop(proc, [])
         data = marshal.dumps((self.index, batch, keys))
         anc = []
@@ -160,31 +158,11 @@ class Transport:
         """Process ``proc`` was restarted: drop what was queued for the old one, reconnect lazily,
         and send segment fds again (the new process has mapped none)."""
         with self._lock:
-            for table in (self._pending, self._pending_keys, self._pending_bytes, self._since, self._sent_keys):
+            for table in (self._pending, self._pending_keys, self._pending_bytes, self._sent_keys):
                 table.pop(proc, None)
             sock = self._out.pop(proc, None)
             if sock is not None:
                 sock.close()
-
-    def _flush_loop(self) -> None:
-        """Write each batch held longer than ``STALE``, looking every ``WATCHDOG`` while armed (a
-        batch was started since the last look found none); disarmed, wait to be armed."""
-        while True:
-            self._event.wait()
-            if self._closed:
-                return
-            while True:
-                if self._closing.wait(WATCHDOG):  # set by close
-                    return
-                with self._lock:
-                    now = time.monotonic()
-                    for proc, since in list(self._since.items()):
-                        if now - since >= STALE:
-                            self._flush(proc)
-                    if not self._pending:
-                        self._armed = False
-                        self._event.clear()
-                        break
 
     # -- receiving ------------------------------------------------------------------------------------
     def _accept(self, _mask) -> None:
@@ -225,8 +203,6 @@ class Transport:
     def close(self) -> None:
         """Flush, close every socket and leave the hub (which may go on serving other transports)."""
         self._closed = True
-        self._closing.set()
-        self._event.set()
         self.flush_all()
         if self.flush_all in self.hub.idle_hooks:
             self.hub.idle_hooks.remove(self.flush_all)
