@@ -219,15 +219,13 @@ class Codec:
         """
         if copies < 0:
             raise ValueError(f"copies must be >= 0, got {copies}")
-        # Fast path: C pickling with out-of-band buffers caught. No buffer and no numpy global in
-        # the stream means the message holds no array: that plain pickle is the payload.
+        # Fast path: plain C pickling. No numpy global in the stream means the message holds no
+        # array (an ndarray always pickles through a numpy function): that pickle is the payload.
         data = None
         if not _holds_array(obj if probe is ... else probe):
-            buffers: list = []
-            data = pickle.dumps(obj, 5, buffer_callback=buffers.append)
-            if buffers or b"numpy" in data:  # an array deeper down: pickle again, the array way
+            data = pickle.dumps(obj, 5)
+            if b"numpy" in data:  # an array deeper down (or a numpy scalar): pickle again, the array way
                 data = None
-            del buffers
         if data is None:
             data, keys = self._encode_arrays(obj, copies)
         else:

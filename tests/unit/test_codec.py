@@ -331,6 +331,19 @@ def test_object_dtype_and_empty_arrays_are_pickled_normally():
     np.testing.assert_array_equal(back[0], np.arange(4))
 
 
+def test_an_array_deeper_than_the_probe_still_travels_in_shared_memory():
+    a, ca, b, cb, c, cc = trio()
+    deep = {"l1": [{"l3": (np.arange(6, dtype=np.int16),)}], "word": "numpy", "s": np.float32(1.5)}
+    payload, keys = ca.encode(deep)
+    assert keys == {(0, 0)}
+    back = deliver(a, b, cb, payload, keys)
+    assert b.find(back["l1"][0]["l3"][0]) is not None  # a view of the block, not pickled bytes
+    assert_same(deep, back)
+    plain = {"word": "numpy is a word", "i": 3}  # the byte search may send it the slow way: same result
+    assert ca.encode(plain)[1] == frozenset()
+    assert deliver(a, b, cb, *ca.encode(plain)) == plain
+
+
 def test_same_array_object_is_one_reference_distinct_views_are_two():
     a, ca, b, cb, c, cc = trio()
     x = np.arange(100, dtype=np.int32)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 
 import greenlet
 import pytest
 
-from megflow_mp.runtime.hub import Future, Hub
+from megflow_mp.runtime.hub import Future, Hub, Poller
 from tests.support.isolation import run_tasks
 
 
@@ -243,3 +245,51 @@ def test_future_set_from_a_thread(hub):
     run(hub, waiter)
     thread.join()
     assert got == [42]
+
+
+def test_poller_calls_back_for_readable_files_until_they_are_drained():
+    poller = Poller()
+    a, b = socket.socketpair()
+    r, w = os.pipe()
+    try:
+        seen = []
+        poller.register(a, 1, lambda mask: seen.append(("sock", mask)))
+        poller.register(r, 1, lambda mask: seen.append(("pipe", mask)))
+        assert poller.select(0) == []
+        b.send(b"x")
+        os.write(w, b"y")
+        for callback, mask in poller.select(1):
+            callback(mask)
+        assert sorted(name for name, _ in seen) == ["pipe", "sock"]
+        assert poller.select(0) != []  # level-triggered: still readable until read
+        a.recv(1)
+        os.read(r, 1)
+        assert poller.select(0) == []
+    finally:
+        poller.close()
+        for s in (a, b):
+            s.close()
+        os.close(r)
+        os.close(w)
+
+
+def test_poller_register_twice_or_unregister_unknown_is_a_key_error():
+    poller = Poller()
+    a, b = socket.socketpair()
+    try:
+        poller.register(a, 1, lambda mask: None)
+        with pytest.raises(KeyError):
+            poller.register(a, 1, lambda mask: None)
+        poller.unregister(a)
+        with pytest.raises(KeyError):
+            poller.unregister(a)
+        r, w = os.pipe()
+        poller.register(r, 1, lambda mask: None)
+        os.close(r)  # closed before it left: unregistering still works
+        poller.unregister(r)
+        os.close(w)
+    finally:
+        poller.close()
+        a.close()
+        b.close()
+

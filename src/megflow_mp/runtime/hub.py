@@ -16,7 +16,7 @@ import contextvars
 import heapq
 import itertools
 import os
-import selectors
+import select
 import threading
 import time
 from collections import deque
@@ -35,6 +35,45 @@ class Timer:
         self.cancelled = True
 
 
+class Poller:
+    """The hub's file events: ``register(fileobj, events, callback)`` (read events; ``events`` is
+    accepted for ``selectors``' signature), ``unregister(fileobj)`` (KeyError when not registered),
+    ``select(timeout)`` -> ``[(callback, mask)]`` (level-triggered; None: wait without end),
+    ``close()``. ``select.epoll`` used directly: the hub waits on it once per wake-up, and
+    ``selectors``' keys and masks cost it more than the system call."""
+
+    def __init__(self):
+        self._epoll = select.epoll()
+        self._callbacks: dict[int, Callable] = {}
+
+    @staticmethod
+    def _fd(fileobj) -> int:
+        return fileobj if isinstance(fileobj, int) else fileobj.fileno()
+
+    def register(self, fileobj, events, callback: Callable) -> None:
+        fd = self._fd(fileobj)
+        if fd in self._callbacks:
+            raise KeyError(f"{fileobj!r} is already registered")
+        self._epoll.register(fd, select.EPOLLIN)
+        self._callbacks[fd] = callback
+
+    def unregister(self, fileobj) -> None:
+        fd = self._fd(fileobj)
+        del self._callbacks[fd]
+        try:
+            self._epoll.unregister(fd)
+        except OSError:  # closed already: the kernel forgot it
+            pass
+
+    def select(self, timeout: float | None) -> list:
+        callbacks = self._callbacks
+        return [(callbacks[fd], mask) for fd, mask in self._epoll.poll(-1 if timeout is None else timeout)
+                if fd in callbacks]
+
+    def close(self) -> None:
+        self._epoll.close()
+
+
 class Hub:
     """Runs tasks until a condition holds. Not thread-safe except ``call_soon_threadsafe``."""
 
@@ -43,12 +82,12 @@ class Hub:
         self.ready: deque = deque()
         self._timers: list = []
         self._seq = itertools.count()
-        self.selector = selectors.DefaultSelector()
+        self.selector = Poller()
         self._calls: deque = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
+        self.selector.register(self._wake_r, select.EPOLLIN, self._drain_wakeups)
         self.thread_id = threading.get_ident()
         self._closed = False
         self.idle_hooks: list[Callable[[], None]] = []  # run before the hub waits (flush batches)
@@ -173,13 +212,13 @@ class Hub:
                 wait = 0
             events = self.selector.select(wait)
             self.woke = time.monotonic()
-            for key, mask in events:
-                key.data(mask)
+            for callback, mask in events:
+                callback(mask)
 
     def poll_nowait(self) -> None:
         """Handle pending socket events without blocking (from inside a busy task)."""
-        for key, mask in self.selector.select(0):
-            key.data(mask)
+        for callback, mask in self.selector.select(0):
+            callback(mask)
         self._run_due()
 
     def close(self) -> None:

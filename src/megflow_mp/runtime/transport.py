@@ -32,6 +32,7 @@ MAX_BATCH_BYTES = 256 << 10
 SNDBUF = 4 << 20
 RECV_BUF = 8 << 20  # the largest datagram received; anonymous memory, resident only where written
 STALE = 0.001  # posts further apart than this, in a busy spell of the hub, are written at once
+FD_SPACE = socket.CMSG_SPACE(64 * array.array("i").itemsize)  # room for the segment fds of one datagram
 
 
 def address(run_id: str, index: int) -> str:
@@ -176,11 +177,10 @@ class Transport:
             self.hub.selector.register(conn, 1, lambda m, c=conn: self._read(c))
 
     def _read(self, conn: socket.socket) -> None:
-        buf, view = self._buf, self._view
-        fd_space = socket.CMSG_SPACE(64 * array.array("i").itemsize)
+        buf, view, on_records = self._buf, self._view, self.on_records
         while True:
             try:
-                n, anc, _flags, _ = conn.recvmsg_into([buf], fd_space)
+                n, anc, _flags, _ = conn.recvmsg_into([buf], FD_SPACE)
             except BlockingIOError:
                 return
             except ConnectionResetError:
@@ -198,7 +198,7 @@ class Transport:
                         fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
                 for key, fd in zip(keys, fds):
                     self.arena.map_remote(tuple(key), fd)
-            self.on_records(src, records)
+            on_records(src, records)
 
     def close(self) -> None:
         """Flush, close every socket and leave the hub (which may go on serving other transports)."""
