@@ -293,3 +293,23 @@ def test_poller_register_twice_or_unregister_unknown_is_a_key_error():
         a.close()
         b.close()
 
+
+
+def test_only_a_batch_process_hub_yields_before_sleeping():
+    made = []
+
+    def build():
+        normal = Hub()
+        made.append(normal.yields)
+        normal.close()
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # this thread only (Linux)
+        hub = Hub()
+        made.append(hub.yields)
+        hub.call_later(0.01, lambda: None)  # a sleep with the yield first: still wakes for its timer
+        made.append(hub.run_until(lambda: not hub._timers, timeout=10))
+        hub.close()
+
+    t = threading.Thread(target=build)
+    t.start()
+    t.join()
+    assert made == [False, True, True]
