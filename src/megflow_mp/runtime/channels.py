@@ -393,7 +393,13 @@ class Channels:
         if any(d.key for d in dests):
             return self._keyed_sender(dests, route)
         copies = len(dests)
-        encode, acquire, channels = self.codec.encode, self.credits.acquire, self
+        encode, channels, credits = self.codec.encode, self, self.credits
+        acquire, avail, waiters = credits.acquire, credits.avail, credits.waiters
+        # one destination with one replica (a plain connection): Credits.acquire's fast path inline
+        one = dests[0] if copies == 1 and len(dests[0].procs) == 1 else None
+        if one is not None:
+            proc, chan, cap = one.procs[0], one.chan, one.cap
+            key = (proc, chan)
 
         def send(envelope) -> None:
             if type(envelope) is not Envelope:
@@ -402,8 +408,16 @@ class Channels:
                 envelope.transfer_addr = route
             payload, segments = encode(envelope.to_tuple(), copies, envelope.msg)
             envelope.__class__ = MovedEnvelope  # moved: what mark_moved does, without its call
-            size, post = len(payload), channels.transport.post
             COUNTS.sent += copies  # metrics: envelopes out, one per receiving channel
+            if one is not None:
+                n = avail.get(key, cap)
+                if n > 0 and chan not in waiters and not credits.dead:
+                    avail[key] = n - 1
+                else:
+                    acquire(one)  # waits for credit, or raises PeerDied
+                channels.transport.post(proc, (DATA, chan, payload), len(payload), segments)
+                return
+            size, post = len(payload), channels.transport.post
             for d in dests:
                 post(acquire(d), (DATA, d.chan, payload), size, segments)
 
