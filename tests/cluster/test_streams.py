@@ -205,7 +205,8 @@ def test_a_lost_machine_ends_its_streams_restarts_live_ones_and_the_app_goes_on(
             b_live = start(url, camera.url)  # replica 1
             before = listed(url)
             assert [before[s]["replica"] for s in (a, b_file, a_live, b_live)] == [0, 1, 0, 1], before
-            assert wait_for(lambda: all(listed(url)[s]["frames"] > 10 for s in (a, b_file, a_live, b_live))), listed(url)
+            assert wait_for(lambda: all(listed(url)[s]["frames"] > 10 for s in (a, b_file, a_live, b_live))), \
+                (listed(url), f"camera running: {camera.running}, exit code {camera.proc.poll()}", camera.log()[-2000:])
             ray_cluster.remove_node(ray_cluster.b, allow_graceful=False)  # its raylet and every process of it
             lost = time.monotonic()
             assert wait_for(lambda: listed(url)[b_file]["state"] == "error", 60), listed(url)
