@@ -152,7 +152,8 @@ def structural(draw, doc: dict) -> tuple[dict, dict, str]:
             return doc, extra, f"port {ports[i]!r}"
     if kind == "cycle" and graphs:
         g = draw(st.sampled_from(graphs))
-        names = [n.get("name") for n in g.get("nodes", []) if isinstance(n, dict)] or ["x"]
+        listed = g.get("nodes") if isinstance(g.get("nodes"), list) else []  # an earlier mutation may have replaced it
+        names = [n.get("name") for n in listed if isinstance(n, dict)] or ["x"]
         a, b = draw(st.sampled_from(names)), draw(st.sampled_from(names))
         conn = {"cap": 4, "ports": [f"{a}:out", f"{b}:inp"]}
         back = {"cap": 4, "ports": [f"{b}:out", f"{a}:inp"]}
