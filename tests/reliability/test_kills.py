@@ -189,15 +189,19 @@ class Load:
 
 
 def tcp_sockets(port: int) -> tuple[set[int], set[int]]:
-    """The inodes of the listening socket on ``port`` and of the connections accepted on it."""
+    """The inodes of the listening socket on ``port`` and of the connections accepted on it.
+
+    A connection still in the listening socket's accept queue has inode 0 (no process holds it: it
+    goes with the listening socket) and is not counted as accepted."""
     listening, accepted = set(), set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as f:
             for line in f.readlines()[1:]:
                 fields = line.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) != port:
+                inode = int(fields[9])
+                if int(fields[1].rsplit(":", 1)[1], 16) != port or not inode:
                     continue
-                (listening if fields[3] == "0A" else accepted if fields[3] == "01" else set()).add(int(fields[9]))
+                (listening if fields[3] == "0A" else accepted if fields[3] == "01" else set()).add(inode)
     return listening, accepted
 
 
