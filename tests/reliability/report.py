@@ -146,12 +146,14 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def _commit() -> str:
+def _commit(report: Path) -> str:
+    """HEAD's short hash, marked when tracked files other than ``report`` (rewritten by the run) differ."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                              timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                f":(exclude){report.resolve()}"], cwd=ROOT, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
         return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -177,7 +179,7 @@ def write_report(figures: Figures, path: str | os.PathLike, exitstatus: int | No
         "# Reliability",
         "",
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', now)} on `{socket.gethostname()}` ({os.cpu_count()} cores, "
-        f"{platform.python_implementation()} {platform.python_version()}), commit {_commit()}; load average "
+        f"{platform.python_implementation()} {platform.python_version()}), commit {_commit(Path(path))}; load average "
         f"{figures.load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end (1-minute; other work shares "
         f"the machine); {took / 60:.1f} minutes.",
         "",
