@@ -18,6 +18,7 @@ import pytest
 
 from megflow_mp.forker import TITLE as FORKER
 from megflow_mp.supervisor import children_of
+from tests.support.procfs import proc_name
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = Path(__file__).resolve().parent / "plugins"
@@ -81,14 +82,6 @@ def host_tree() -> dict[int, list[int]]:
         except OSError:
             pass
     return out
-
-
-def proc_name(pid: int) -> str:
-    """The process's name (/proc/PID/comm: ``mf:<node>`` for a worker, ``mf-forker``); "" if gone."""
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 def remote_worker(proc: subprocess.Popen, log: Path, timeout: float = 60) -> tuple[int, int]:

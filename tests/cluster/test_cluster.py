@@ -20,8 +20,8 @@ from pathlib import Path
 from megflow_mp.forker import TITLE as FORKER
 from megflow_mp.selfcheck import LOGICAL_TEST
 from megflow_mp.supervisor import children_of
-from tests.cluster.conftest import (MEGFLOW, PLUGINS, app_processes, node_ids, proc_name, remote_worker, run_app,
-                                    start_app)
+from tests.cluster.conftest import MEGFLOW, PLUGINS, app_processes, node_ids, remote_worker, run_app, start_app
+from tests.support.procfs import proc_name, thread_count
 
 HOST = "megflow_mp.cluster.host"
 
@@ -81,12 +81,6 @@ def test_frames_cross_machines_intact_and_placed_where_asked(ray_cluster, tmp_pa
     assert not app_processes(str(config)) and not app_processes(HOST)
 
 
-def threads(pid: int) -> int:
-    """The number of threads of process ``pid`` (/proc/PID/status)."""
-    return next(int(line.split(":", 1)[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                if line.startswith("Threads:"))
-
-
 def test_stamp_ancestry_is_the_host_started_by_the_ray_actor(ray_cluster, tmp_path):
     """The placed worker's parent is the host process, whose parent is the Ray actor (its title
     is Ray's ``ray::HostAgent``): the worker really runs under that raylet's actor. On both
@@ -105,8 +99,8 @@ def test_stamp_ancestry_is_the_host_started_by_the_ray_actor(ray_cluster, tmp_pa
             kids = children_of(parent)
             names = [proc_name(k) for k in kids]
             assert sorted(names) == sorted([FORKER, *workers]), (parent, names)
-            assert threads(kids[names.index(FORKER)]) == 1
-        assert threads(proc.pid) > 1  # Ray's threads: why workers are not forked here
+            assert thread_count(kids[names.index(FORKER)]) == 1
+        assert thread_count(proc.pid) > 1  # Ray's threads: why workers are not forked here
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)

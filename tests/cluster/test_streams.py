@@ -11,7 +11,8 @@ from pathlib import Path
 
 import requests
 
-from tests.cluster.conftest import app_processes, host_tree, node_ids, proc_name, start_app
+from tests.cluster.conftest import app_processes, host_tree, node_ids, start_app
+from tests.support.procfs import proc_name
 from tests.integration.conftest import free_port
 from tests.support.clips import make_clip
 

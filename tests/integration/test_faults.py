@@ -9,7 +9,6 @@ import re
 import signal
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,6 +19,7 @@ from tests.integration.conftest import drain, free_port, run_cli, start_server, 
 from tests.support.fixtures import clip_dir  # noqa: F401
 
 from megflow_mp.supervisor import children_of
+from tests.support.procfs import proc_name
 
 STREAMS_TOML = """
 main = "video"
@@ -245,11 +245,8 @@ def test_requests_waiting_when_the_app_fails_are_answered_503(tmp_path):
         deadline = time.monotonic() + 30
         while work is None and time.monotonic() < deadline:
             for pid in children_of(proc.pid):
-                try:
-                    if Path(f"/proc/{pid}/comm").read_text().strip() == "mf:work":
-                        work = pid
-                except OSError:
-                    pass
+                if proc_name(pid) == "mf:work":
+                    work = pid
             time.sleep(0.05)
         assert work is not None
         time.sleep(1.0)  # the three requests are in the graph: one in the node, two queued

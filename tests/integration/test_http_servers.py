@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,6 +19,7 @@ import requests
 from megflow_mp.supervisor import children_of
 from tests.integration.conftest import start_cli, write_app
 from tests.support.clips import data_dir
+from tests.support.procfs import proc_name
 
 DATA = data_dir()
 
@@ -122,7 +122,7 @@ def photo(name: str) -> bytes:
 
 def test_the_front_door_keeps_the_normal_scheduling_policy_and_the_graph_runs_as_batch(serve):
     serve("ImageServer", "Flip")
-    workers = {Path(f"/proc/{pid}/comm").read_text().strip(): pid for pid in children_of(serve.procs[-1].pid)}
+    workers = {proc_name(pid): pid for pid in children_of(serve.procs[-1].pid)}
     assert set(workers) == {"mf:source", "mf:work"}
     assert os.sched_getscheduler(workers["mf:source"]) == os.SCHED_OTHER  # it answers clients
     assert os.sched_getscheduler(workers["mf:work"]) == os.SCHED_BATCH

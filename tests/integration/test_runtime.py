@@ -14,6 +14,7 @@ import pytest
 from tests.integration.conftest import ROOT, communicate, run_cli, start_cli, wait_for_line, write_app
 
 from megflow_mp.supervisor import children_of as _children_of
+from tests.support.procfs import proc_name
 
 PIPE_TOML = """
 main = "g"
@@ -408,9 +409,8 @@ def _descendants(pid: int) -> list[int]:
 
 def _worker_pid(sup: int, decl: str) -> int:
     for pid in _children_of(sup):
-        with open(f"/proc/{pid}/comm") as f:
-            if f.read().strip() == f"mf:{decl}":
-                return pid
+        if proc_name(pid) == f"mf:{decl}":
+            return pid
     raise AssertionError(f"no worker for {decl}")
 
 

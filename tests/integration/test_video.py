@@ -15,6 +15,7 @@ from tests.support.clips import data_dir, make_clip
 from tests.support.fixtures import clip_dir, rtsp_packages, rtsp_server, rtsp_server_factory  # noqa: F401
 
 from megflow_mp.supervisor import children_of
+from tests.support.procfs import proc_name
 
 VIDEO_TOML = """
 main = "video"
@@ -348,15 +349,7 @@ def test_a_non_string_message_is_shown_as_json_with_one_warning_per_stream(tmp_p
 
 def _decoders(proc_pid: int) -> list[int]:
     """The VideoServer's workers (processes named ``mf:source``) of the app ``proc_pid``."""
-    out = []
-    for pid in children_of(proc_pid):
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() == "mf:source":
-                    out.append(pid)
-        except OSError:
-            pass
-    return sorted(out)
+    return sorted(pid for pid in children_of(proc_pid) if proc_name(pid) == "mf:source")
 
 
 def test_cloned_videoserver_runs_streams_in_each_replica_and_lists_them_all(tmp_path):

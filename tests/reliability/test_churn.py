@@ -19,13 +19,13 @@ import os
 import threading
 import time
 import urllib.parse
-from pathlib import Path
 
 import requests
 
 from megflow_mp.supervisor import children_of
 from tests.reliability.servers import ServerApp, wait_until
 from tests.support.clips import make_clip
+from tests.support.procfs import proc_name
 
 SECTION = "Stream churn (VideoServer: start, stop, read the messages; 8 clients at once)"
 CLIENTS = 8
@@ -113,7 +113,7 @@ def test_start_stop_churn_leaves_memory_processes_and_shared_memory_flat(tmp_pat
     clip = make_clip(clips / "short.mp4", frames=10, size=(320, 180))
     with ServerApp.start(tmp_path, "VideoServer", allow_dirs=[str(clips)], history=16) as app:
         workers = sorted(children_of(app.proc.pid))
-        names = [Path(f"/proc/{pid}/comm").read_text().strip() for pid in workers]  # mf:<node>
+        names = [proc_name(pid) for pid in workers]  # mf:<node>
         warm = max(500, 2 * sizes.churn_cycles)
         t0 = time.monotonic()
         problems = churn(app.url, clip, warm)  # allocator pools and arenas, caches

@@ -30,6 +30,7 @@ from megflow_mp.supervisor import children_of
 from tests.reliability.checks import photo_bytes
 from tests.reliability.servers import NODES, ServerApp, free_port, wait_until
 from tests.support.clips import make_clip
+from tests.support.procfs import proc_name
 
 VICTIMS = {"source": "the decoding worker", "shared": "a shared replica", "work": "a per-stream node"}
 SECTION = "Killed processes under load (SIGKILL; 4 file streams on VideoServer, 16 HTTP clients on ImageServer)"
@@ -117,15 +118,7 @@ def write(root: Path, name: str, toml: str) -> Path:
 
 def node_pids(app: ServerApp, node: str) -> list[int]:
     """The workers of ``node`` (a worker names its process ``mf:<node>``)."""
-    out = []
-    for pid in children_of(app.proc.pid):
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() == f"mf:{node}"[:15]:
-                    out.append(pid)
-        except OSError:
-            continue
-    return sorted(out)
+    return sorted(pid for pid in children_of(app.proc.pid) if proc_name(pid) == f"mf:{node}"[:15])
 
 
 class Load:

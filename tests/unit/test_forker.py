@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.procfs import proc_name, thread_count
+
 SCRIPT = r'''
 import json, os, signal, sys, threading, time
 from megflow_mp.config import load_config_string
@@ -92,9 +94,8 @@ def test_a_worker_forked_by_the_forker_is_adopted_and_the_forker_has_no_thread()
     try:
         forker = info["forker"]
         assert info["ppid"] == proc.pid  # adopted by the supervisor, not a child of the forker
-        assert Path(f"/proc/{forker}/comm").read_text().strip() == "mf-forker"
-        threads = [line for line in Path(f"/proc/{forker}/status").read_text().splitlines() if line.startswith("Threads:")]
-        assert threads == ["Threads:\t1"]
+        assert proc_name(forker) == "mf-forker"
+        assert thread_count(forker) == 1
         assert "cannot start the worker of process 7" in info["error"]
         proc.stdin.write("go\n")
         proc.stdin.flush()
