@@ -100,10 +100,10 @@ def fps_of(url: str, sids: list[int], window: float) -> tuple[list[float], list[
 
 def test_many_cameras_one_bad_the_others_keep_their_fps(tmp_path, sizes, figures):
     n = sizes.cameras
-    with RtspServer(pattern="ball") as good, RtspServer(pattern="smpte") as bad, \
+    with RtspServer(pattern="ball", shared=True) as good, RtspServer(pattern="smpte") as bad, \
             ServerApp.start(tmp_path, "VideoServer", read_timeout=1.0, **READER) as app:
         sids = []
-        for _ in range(n - 1):  # one after the other: each camera is running before the next one opens
+        for _ in range(n - 1):  # one after the other (a shared server): each running before the next opens
             sids.append(start(app.url, good.url))
             assert wait_until(lambda: running_with_frames(app.url, sids[-1], 5), 60), \
                 (requests.get(f"{app.url}/list", timeout=10).json(), good.log()[-2000:])

@@ -111,19 +111,23 @@ class RtspServer:
     videotestsrc ``pattern`` (default ``ball``, 640x360@25, x264). Starts in ``__init__``
     (``start=False`` to delay); a context manager that stops it on exit.
 
+    Each client gets its own pipeline; ``shared=True`` gives all of them one (cheaper with many
+    clients, but gst-rtsp-server 1.22 aborts when several connect at once: open them one by one).
+
     ``.stop()`` SIGTERM then SIGKILL; ``.kill()`` SIGKILL at once; ``.restart()`` starts again on the
     same port (stopping first if running). ``startup_s`` is how long the last start took to READY.
     """
 
     def __init__(self, file: str | os.PathLike | None = None, pattern: str | None = None, port: int | None = None,
-                 host: str = "127.0.0.1", mount: str = "/test", ready_timeout: float = 20.0, start: bool = True):
+                 host: str = "127.0.0.1", mount: str = "/test", ready_timeout: float = 20.0, start: bool = True,
+                 shared: bool = False):
         if file is not None and pattern is not None:
             raise ValueError("give file or pattern, not both")
         self.file = None if file is None else Path(file).resolve()
         if self.file is not None and not self.file.is_file():
             raise FileNotFoundError(self.file)
         self.pattern = pattern if file is None else None
-        self.host, self.mount, self.ready_timeout = host, mount, ready_timeout
+        self.host, self.mount, self.ready_timeout, self.shared = host, mount, ready_timeout, shared
         self.port = port
         self.proc: subprocess.Popen | None = None
         self.startup_s: float | None = None
@@ -177,6 +181,7 @@ class RtspServer:
     def _spawn(self, port: int, deadline: float) -> tuple[bool, str]:
         cmd = [SYSTEM_PYTHON, "-u", str(SERVER_SCRIPT), "--host", self.host, "--port", str(port), "--mount", self.mount]
         cmd += ["--file", str(self.file)] if self.file else ["--pattern", self.pattern or "ball"]
+        cmd += ["--shared"] if self.shared else []
         cmd += ["--die-with-parent", str(os.getpid())]    # no server outlives a crashed test run
         with open(Path(self._log_dir.name) / "stderr.log", "ab") as err:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,

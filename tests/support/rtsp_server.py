@@ -4,6 +4,7 @@
     /usr/bin/python3 tests/support/rtsp_server.py --port 8554 --pattern ball   # videotestsrc, x264enc
 
 Serves ``rtsp://HOST:PORT/test`` (TCP and UDP) and prints ``READY rtsp://...`` once listening;
+each client gets a pipeline of its own unless ``--shared`` (see its help);
 ``--check`` only loads the elements (builds GStreamer's plugin registry) and prints ``OK``.
 SIGTERM/SIGINT stop the main loop and exit 0. Needs: gir1.2-gst-rtsp-server-1.0 python3-gi
 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly.
@@ -46,6 +47,9 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=360)
     ap.add_argument("--fps", type=int, default=25)
+    ap.add_argument("--shared", action="store_true",
+                    help="one pipeline for all clients (cheaper; gst-rtsp-server 1.22 may abort with "
+                         "'gst_rtsp_media_get_rates: assertion failed' when clients connect at once)")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--die-with-parent", type=int, metavar="PID", help="SIGKILL this server when PID, its parent, dies")
     args = ap.parse_args()
@@ -70,7 +74,7 @@ def main() -> int:
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch_line(args))
-    factory.set_shared(True)
+    factory.set_shared(args.shared)
     server.get_mount_points().add_factory(args.mount, factory)
 
     loop = GLib.MainLoop()
