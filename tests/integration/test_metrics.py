@@ -131,12 +131,12 @@ def test_batch_app_metrics_port(tmp_path):
     proc = start(["run", "-p", app, "--metrics-port", port])
     base = f"http://127.0.0.1:{port}"
     try:
-        first = wait_for(lambda: (s := scrape(base)) and total(s, "megflow_node_envelopes_in_total", node="g/sink") > 0
-                         and s, what="envelopes at the sink")
-        for node, name in (("g/source", "megflow_node_envelopes_out_total"),
-                           ("g/trans", "megflow_node_envelopes_in_total"),
-                           ("g/trans", "megflow_node_envelopes_out_total")):
-            assert total(first, name, node=node) > 0, (node, name)
+        # each process writes its snapshot once a second, so one scrape may show the sink's newer
+        # counts next to the source's older ones: wait until every node's counter has moved
+        moving = (("g/source", "megflow_node_envelopes_out_total"), ("g/trans", "megflow_node_envelopes_in_total"),
+                  ("g/trans", "megflow_node_envelopes_out_total"), ("g/sink", "megflow_node_envelopes_in_total"))
+        first = wait_for(lambda: (s := scrape(base)) and all(total(s, name, node=node) > 0 for node, name in moving)
+                         and s, what="envelopes out of source, through trans, into sink")
         wait_for(lambda: total(scrape(base), "megflow_node_envelopes_in_total", node="g/trans")
                  > total(first, "megflow_node_envelopes_in_total", node="g/trans"), what="the counter to move")
         wait_for(lambda: total(scrape(base), "megflow_node_exec_seconds_count", node="g/trans") > 0,
