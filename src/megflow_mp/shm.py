@@ -17,7 +17,10 @@ Contracts
   it got it from. The owner reads all ``dropped`` cells first and THEN all ``added`` cells, so a
   block it sees as free is really free (a transient false "free" is impossible).
 * Only the owner allocates and reclaims; it frees blocks from each ring's tail while the tail block
-  is free (a free block behind a busy one waits). Other processes map the owner's segments from fds
+  is free (a free block behind a busy one waits). When no ring has room at its head or its front,
+  it frees every free block of its segments, wherever it lies, and places the block in the first
+  gap that fits: a new segment is created only when no own segment has a gap for it, so the memory
+  an arena maps follows the bytes held at once, not how the rings happened to wrap. Other processes map the owner's segments from fds
   passed over Unix sockets (:meth:`Arena.map_remote`) and only touch their own header cells.
 * Receivers get numpy views (:meth:`Arena.view`) that are WRITABLE and alias the owner's memory:
   MegFlow plugins mutate frames in place. The reference a view stands for is dropped when the view
@@ -34,6 +37,7 @@ import mmap
 import os
 import threading
 import weakref
+from bisect import bisect_left, insort
 from collections import deque
 from typing import NamedTuple
 
@@ -95,28 +99,69 @@ class _Segment:
 
 
 class _Ring:
-    """Owner-side bookkeeping of one own segment: live blocks ``(offset, size)`` in ring order."""
+    """Owner-side bookkeeping of one own segment: live blocks ``(offset, size)`` in allocation order
+    (``live``, reclaimed from its left) and their offsets in address order (``starts``)."""
 
-    __slots__ = ("number", "seg", "live", "head")
+    __slots__ = ("number", "seg", "live", "starts", "head")
 
     def __init__(self, number: int, seg: _Segment):
         self.number = number
         self.seg = seg
         self.live: deque[tuple[int, int]] = deque()
+        self.starts: list[int] = []
         self.head = 0  # end of the newest block: the next allocation goes here if it fits
 
     def fit(self, need: int) -> int | None:
-        """Offset where a block of ``need`` bytes fits, or None. Does not change the ring."""
-        if not self.live:
+        """Offset where a block of ``need`` bytes fits at the head or at the front, or None. Does
+        not change the ring."""
+        starts = self.starts
+        if not starts:
             return 0 if need <= self.seg.size else None
-        tail = self.live[0][0]
-        if self.live[-1][0] >= tail:  # not wrapped: free space is [head, end) and [0, tail)
-            if need <= tail and 2 * tail >= self.head:
-                return 0  # wrap early: the free front is as large as the live span (a small, hot ring)
-            if self.head + need <= self.seg.size:
-                return self.head
-            return 0 if need <= tail else None
-        return self.head if self.head + need <= tail else None  # wrapped: free space is [head, tail)
+        front, head = starts[0], self.head
+        if need <= front and 2 * front >= head:
+            return 0  # wrap early: the free front is as large as the span up to the head (a small, hot ring)
+        if starts[-1] < head:  # no live block after the head (a ring that has not wrapped)
+            limit = self.seg.size
+        else:  # the next live block after the head limits it
+            limit = starts[bisect_left(starts, head)]
+        if head + need <= limit:
+            return head
+        return 0 if need <= front else None
+
+    def first_gap(self, need: int) -> int | None:
+        """Lowest offset of a free gap of at least ``need`` bytes, or None (a scan of every block)."""
+        pos = 0
+        for off, size in sorted(self.live):
+            if off - pos >= need:
+                return pos
+            pos = off + size
+        return pos if pos + need <= self.seg.size else None
+
+    def place(self, off: int, need: int) -> None:
+        self.live.append((off, need))
+        starts = self.starts
+        if not starts or off > starts[-1]:
+            starts.append(off)  # at the top: a ring that has not wrapped
+        else:
+            insort(starts, off)
+        self.head = off + need
+
+    def pop_tail(self) -> None:
+        off, _ = self.live.popleft()
+        starts = self.starts
+        if starts[0] == off:
+            del starts[0]  # the lowest: a ring that has not wrapped
+        else:
+            del starts[bisect_left(starts, off)]
+        if not self.live:
+            self.head = 0
+
+    def keep(self, blocks) -> None:
+        """Only ``blocks`` (a subsequence of ``live``) stay live."""
+        self.live = deque(blocks)
+        self.starts = sorted(off for off, _ in blocks)
+        if not blocks:
+            self.head = 0
 
 
 class Arena:
@@ -175,9 +220,10 @@ class Arena:
     def alloc(self, nbytes: int) -> Block:
         """A new own block with an ``nbytes`` payload, held by the owner (``added[index] = 1``).
 
-        The caller must eventually :meth:`release_hold` it. Reclaims free blocks first; tries the
-        current segment, then the other own segments, then creates a segment of
-        ``max(segment_size, needed)`` bytes. Raises ``OSError`` if the kernel refuses memory.
+        The caller must eventually :meth:`release_hold` it. Reclaims the free tail first; tries the
+        head and the front of the current segment, then of the other own segments, then frees every
+        free block and takes the first gap that fits in any own segment, and only then creates a
+        segment of ``max(segment_size, needed)`` bytes. Raises ``OSError`` if the kernel refuses memory.
         """
         if nbytes < 0:
             raise ValueError(f"negative block size {nbytes}")
@@ -198,11 +244,12 @@ class Arena:
                             ring = other
                             break
             if off is None:
+                ring, off = self._gap(need)
+            if off is None:
                 ring = self._new_segment(max(self.segment_size, need))
                 off = 0
             self._current = ring.number
-            ring.live.append((off, need))
-            ring.head = off + need
+            ring.place(off, need)
             cells = ring.seg.cells
             a = off // 8 + _NAMES
             cells[a : a + 2 * self.nprocs] = self._zeros  # nobody else can reach a free block
@@ -214,9 +261,24 @@ class Arena:
     def _reclaim(self, ring: _Ring) -> None:
         cells = ring.seg.cells
         while ring.live and self._is_free(cells, ring.live[0][0]):
-            ring.live.popleft()
-        if not ring.live:
-            ring.head = 0
+            ring.pop_tail()
+
+    def _sweep(self, ring: _Ring) -> None:
+        """Free every free block of ``ring``, wherever it lies."""
+        cells = ring.seg.cells
+        busy = [b for b in ring.live if not self._is_free(cells, b[0])]
+        if len(busy) != len(ring.live):
+            ring.keep(busy)
+
+    def _gap(self, need: int) -> tuple[_Ring | None, int | None]:
+        """Free every free block of every own segment (not only the rings' tails) and find the first
+        gap of ``need`` bytes: ``(ring, offset)``, or ``(None, None)`` when no segment has one."""
+        for ring in self._rings:
+            self._sweep(ring)
+            off = ring.first_gap(need)
+            if off is not None:
+                return ring, off
+        return None, None
 
     def _new_segment(self, size: int) -> _Ring:
         size = _round_up(size, mmap.PAGESIZE)
@@ -353,11 +415,11 @@ class Arena:
 
     def in_use(self) -> dict:
         """Own segments: ``segments`` count, ``bytes`` mapped, live ``blocks`` and the bytes they
-        ``held`` (after reclaiming every ring's free tail); ``views`` alive in this process."""
+        ``held`` (after freeing every free block); ``views`` alive in this process."""
         with self._lock:
             if _PID == self._pid and not self._closed:
                 for ring in self._rings:
-                    self._reclaim(ring)
+                    self._sweep(ring)
             return {
                 "segments": len(self._rings),
                 "bytes": sum(r.seg.size for r in self._rings),

@@ -124,7 +124,8 @@ def test_start_stop_churn_leaves_memory_processes_and_shared_memory_flat(tmp_pat
         problems += churn(app.url, clip, sizes.churn_cycles - sizes.churn_cycles // 2)
         took = time.monotonic() - t0
         each_after = settled_rss(app.url, clip, workers, problems)
-        settled = wait_until(lambda: fds(workers) <= (fd_before, memfd_before), 10, step=0.1)
+        settled = wait_until(lambda: all(now <= then for now, then in zip(fds(workers), (fd_before, memfd_before))),
+                             10, step=0.1)
         fd_after, memfd_after = fds(workers)
         procs_after = sorted(children_of(app.proc.pid))
         alive = app.workers_alive()

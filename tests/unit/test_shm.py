@@ -109,17 +109,77 @@ def test_ring_stays_small_while_few_blocks_are_in_flight():
     assert highest < 12 * (100_000 + a.header_size)  # 64 MB would be 600+ blocks
 
 
-def test_growth_when_tail_is_held_then_reuse():
+def test_a_held_tail_does_not_grow_the_arena():
+    """A block kept for long (a frame a slow consumer keeps) stops the ring's tail; the free blocks
+    behind it are still reused."""
     a = Arena(0, 2, MB)
-    held = a.alloc(100_000)  # e.g. a frame a slow consumer keeps
+    held = a.alloc(100_000)
     for _ in range(30):
         a.release_hold(a.alloc(100_000))
-    assert a.in_use()["segments"] == 2  # the ring could not wrap past the held tail
-    assert held in [Block(0, 0, off) for off in live_offsets(a, 0)]
+    assert a.in_use()["segments"] == 1 and a.in_use()["blocks"] == 1
+    assert live_offsets(a) == [held.offset]
     a.release_hold(held)
-    for _ in range(200):
-        a.release_hold(a.alloc(100_000))
+    assert a.in_use()["blocks"] == 0
+
+
+def test_a_small_wrapped_ring_uses_the_rest_of_its_segment():
+    """A ring that wrapped early (few blocks in flight) and then gets more in flight than its front
+    holds places them after its tail, in the same segment: no new segment while this one has room."""
+    a = Arena(0, 2, 4 * MB)
+    outstanding = []
+    for _ in range(40):  # 3 in flight: the ring wraps early and cycles through a small front
+        outstanding.append(a.alloc(100_000))
+        if len(outstanding) > 3:
+            a.release_hold(outstanding.pop(0))
+    assert max(live_offsets(a)) < 8 * (100_000 + a.header_size)
+    for _ in range(20):  # the consumer stalls: 20 more in flight, more than the front can hold
+        outstanding.append(a.alloc(100_000))
+    assert a.in_use()["segments"] == 1 and a.in_use()["blocks"] == 23
+    offsets = sorted(live_offsets(a))
+    assert all(b - a_ >= 100_000 for a_, b in zip(offsets, offsets[1:])), "blocks overlap"
+    for b in outstanding:
+        a.release_hold(b)
+    assert a.in_use()["blocks"] == 0
+
+
+def test_growth_when_the_held_bytes_exceed_a_segment_then_reuse():
+    a = Arena(0, 2, MB)
+    held = [a.alloc(100_000) for _ in range(15)]  # 1.5 MB held at once
+    assert a.in_use()["segments"] == 2
+    for b in held:
+        a.release_hold(b)
+    held = []
+    for _ in range(200):  # 1.2 MB in flight: both segments are used, none more
+        held.append(a.alloc(100_000))
+        if len(held) > 12:
+            a.release_hold(held.pop(0))
     assert a.in_use()["segments"] == 2 and a.in_use()["bytes"] == 2 * MB
+
+
+def test_blocks_never_overlap_under_random_lifetimes():
+    """Blocks of random sizes released in random order, each payload filled with its own byte:
+    no allocation ever writes into a live block (its header or its payload)."""
+    rng = np.random.default_rng(7)
+    a = Arena(0, 2, MB)
+    live = {}
+
+    def intact(b) -> bool:
+        return bool((np.frombuffer(a.payload(b), np.uint8) == live[b]).all())
+
+    for step in range(3000):
+        if live and (len(live) > 20 or rng.random() < 0.45):
+            b = list(live)[rng.integers(len(live))]
+            assert intact(b), "a live block was overwritten"
+            del live[b]
+            a.release_hold(b)
+        else:
+            b = a.alloc(int(rng.integers(1, 60_000)))
+            live[b] = step % 251
+            np.frombuffer(a.payload(b), np.uint8)[:] = live[b]
+    assert a.in_use()["segments"] <= 2
+    for b in list(live):
+        assert intact(b)
+        a.release_hold(b)
 
 
 def test_block_larger_than_segment():
