@@ -17,11 +17,12 @@ Contracts
   it got it from. The owner reads all ``dropped`` cells first and THEN all ``added`` cells, so a
   block it sees as free is really free (a transient false "free" is impossible).
 * Only the owner allocates and reclaims; it frees blocks from each ring's tail while the tail block
-  is free (a free block behind a busy one waits). When no ring has room at its head or its front,
-  it frees every free block of its segments, wherever it lies, and places the block in the first
-  gap that fits: a new segment is created only when no own segment has a gap for it, so the memory
-  an arena maps follows the bytes held at once, not how the rings happened to wrap. Other processes map the owner's segments from fds
-  passed over Unix sockets (:meth:`Arena.map_remote`) and only touch their own header cells.
+  is free (a free block behind a busy one waits). When the current ring has no room at its head or
+  its front, it frees every free block of its segments, wherever it lies, and places the block in
+  the first gap that fits: a new segment is created only when no own segment has a gap for it, so
+  the memory an arena maps follows the bytes held at once, not how the rings happened to wrap.
+  Other processes map the owner's segments from fds passed over Unix sockets
+  (:meth:`Arena.map_remote`) and only touch their own header cells.
 * Receivers get numpy views (:meth:`Arena.view`) that are WRITABLE and alias the owner's memory:
   MegFlow plugins mutate frames in place. The reference a view stands for is dropped when the view
   and every array derived from it are garbage (a ``weakref.finalize`` on the view's root buffer).
@@ -220,10 +221,10 @@ class Arena:
     def alloc(self, nbytes: int) -> Block:
         """A new own block with an ``nbytes`` payload, held by the owner (``added[index] = 1``).
 
-        The caller must eventually :meth:`release_hold` it. Reclaims the free tail first; tries the
-        head and the front of the current segment, then of the other own segments, then frees every
-        free block and takes the first gap that fits in any own segment, and only then creates a
-        segment of ``max(segment_size, needed)`` bytes. Raises ``OSError`` if the kernel refuses memory.
+        The caller must eventually :meth:`release_hold` it. Reclaims the current segment's free tail
+        and tries its head and its front; else frees every free block of every own segment and takes
+        the first gap that fits; only then creates a segment of ``max(segment_size, needed)`` bytes.
+        Raises ``OSError`` if the kernel refuses memory.
         """
         if nbytes < 0:
             raise ValueError(f"negative block size {nbytes}")
@@ -235,14 +236,6 @@ class Arena:
             if ring is not None:
                 self._reclaim(ring)
                 off = ring.fit(need)
-            if off is None:
-                for other in self._rings:
-                    if other is not ring:
-                        self._reclaim(other)
-                        off = other.fit(need)
-                        if off is not None:
-                            ring = other
-                            break
             if off is None:
                 ring, off = self._gap(need)
             if off is None:
