@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,9 @@ def _run_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--metrics-port", type=int, metavar="N",
                    help="serve /metrics (Prometheus) and /dashboard on this port (front doors serve them anyway)")
     s.add_argument("--no-metrics", action="store_true", help="collect no metrics (no /metrics, no /dashboard)")
+    s.add_argument("--state-dir", metavar="DIR",
+                   help="where VideoServers record the streams started over HTTP, to start them again with the app "
+                        "(default: $XDG_STATE_HOME/megflow-mp/<config>-<hash>; a node's state_dir wins)")
     s.add_argument("--ray", metavar="ADDRESS",
                    help="run on a Ray cluster: 'auto' (the cluster this machine belongs to, or RAY_ADDRESS), "
                         "HOST:PORT, or 'local' (a one-machine cluster for this run); nodes go where their "
@@ -58,9 +62,15 @@ def _run_arguments(s: argparse.ArgumentParser) -> None:
                         "give now (default 60), then fail")
 
 
-def _metrics(args) -> None:
-    """Metrics settings of ``run`` (binds ``--metrics-port`` now: a port in use is an error before any fork)."""
+def _settings(args) -> None:
+    """Metrics settings of ``run`` (binds ``--metrics-port`` now: a port in use is an error before any fork),
+    and ``--state-dir``, which the workers inherit through the environment (:mod:`.video.state`)."""
     from .observe import configure
+
+    if getattr(args, "state_dir", None):
+        from .video.state import ENV
+
+        os.environ[ENV] = str(Path(args.state_dir).resolve())
 
     configure(enabled=False if args.no_metrics else None, port=None if args.no_metrics else args.metrics_port)
 
@@ -182,7 +192,7 @@ def main(argv=None) -> int:
         if args.command == "dump":
             print(f"wrote {_dump(app, path, args.output)}")
             return 0
-        _metrics(args)
+        _settings(args)
         return _run(app, args.drain_timeout, args, path, dirs)
     except MegFlowError as exc:
         print(f"megflow-mp: error: {exc}", file=sys.stderr)
@@ -198,7 +208,7 @@ def megflow_run(argv=None) -> int:
         app, path, dirs = _load(args)
         if args.dump:
             print(f"wrote {_dump(app, path, None)}")
-        _metrics(args)
+        _settings(args)
         return _run(app, args.drain_timeout, args, path, dirs)
     except MegFlowError as exc:
         print(f"megflow_run: error: {exc}", file=sys.stderr)

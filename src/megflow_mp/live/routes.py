@@ -31,9 +31,10 @@ def add_view_routes(app, streams: Callable[[], dict], wait: float = 10.0) -> Non
 
     from .. import __version__
     from ..nodes.http_routes import reply_error
+    from ..video.spec import parse_sid, sid_order
 
-    def find(sid: int):
-        stream = streams().get(sid)
+    def find(sid: str):
+        stream = streams().get(parse_sid(sid))
         return stream if stream is not None and getattr(stream, "view", None) is not None else None
 
     @app.get("/view/_assets/{name}", include_in_schema=False)
@@ -47,22 +48,22 @@ def add_view_routes(app, streams: Callable[[], dict], wait: float = 10.0) -> Non
     @app.get("/view", summary="Live views: the streams, with links to their pages", response_class=HTMLResponse)
     async def index():
         rows = []
-        for sid, stream in sorted(list(streams().items())):  # a copy: /start adds streams meanwhile
-            link = f'<a href="/view/{sid}">stream {sid}</a>' if find(sid) else f"stream {sid}"
+        for sid, stream in sorted(list(streams().items()), key=lambda kv: sid_order(kv[0])):  # a copy
+            link = f'<a href="/view/{sid}">stream {sid}</a>' if find(str(sid)) else f"stream {sid}"
             rows.append(f"<li>{link} <code>{html.escape(stream.url)}</code> {html.escape(stream.state)}</li>")
         body = "\n".join(rows) or "<li>no stream yet: POST /start/{url}</li>"
         return HTMLResponse(INDEX.format(version=__version__, rows=body))
 
     @app.get("/view/{sid}", summary="The live view of a stream (an HTML page)", response_class=HTMLResponse,
              responses={404: {"description": "no stream with this id"}})
-    async def page(sid: int):
+    async def page(sid: str):
         if find(sid) is None:
             return reply_error(404, f"no stream {sid}")
         return HTMLResponse((ASSETS / "view.html").read_text().replace("{{sid}}", str(sid)))
 
     @app.get("/view/{sid}/stats", summary="Counters of a stream's live view",
              responses={404: {"description": "no stream with this id"}})
-    async def stats(sid: int):
+    async def stats(sid: str):
         stream = find(sid)
         if stream is None:
             return reply_error(404, f"no stream {sid}")
@@ -71,7 +72,7 @@ def add_view_routes(app, streams: Callable[[], dict], wait: float = 10.0) -> Non
     @app.get("/view/{sid}/live.mp4", summary="The live stream as fragmented MP4 (H.264)",
              responses={200: {"content": {"video/mp4": {}}}, 404: {"description": "no stream with this id"},
                         504: {"description": "no frame reached the stream's Visualize node in time"}})
-    async def live(sid: int):
+    async def live(sid: str):
         stream = find(sid)
         if stream is None:
             return reply_error(404, f"no stream {sid}")

@@ -66,12 +66,12 @@ class VideoInput:
                 sys.stderr.write("\n")
         failed = [s for s in streams if s.state == "error"]
         for s in failed:
-            log.error("VideoInput %r: stream %d (%s) failed: %s", self.name, s.id, s.url, s.reason)
+            log.error("VideoInput %r: stream %s (%s) failed: %s", self.name, s.id, s.url, s.reason)
 
     def log_messages(self, stream):
         for msg in stream.take_messages():
             if self.print_msgs:
-                log.info("stream %d: %s", stream.id, msg)
+                log.info("stream %s: %s", stream.id, msg)
 
     def report(self, streams):
         infos = [s.info() for s in streams]

@@ -1,14 +1,26 @@
-"""VideoServer: one subgraph instance per video stream, driven over HTTP.
+"""VideoServer: one subgraph instance per video stream, driven over HTTP, kept alive by the server.
 
 ``POST /start/{url}`` (percent-encoded rtsp/rtsps/http(s) URL or a file path under ``allow_dirs``)
 starts decoding and creates the stream's subgraph instance (its light nodes live in their
-existing workers; nodes declared at top level are shared by every stream); ``POST /stop/{id}``
-closes its input (queued frames are still processed, FAQ semantics); ``GET /list`` gives each
-stream's id, url, state (starting, running, reconnecting, finished, stopped, error + reason),
-frames decoded and dropped, corrupt packets and frames skipped (the stream goes on) and current
-fps (and, with replicas, the ``replica`` that runs it and, on a cluster, its ``machine``);
-``GET /get_msgs/{id}`` returns and clears the string messages the stream's subgraph sent out
-(bounded: ``max_msgs``, the oldest dropped and counted).
+existing workers; nodes declared at top level are shared by every stream); ``?id=gate`` names the
+stream (:mod:`..video.spec`: without it, MegFlow's integer ids); ``POST /stop/{id}`` closes its
+input (queued frames are still processed, FAQ semantics); ``GET /list`` gives each stream's id,
+url, state (starting, running, reconnecting, restarting, finished, stopped, error + reason),
+frames decoded and dropped, corrupt packets and frames skipped (the stream goes on), current fps,
+restarts and last error, the p50/p95 age of a frame when its result left the subgraph (and, with
+replicas, the ``replica`` that runs it and, on a cluster, its ``machine``); ``GET /get_msgs/{id}``
+returns and clears the string messages the stream's subgraph sent out (bounded: ``max_msgs``, the
+oldest dropped and counted). The JSON resource ``/streams`` does the same for programs
+(:mod:`.video_routes`).
+
+Kept alive: ``streams = [{ id = "gate", url = "rtsp://...", read_timeout = 5, ... }]`` start with the
+app; streams started over HTTP are recorded in the state directory (:mod:`..video.state`) and
+started again, under their ids, when the app starts again; ``/stop`` forgets one. A stream whose
+graph failed (a node raised on one of its frames) is started again when its ``on_error`` is
+``"restart"`` (the default for live sources; ``"end"``, MegFlow's behaviour, for files), after a
+backoff (``backoff_initial`` doubling to ``backoff_max``), at most ``max_restarts`` times within
+``restart_window`` seconds (:mod:`..video.healing`); its source failing is the reader's matter
+(reconnects), not a restart.
 
 ``cloned = N``: replica 0 serves HTTP, and every replica runs streams (decodes them and creates
 their instances); a new stream goes to the least loaded one. On a cluster the replicas spread over
@@ -18,33 +30,34 @@ Args: ``port``, ``host`` (default 127.0.0.1: other machines reach it only when `
 ``timeout``, ``max_header`` as the other servers; ``allow_dirs``: the directories whose files
 ``/start`` may open (default none: only live URLs; give ``["."]`` for the working directory);
 ``max_msgs`` (default 1000); ``history`` (ended streams /list keeps, default 1000);
-reader options ``transport`` ("tcp"), ``open_timeout``,
+``streams`` (declared streams); ``state_dir``; ``on_error``, ``max_restarts`` (default 5),
+``restart_window`` (seconds, default 60); reader options ``transport`` ("tcp"), ``open_timeout``,
 ``read_timeout``, ``backoff_initial``, ``backoff_max``, ``max_reconnects``, ``policy`` ("block" or
-"drop_oldest"; default block for files, drop_oldest for live sources), ``queue_size``, ``threads``.
+"drop_oldest"; default block for files, drop_oldest for live sources), ``queue_size``, ``threads``;
+each may also be given per stream (``streams`` entries, ``POST /streams`` options).
 ``POST /start/{url}?read_timeout=S`` sets one stream's read timeout (a camera that keeps its socket
 open and sends nothing for S seconds is reconnected).
 """
 
-import asyncio
+import logging
 import threading
-from dataclasses import replace
 from pathlib import Path
 
-from pydantic import BaseModel, Field
-
+from ..errors import Cancelled, ReaderError
 from ..frontdoor import FrontDoor
+from ..live.channel import LiveChannel
 from ..registry import register
 from ..runtime import malloc
 from ..runtime.hub import Future
 from ..runtime.threads import run_on_hub
-from ..errors import Cancelled, ReaderError
-from ..video.source import ReaderOptions, is_live
-from ..live.channel import LiveChannel
-from ..live.routes import add_view_routes
+from ..video.healing import RestartBudget
 from ..video.runners import Runners
+from ..video.source import ReaderOptions, is_live
+from ..video.spec import ON_ERROR, StreamOptions, declared_streams, name_problem
+from ..video.state import StreamStore, state_dir
 from ..video.stream import Stream
-from .http_routes import make_app, reply_error
 
+log = logging.getLogger("megflow_mp")
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
 READER_ARGS = ("transport", "open_timeout", "read_timeout", "backoff_initial", "backoff_max", "max_reconnects",
                "policy", "queue_size", "threads", "realtime")
@@ -54,25 +67,13 @@ def reader_options(args) -> ReaderOptions:
     return ReaderOptions(**{k: args[k] for k in READER_ARGS if k in args})
 
 
-class StreamInfo(BaseModel):
-    """One stream as ``GET /list`` shows it."""
+class StreamRefused(Exception):
+    """A stream cannot be started as asked: ``status`` is the HTTP answer (400 a refused URL or id,
+    409 an id in use), ``reason`` what to tell the client."""
 
-    model_config = {"json_schema_extra": {"examples": [{
-        "id": 0, "url": "rtsp://127.0.0.1:8554/test", "state": "running", "reason": None, "frames": 1250,
-        "dropped": 3, "corrupt": 0, "fps": 25.0, "reconnects": 0, "messages_dropped": 0}]}}
-    id: int
-    url: str
-    state: str = Field(description="starting, running, reconnecting, finished, stopped or error")
-    reason: str | None = Field(None, description="why it is reconnecting or failed")
-    frames: int = Field(description="frames decoded")
-    dropped: int = Field(description="frames dropped because the pipeline was slower than a live source")
-    corrupt: int = Field(description="packets the decoder refused and frames it marked corrupt (damaged data, "
-                         "missing references): skipped, the stream goes on")
-    fps: float = Field(description="decode rate over the last second")
-    reconnects: int
-    messages_dropped: int = Field(description="oldest messages dropped because get_msgs was not called")
-    replica: int = Field(0, description="the VideoServer replica that runs it (cloned = N)")
-    machine: str | None = Field(None, description="on a cluster: the machine that decodes it and runs its instance")
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
 
 
 @register(name="VideoServer", inputs=["inp"], outputs=["out"])
@@ -91,10 +92,25 @@ class VideoServer:
         self.allow_dirs = [Path(d).resolve() for d in ([dirs] if isinstance(dirs, str) else dirs)]
         self.door_args = dict(host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
                               timeout=float(args.get("timeout", 30)), max_header=int(args.get("max_header", 64 << 10)))
+        self.on_error = args.get("on_error")  # None: per stream, restart for live sources, end for files
+        if self.on_error is not None and self.on_error not in ON_ERROR:
+            raise ValueError(f"VideoServer {name!r}: on_error must be 'restart' or 'end', got {self.on_error!r}")
+        self.max_restarts = int(args.get("max_restarts", 5))
+        self.restart_window = float(args.get("restart_window", 60))
+        if self.max_restarts < 0 or self.restart_window <= 0:
+            raise ValueError(f"VideoServer {name!r}: max_restarts must be >= 0 and restart_window > 0")
+        self.declared = declared_streams(args.get("streams", []), name)
+        self.declared_ids: set = set()  # the ids of the declared streams that started
+        self.state_arg = args.get("state_dir")
         self.door = None  # replica 0's (bind_runtime)
-        self.streams: dict[int, Stream] = {}
+        self.store: StreamStore | None = None  # replica 0's record of the streams started over HTTP
+        self.streams: dict = {}  # this runner's streams by id (int or name)
+        self.budgets: dict = {}  # id -> RestartBudget of the streams this runner started again
         self.lock = threading.Lock()
+        self.claimed: set = set()  # ids being started now (two requests for one name: one gets 409)
         self.next_id = 0
+        self.kept_started = threading.Event()  # declared and recorded streams were started (replica 0)
+        self.closing = False
 
     def bind_runtime(self, worker, node):
         self.worker, self.node, self.hub = worker, node, worker.hub
@@ -105,19 +121,71 @@ class VideoServer:
         self.runners = Runners(self, worker, node)
         if self.runners.is_door:  # the port is taken now: a busy one fails the install, not the first request
             self.door = FrontDoor(self.name, **self.door_args)
+            decl = worker.app.procs[worker.index][0]
+            self.store = StreamStore(state_dir(self.state_arg, worker.app.file), decl)
 
     def exec(self):
         if self.door is not None:
-            self.door.start(self.build_app(), self.hub, None)
+            from .video_routes import build_app
+
+            self.door.start(build_app(self), self.hub, None)
+            threading.Thread(target=self.start_kept, name="megflow-kept-streams", daemon=True).start()
         try:
             Future(self.hub).wait()  # serve until drained
         except Cancelled:
+            self.closing = True
             if self.door is not None:
                 self.door.stop_accepting()
             for stream in list(self.streams.values()):
                 stream.stop()
             for stream in list(self.streams.values()):
                 stream.done.wait()
+
+    # -- streams kept by the server (replica 0, a thread) ---------------------------------------------------
+    def start_kept(self) -> None:
+        """Start the declared streams, then those recorded in the state file, under their ids. A
+        stream that cannot start is reported and the others go on."""
+        try:
+            for spec in self.declared:
+                self._start_logged(spec.id, spec.url, spec.options, declared=True)
+            declared = {spec.id for spec in self.declared}
+            for record in self.store.load():
+                sid = record["id"]
+                if sid in declared:
+                    log.warning("VideoServer %r: recorded stream %s is also declared in the config: the config's "
+                                "runs", self.name, sid)
+                    continue
+                try:
+                    options = StreamOptions(**record["options"])
+                    if isinstance(sid, str) and name_problem(sid):
+                        raise ValueError(name_problem(sid))
+                except (TypeError, ValueError) as exc:
+                    log.warning("VideoServer %r: recorded stream %s is not usable (%s): forgotten", self.name, sid,
+                                str(exc).splitlines()[0])
+                    self.store.forget(sid)
+                    continue
+                if isinstance(sid, int):
+                    with self.lock:
+                        self.next_id = max(self.next_id, sid + 1)
+                if not self._start_logged(sid, record["url"], options, record=False):
+                    self.store.forget(sid)
+        finally:
+            self.kept_started.set()
+
+    def _start_logged(self, sid, url: str, options: StreamOptions, declared: bool = False, record: bool = True) -> bool:
+        try:
+            self.start_stream(url, options, sid, declared=declared, record=record)
+        except (StreamRefused, ReaderError) as exc:
+            log.error("VideoServer %r: stream %s (%s) cannot start: %s", self.name, sid, url,
+                      getattr(exc, "reason", None) or exc)
+            return False
+        log.info("VideoServer %r: stream %s started (%s)", self.name, sid, "declared" if declared else "recorded")
+        return True
+
+    def ready_problems(self) -> list[str]:
+        """Why this server is not ready yet (``/readyz``): its kept streams are still being started."""
+        return [] if self.kept_started.is_set() else [f"VideoServer {self.name!r}: starting its declared and "
+                                                      "recorded streams"]
 
     # -- stream control (HTTP threads) ---------------------------------------------------------------------
     def check_url(self, url: str) -> str | None:
@@ -145,83 +213,118 @@ class VideoServer:
         ``subfile,,``, ``file:``, ...) that would open other files than the one checked."""
         return url if url.startswith(LIVE_SCHEMES) else str(Path(url).resolve())
 
-    def start_stream(self, url: str, options: ReaderOptions | None = None, sid: int | None = None):
-        """Start a stream (a new id unless ``sid`` is given) on the least loaded replica; returns it
-        (a :class:`~..video.runners.RemoteStream` when another replica runs it). Raises ReaderError
-        when it cannot be opened. Replica 0, from an HTTP thread."""
-        if sid is None:
-            with self.lock:
+    def start_stream(self, url: str, options: StreamOptions | None = None, sid=None, declared: bool = False,
+                     record: bool = True):
+        """Start a stream on the least loaded replica under ``sid`` (a name, or an integer id of a
+        recorded stream; None: the next integer id) and return it (a
+        :class:`~..video.runners.RemoteStream` when another replica runs it). Records it in the state
+        file unless ``declared`` or not ``record``. Raises StreamRefused (a refused URL, a bad or busy
+        id) or ReaderError (it cannot be opened). Replica 0, from a thread other than the hub's."""
+        options = options or StreamOptions()
+        reason = self.check_url(url)
+        if reason:
+            raise StreamRefused(400, f"refused: {reason}")
+        if isinstance(sid, str) and name_problem(sid):
+            raise StreamRefused(400, f"refused: {name_problem(sid)}")
+        with self.lock:
+            if sid is None:
                 sid, self.next_id = self.next_id, self.next_id + 1
-        return self.runners.start(sid, url, options or self.options)
+            elif sid in self.claimed or self.runners.active(sid):
+                raise StreamRefused(409, f"a stream named {sid!r} is running: stop it first or give another id")
+            self.claimed.add(sid)
+        try:
+            on_error = options.on_error or self.on_error or ("restart" if is_live(url) else "end")
+            stream = self.runners.start(sid, self.open_target(url), options.reader(self.options), on_error)
+        finally:
+            with self.lock:
+                self.claimed.discard(sid)
+        if declared:
+            self.declared_ids.add(sid)
+        elif record:
+            self.store.put(sid, url, options.model_dump(exclude_none=True))
+        return stream
 
-    def start_local(self, sid: int, url: str, options: ReaderOptions) -> Stream:
-        """Open and start stream ``sid`` in this process (from a thread other than the hub's)."""
+    def stop_stream(self, sid) -> bool:
+        """Stop stream ``sid`` and forget it (it will not start again with the app); False: no such stream."""
+        if not self.runners.stop(sid):
+            return False
+        if self.store is not None:
+            self.store.forget(sid)
+        return True
+
+    def stream_ended(self, sid, state: str) -> None:
+        """Stream ``sid`` ended for good with ``state`` (replica 0): a file that was read to its end or a
+        stopped stream is forgotten; one that failed stays recorded (it starts again with the app)."""
+        if self.store is not None and state in ("finished", "stopped"):
+            self.store.forget(sid)
+
+    def start_local(self, sid, url: str, options: ReaderOptions, on_error: str, old: Stream | None = None) -> Stream:
+        """Open and start stream ``sid`` in this process (from a thread other than the hub's); ``old``:
+        the failed stream it replaces."""
         stream = Stream(sid, url, options, self.worker, self.node, self.dyn, self.results, self.max_msgs)
+        stream.on_error = on_error
+        if old is not None:
+            stream.succeed(old)
         stream.view = LiveChannel(f"stream {sid}")  # /view/{sid}: what a Visualize node of the stream sends
         stream.open()  # a file that cannot be decoded fails here, before any instance exists
         self.streams[sid] = stream
-        ended = [k for k, s in self.streams.items() if s.done.done]
+        ended = [k for k, s in self.streams.items() if s.done.done and s.state != "restarting"]
         for k in ended[: max(0, len(ended) - self.history)]:  # /list keeps the latest ended streams
             self.streams.pop(k, None)
         run_on_hub(self.hub, stream.attach, self.dyn.path)
         self.hub.call_soon_threadsafe(self.hub.spawn, self._report_end, stream)
+        if self.closing:  # the app began to stop meanwhile
+            stream.stop()
         return stream
 
     def _report_end(self, stream: Stream) -> None:
         stream.done.wait()
+        if not self._heal(stream):
+            self._ended(stream)
+
+    def _ended(self, stream: Stream) -> None:
+        """Stream ``stream`` of this runner ended for good (on the hub)."""
         self.runners.ended(stream)
+        if self.runners.is_door:
+            self.stream_ended(stream.id, stream.state)
 
-    def build_app(self):
-        from fastapi import Query, Response
-        from starlette.convertors import PathConvertor, register_url_convertor
+    # -- self-healing (any runner) -------------------------------------------------------------------------
+    def _heal(self, stream: Stream) -> bool:
+        """Start ``stream`` again if it failed in its graph and its ``on_error`` says so (on the hub);
+        False when it ended for good."""
+        if not stream.failed_in_graph or stream.on_error != "restart" or stream.stopped or self.closing:
+            return False
+        budget = self.budgets.get(stream.id)
+        if budget is None:
+            budget = self.budgets[stream.id] = RestartBudget(self.max_restarts, self.restart_window,
+                                                             stream.options.backoff_initial,
+                                                             stream.options.backoff_max)
+        delay = budget.next_delay()
+        if delay is None:
+            stream.given_up(f"not started again: {budget.describe()} used up")
+            log.error("stream %s (%s): failed %d times within %g s; not started again", stream.id, stream.url,
+                      budget.limit + 1, budget.window)
+            return False
+        stream.restarting(delay)
+        log.warning("stream %s (%s): starting it again in %.1f s (restart %d)", stream.id, stream.url, delay,
+                    stream.restarts + 1)
+        threading.Thread(target=self._restart, args=(stream, delay), name=f"megflow-restart-{stream.id}",
+                         daemon=True).start()
+        return True
 
-        class AnyPath(PathConvertor):
-            regex = "(?s:.*)"  # starlette's path stops at a newline: /start/a%0Ab was 404, not refused
-
-        register_url_convertor("anypath", AnyPath())
-        app = make_app(f"megflow-mp VideoServer {self.name}",
-                       "Start and stop video streams; each runs in its own subgraph instance.")
-        not_found = {404: {"description": "no stream with this id"}}
-
-        @app.post("/start/{url:anypath}", summary="Start a stream",
-                  responses={200: {"content": {"text/plain": {"example": "start stream whose id is 0"}}},
-                             400: {"description": "refused URL or path, or a file that cannot be decoded"}})
-        async def start(url: str, read_timeout: float | None = Query(
-                None, description="this stream's read timeout in seconds, 0 < S <= 3600 (default: the node's "
-                "read_timeout): a live source that sends nothing for this long is reconnected")):
-            reason = self.check_url(url)
-            if reason:
-                return reply_error(400, f"refused: {reason}")
-            if read_timeout is not None and not 0 < read_timeout <= 3600:
-                return reply_error(400, f"refused: read_timeout must be > 0 and <= 3600 s, got {read_timeout}")
-            options = self.options if read_timeout is None else replace(self.options, read_timeout=read_timeout)
-            loop = asyncio.get_running_loop()
+    def _restart(self, old: Stream, delay: float) -> None:
+        """Start failed stream ``old`` again after ``delay`` seconds (a thread), unless it is stopped
+        meanwhile."""
+        if old.stop_asked.wait(delay) or self.closing:
+            old.restart_cancelled()
+        else:
             try:
-                stream = await loop.run_in_executor(None, self.start_stream, self.open_target(url), options)
-            except ReaderError as exc:
-                return reply_error(400, f"cannot decode: {exc}")
-            return Response(f"start stream whose id is {stream.id}", media_type="text/plain")
-
-        @app.post("/stop/{sid}", summary="Stop a stream", responses=not_found)
-        async def stop(sid: int):
-            if not await asyncio.get_running_loop().run_in_executor(None, self.runners.stop, sid):
-                return reply_error(404, f"no stream {sid}")
-            return Response(f"stop stream {sid} success", media_type="text/plain")
-
-        @app.get("/list", summary="List the streams", response_model=list[StreamInfo])
-        async def list_streams():
-            return await asyncio.get_running_loop().run_in_executor(None, self.runners.infos)
-
-        @app.get("/get_msgs/{sid}", summary="Take the messages a stream's subgraph sent", responses=not_found,
-                 response_model=list[str])
-        async def get_msgs(sid: int):
-            msgs = await asyncio.get_running_loop().run_in_executor(None, self.runners.msgs, sid)
-            if msgs is None:
-                return reply_error(404, f"no stream {sid}")
-            return msgs
-
-        add_view_routes(app, lambda: {**self.runners.remote, **self.streams})
-        return app
+                self.start_local(old.id, old.url, old.options, old.on_error, old=old)
+                return
+            except Exception as exc:  # noqa: BLE001 - a file gone meanwhile: shown in /list
+                old.given_up(f"starting it again failed: {exc}")
+                log.error("stream %s (%s): starting it again failed: %s", old.id, old.url, exc)
+        self.hub.call_soon_threadsafe(self._ended, old)
 
     def __del__(self):
         door = getattr(self, "door", None)
@@ -229,4 +332,4 @@ class VideoServer:
             door.close()
 
 
-__all__ = ["VideoServer", "reader_options", "is_live"]
+__all__ = ["VideoServer", "reader_options", "is_live", "StreamRefused"]

@@ -22,6 +22,8 @@ NR = ("node", "replica")
 ST = ("node", "replica", "stream")
 # exec time of one call, seconds (a 1080p frame through a model: tens of ms; a pass-through: ~10 us)
 EXEC_BUCKETS = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# age of a frame when its result leaves its stream's subgraph, seconds (real time: <= 1 s)
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 METRICS = (
@@ -55,6 +57,8 @@ METRICS = (
     Metric("megflow_stream_reconnects", "counter", ST, "reconnections of a live source"),
     Metric("megflow_stream_decode_seconds", "counter", ST, "time spent decoding and converting frames to BGR"),
     Metric("megflow_stream_viewers", "gauge", ST, "browsers watching the stream's live view (/view/{id})"),
+    Metric("megflow_stream_latency_seconds", "histogram", ST,
+           "age of a frame (from its decoding) when its result left the stream's subgraph"),
     Metric("megflow_http_requests", "counter", NR + ("route", "method", "status"),
            "HTTP requests answered by the node's front door"),
     Metric("megflow_http_request_seconds", "histogram", NR + ("route",),
@@ -63,7 +67,8 @@ METRICS = (
            "requests being served (open streaming responses included)"),
 )
 BY_NAME = {m.name: m for m in METRICS}
-BUCKETS = {"megflow_node_exec_seconds": EXEC_BUCKETS, "megflow_http_request_seconds": HTTP_BUCKETS}
+BUCKETS = {"megflow_node_exec_seconds": EXEC_BUCKETS, "megflow_http_request_seconds": HTTP_BUCKETS,
+           "megflow_stream_latency_seconds": LATENCY_BUCKETS}
 STREAM_METRICS = tuple(m.name for m in METRICS if m.name.startswith("megflow_stream_"))
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..video.spec import parse_sid, sid_order
 from .collect import gather
 
 _SVG: dict[int, str] = {}
@@ -85,7 +86,7 @@ class Tracker:
         for name, labels, value in series:
             nr = (labels["node"], labels["replica"])
             if name.startswith("megflow_stream_"):
-                s = streams.setdefault(nr + (labels["stream"],), {"node": nr[0], "id": int(labels["stream"])})
+                s = streams.setdefault(nr + (labels["stream"],), {"node": nr[0], "id": parse_sid(labels["stream"])})
                 short = name[len("megflow_stream_"):]
                 if short == "state":
                     s["state"] = labels["state"]
@@ -102,6 +103,8 @@ class Tracker:
                 key = (snap["node"], str(snap["replica"]), str(extra["id"]))
                 if key in streams:
                     streams[key]["url"] = extra["url"]
+                    for k in ("latency_p50_ms", "latency_p95_ms", "restarts"):
+                        streams[key][k] = extra.get(k)
                     streams[key]["view_port"] = self.views.get(snap["node"]) if extra["live"] else None
         nodes: dict = {}
         for nr, v in per.items():
@@ -134,7 +137,7 @@ class Tracker:
             if rate[2] is not None:
                 d["exec"] = rate[2] if d["exec"] is None else max(d["exec"], rate[2])
         return {"time": time.time(), "nodes": nodes,
-                "streams": sorted(streams.values(), key=lambda s: (s["node"], s["id"]))}
+                "streams": sorted(streams.values(), key=lambda s: (s["node"], sid_order(s["id"])))}
 
 
 _TRACKERS: dict = {}

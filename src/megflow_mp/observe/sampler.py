@@ -39,7 +39,7 @@ SAMPLER = None  # this process's Sampler, when metrics are on
 class StreamValues(NamedTuple):
     """One stream's exported values (a tuple: an ended stream's are kept for ``retention`` seconds)."""
 
-    id: int
+    id: int | str
     url: str
     state: str
     frames: int
@@ -51,6 +51,8 @@ class StreamValues(NamedTuple):
     decode: float
     viewers: int
     live: bool
+    latency: Histogram | None  # frame age when its result left the stream's subgraph (a copy once ended)
+    shown: dict  # what the dashboard shows besides the series: p50/p95 latency (ms), restarts
 
 
 class StreamEntry:
@@ -105,12 +107,16 @@ class Sampler:
             if BY_NAME[name].kind == "counter" and name not in STREAM_METRICS:
                 base[snapshot.key(name, labels)] = value
         for name, labels, counts, total in old.get("hists", []):
-            base[snapshot.key(name, labels)] = (counts, total)
+            if name not in STREAM_METRICS:
+                base[snapshot.key(name, labels)] = (counts, total)
         return base, int(old.get("restarts", 0)) + 1
 
     # -- registration (any thread) ---------------------------------------------------------------------
     def add_stream(self, stream) -> None:
+        """Export ``stream``; it replaces an ended stream of the same id (one restarted after a failure:
+        its counters start again from 0, which Prometheus reads as a counter reset)."""
         with self.lock:
+            self.streams = [e for e in self.streams if e.ended_at is None or e.final.id != stream.id]
             self.streams.append(StreamEntry(stream))
 
     def add_http(self, stats) -> None:
@@ -206,9 +212,15 @@ class Sampler:
         if reader is not None:
             e.decode = getattr(reader, "decode_seconds", e.decode)
         view = getattr(s, "view", None)
+        latency = getattr(s, "latency", None)
+        hist = None
+        if latency is not None:
+            hist = Histogram(latency.hist.bounds)
+            hist.add(latency.hist.counts, latency.hist.sum)
         return StreamValues(s.id, s.url, info["state"], info["frames"], getattr(s, "sent", 0), info["dropped"],
                             info.get("corrupt", 0), info["fps"], info["reconnects"], e.decode,
-                            view.stats()["viewers"] if view is not None else 0, view is not None)
+                            view.stats()["viewers"] if view is not None else 0, view is not None, hist,
+                            {k: info.get(k) for k in ("latency_p50_ms", "latency_p95_ms", "restarts")})
 
     @staticmethod
     def _export(out, v: StreamValues) -> None:
@@ -222,7 +234,9 @@ class Sampler:
         out.counter("megflow_stream_reconnects", labels, v.reconnects)
         out.counter("megflow_stream_decode_seconds", labels, v.decode)
         out.gauge("megflow_stream_viewers", labels, v.viewers)
-        out.extra.setdefault("streams", []).append({"id": v.id, "url": v.url, "live": v.live})
+        if v.latency is not None:
+            out.hist("megflow_stream_latency_seconds", labels, v.latency)
+        out.extra.setdefault("streams", []).append({"id": v.id, "url": v.url, "live": v.live, **v.shown})
 
 
 def watch_worker(worker) -> Sampler | None:

@@ -76,6 +76,7 @@ class Frame:
     data: np.ndarray  # HxWx3 uint8 BGR, C-contiguous
     index: int  # 0, 1, 2, ... over the whole stream, continuing across reconnects
     pts: float | None  # seconds; None when the stream gave none (first RTSP frame)
+    decoded_at: float = 0.0  # time.monotonic() when the frame was decoded (its age at a result: latency)
 
 
 def describe(exc: BaseException, url: str) -> str:
@@ -356,7 +357,7 @@ class StreamReader:
                 t0 = time.perf_counter()
                 data = to_bgr(frame)
                 self.decode_seconds += time.perf_counter() - t0
-                if not self._put(Frame(data, self.frames_decoded, pts)):
+                if not self._put(Frame(data, self.frames_decoded, pts, time.monotonic())):
                     return
 
     def _batch(self, frame_bytes: int) -> int:

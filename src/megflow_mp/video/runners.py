@@ -9,11 +9,15 @@ and an instance keeps its nodes on its runner's machine (:meth:`InstancePlan.pro
 elsewhere. On one machine, replicas spread decoding over processes.
 
 Replica 0 reaches the other runners with worker calls (:meth:`Worker.call
-<megflow_mp.runtime.worker.Worker.call>`): ``video_server.start(sid, url, options)`` -> None or the
-reason it could not open; ``video_server.stop(sid)`` -> bool; ``video_server.list()`` -> the infos of
+<megflow_mp.runtime.worker.Worker.call>`): ``video_server.start(sid, url, options, on_error)`` -> None or
+the reason it could not open; ``video_server.stop(sid)`` -> bool; ``video_server.list()`` -> the infos of
 the runner's streams; ``video_server.msgs(sid)`` -> the messages taken. A runner tells replica 0
 ``video_server.ended(sid, info)`` when a stream ended. ``GET /list`` shows each stream's ``machine``
 (on a cluster) and ``replica``.
+
+A stream whose graph failed is started again by the runner that runs it (``on_error``, see
+:class:`~megflow_mp.nodes.video_server.VideoServer`); a runner reports ``ended`` only for a stream
+that will not be started again. Stream ids are MegFlow's integers or names (:mod:`.spec`).
 
 A runner that dies for good (its machine lost while the app goes on) or is restarted: its streams
 that had not ended are ``error`` with the reason; with ``restart`` on the VideoServer, live ones
@@ -30,6 +34,7 @@ from ..errors import PeerDied, ReaderError
 from ..runtime.hub import Future
 from ..runtime.threads import run_on_hub
 from .source import is_live
+from .spec import sid_order
 
 log = logging.getLogger("megflow_mp")
 
@@ -40,8 +45,8 @@ class RemoteStream:
 
     view = None  # live views are served for replica 0's own streams
 
-    def __init__(self, sid: int, url: str, options, proc: int):
-        self.id, self.url, self.options, self.proc = sid, url, options, proc
+    def __init__(self, sid, url: str, options, on_error: str, proc: int):
+        self.id, self.url, self.options, self.on_error, self.proc = sid, url, options, on_error, proc
         self.final: dict | None = None
         self.lost: dict | None = None  # the last info, turned into an error, when its runner died
 
@@ -62,7 +67,7 @@ class Runners:
         self.server, self.worker, self.hub = server, worker, worker.hub
         decl = worker.app.procs[worker.index][0]
         self.procs = worker.app.decl_procs[decl]  # the replicas' processes, replica 0 first
-        self.restart = worker.app.decls[decl].restart > 0
+        self.restart = worker.app.policy(decl).restarts
         self.door = self.procs[0]
         self.is_door = worker.index == self.door
         self.lock = threading.Lock()
@@ -89,16 +94,17 @@ class Runners:
                 load[r.proc] += 1
         return min(load, key=lambda p: (load[p], self.procs.index(p)))
 
-    def start(self, sid: int, url: str, options, proc: int | None = None):
+    def start(self, sid, url: str, options, on_error: str, proc: int | None = None):
         """Start stream ``sid`` on the least loaded runner (or ``proc``); raises ReaderError when it
         cannot be opened there. Called from an HTTP thread."""
         proc = self.pick() if proc is None else proc
         if proc == self.worker.index:
-            return self.server.start_local(sid, url, options)
-        remote = RemoteStream(sid, url, options, proc)
+            self.remote.pop(sid, None)  # an ended stream of the same id elsewhere: this one replaces it
+            return self.server.start_local(sid, url, options, on_error)
+        remote = RemoteStream(sid, url, options, on_error, proc)
         with self.lock:
             before, self.remote[sid] = self.remote.get(sid), remote
-        error = self._call(proc, "video_server.start", sid, url, options)
+        error = self._call(proc, "video_server.start", sid, url, options, on_error)
         if error is not None:
             with self.lock:
                 if before is None:
@@ -108,13 +114,22 @@ class Runners:
             raise ReaderError(str(error))
         return remote
 
-    def stop(self, sid: int) -> bool:
+    def active(self, sid) -> bool:
+        """Whether stream ``sid`` exists and has not ended for good (a stream being started again
+        after a failure is active)."""
+        remote = self.remote.get(sid)
+        if remote is not None:
+            return not remote.ended
+        stream = self.server.streams.get(sid)
+        return stream is not None and (not stream.done.done or stream.state == "restarting")
+
+    def stop(self, sid) -> bool:
         remote = self.remote.get(sid)
         if remote is None:
             return self._local_stop(sid)
         return bool(self._call(remote.proc, "video_server.stop", sid, default=False))
 
-    def msgs(self, sid: int) -> list | None:
+    def msgs(self, sid) -> list | None:
         """The messages of stream ``sid`` (None: no such stream)."""
         remote = self.remote.get(sid)
         if remote is None:
@@ -136,10 +151,14 @@ class Runners:
             if r.ended:
                 out[r.id] = r.final or r.lost
             elif r.id not in out:  # not listed by its runner yet (starting) or its runner just died
-                out[r.id] = {"id": r.id, "url": r.url, "state": "starting", "reason": None, "frames": 0,
-                             "dropped": 0, "corrupt": 0, "fps": 0.0, "reconnects": 0, "messages_dropped": 0,
-                             **self.where(r.proc)}
-        return [out[k] for k in sorted(out)]
+                out[r.id] = {**blank_info(r, "starting", None), **self.where(r.proc)}
+        return [out[k] for k in sorted(out, key=sid_order)]
+
+    def info_of(self, sid) -> dict | None:
+        """Stream ``sid`` as ``/list`` shows it (None: no such stream)."""
+        if sid in self.server.streams and sid not in self.remote:
+            return self.info(self.server.streams[sid])
+        return next((i for i in self.infos() if i["id"] == sid), None)
 
     def info(self, stream) -> dict:
         return {**stream.info(), **self.where(self.worker.index)}
@@ -167,6 +186,7 @@ class Runners:
         if remote is not None and remote.proc == src:
             remote.final = info
             self._trim()
+            self.server.stream_ended(sid, info["state"])
 
     def _trim(self) -> None:
         ended = [k for k, r in self.remote.items() if r.ended]
@@ -186,18 +206,17 @@ class Runners:
                f"its runner (replica {replica}) is gone: {why or 'its process ended'}")
         for r in [r for r in list(self.remote.values()) if r.proc == proc and not r.ended]:
             again = self.restart and is_live(r.url)
-            log.warning("stream %d (%s): %s%s", r.id, r.url, why, "; starting it again" if again else "")
-            r.lost = {"id": r.id, "url": r.url, "state": "error", "reason": why, "frames": 0, "dropped": 0,
-                      "corrupt": 0, "fps": 0.0, "reconnects": 0, "messages_dropped": 0, **self.where(proc)}
+            log.warning("stream %s (%s): %s%s", r.id, r.url, why, "; starting it again" if again else "")
+            r.lost = {**blank_info(r, "error", why), **self.where(proc)}
             if again:
                 threading.Thread(target=self._start_again, args=(r,), daemon=True).start()
 
     def _start_again(self, r: RemoteStream) -> None:
         """Start lost stream ``r`` again under its id (a thread); /list shows it lost meanwhile."""
         try:
-            self.start(r.id, r.url, r.options)
+            self.start(r.id, r.url, r.options, r.on_error)
         except Exception as exc:  # noqa: BLE001 - shown in /list
-            log.error("stream %d (%s) could not start again: %s", r.id, r.url, exc)
+            log.error("stream %s (%s) could not start again: %s", r.id, r.url, exc)
             r.lost = {**r.lost, "reason": f"{r.lost['reason']}; starting it again failed: {exc}"}
             return
         with self.lock:
@@ -205,14 +224,14 @@ class Runners:
                 del self.remote[r.id]
 
     # -- every runner -------------------------------------------------------------------------------------
-    def _on_start(self, src, sid, url, options) -> Future:
+    def _on_start(self, src, sid, url, options, on_error) -> Future:
         """Open and start stream ``sid`` here (on a thread: opening may take seconds); the answer is
         None, or the reason it could not be opened."""
         fut = Future(self.hub)
 
         def run():
             try:
-                self.server.start_local(sid, url, options)
+                self.server.start_local(sid, url, options, on_error)
                 result = None
             except ReaderError as exc:
                 result = str(exc)
@@ -228,13 +247,20 @@ class Runners:
         if not self.is_door:
             self.worker.call(self.door, "video_server.ended", stream.id, self.info(stream), reply=False)
 
-    def _local_stop(self, sid: int) -> bool:
+    def _local_stop(self, sid) -> bool:
         stream = self.server.streams.get(sid)
         if stream is None:
             return False
         stream.stop()
         return True
 
-    def _local_msgs(self, sid: int) -> list | None:
+    def _local_msgs(self, sid) -> list | None:
         stream = self.server.streams.get(sid)
         return None if stream is None else stream.take_messages()
+
+
+def blank_info(r: RemoteStream, state: str, reason: str | None) -> dict:
+    """What ``/list`` shows of remote stream ``r`` while its runner has no info of it."""
+    return {"id": r.id, "url": r.url, "state": state, "reason": reason, "frames": 0, "dropped": 0, "corrupt": 0,
+            "fps": 0.0, "reconnects": 0, "messages_dropped": 0, "restarts": 0, "last_error": None,
+            "latency_p50_ms": None, "latency_p95_ms": None}

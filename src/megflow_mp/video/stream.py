@@ -12,7 +12,11 @@ Threads and tasks of a stream, all in the creator node's worker:
 When the reader ends (file end, stop, gave up) the instance's input is closed; frames already
 queued are processed, the instance ends, and ``done`` is set. When a node of the instance raises
 (or a shared node raises on one of its frames) the stream is ``error`` with that failure as its
-reason, decoding stops and the instance ends; other streams are not touched.
+reason (``failed_in_graph``), decoding stops and the instance ends; other streams are not touched.
+Whether it starts again is its server's choice (``on_error``): the server then makes a new
+:class:`Stream` with the same id that carries ``restarts``, ``last_error`` and the messages not
+taken yet (:meth:`Stream.succeed`), and shows this one ``restarting`` meanwhile.
+Each result that leaves the instance is timed against its frame's decoding (:mod:`.latency`).
 """
 
 from __future__ import annotations
@@ -25,16 +29,23 @@ from collections import deque
 from ..envelope import Envelope
 from ..live import view_frame
 from ..observe import watch_stream
+from ..observe.catalog import BUCKETS
 from ..runtime.hub import Future
+from .latency import Latency
 from .source import ReaderOptions
 
 log = logging.getLogger("megflow_mp")
 
 
 class Stream:
-    def __init__(self, sid: int, url: str, options: ReaderOptions, worker, node, dyn, results: str | None,
+    def __init__(self, sid, url: str, options: ReaderOptions, worker, node, dyn, results: str | None,
                  max_msgs: int = 1000):
         self.id, self.url = sid, url
+        self.options = options
+        self.on_error = "end"  # set by the server: "restart" starts it again after a failure in its graph
+        self.restarts, self.last_error = 0, None  # carried by the stream that replaces this one
+        self.failed_in_graph = False  # it ended because a node raised (not its source)
+        self.latency = Latency(BUCKETS["megflow_stream_latency_seconds"])
         self.worker, self.node, self.dyn, self.results = worker, node, dyn, results
         self.hub = worker.hub
         from .reader import StreamReader  # PyAV is loaded by the processes that decode, not by check
@@ -47,13 +58,21 @@ class Stream:
         self.state, self.reason = "starting", None  # written together under _status (read by /list)
         self._status = threading.Lock()
         self.stopped = False
+        self.stop_asked = threading.Event()  # set by stop(): also cancels a restart that is pending
         self.child = None  # the instance handle, from attach() until the stream ended
         self._fed = self._collected = None  # set by attach(): the feeder ended, the results were all read
         self.final: dict = {}  # the reader's counts once it is let go
         self.view = None  # the stream's LiveChannel (VideoServer): Visualize frames go there, not to messages
         self.done = Future(self.hub)
         self.sent = 0  # frames sent into the instance
-        watch_stream(self)  # exported as megflow_stream_* while it runs and a while after (observe)
+        watch_stream(self)
+
+    def succeed(self, old: "Stream") -> None:
+        """This stream replaces ``old`` (same id, started again after it failed): it carries on its
+        restart count, last error and the messages nobody took yet."""
+        self.restarts, self.last_error = old.restarts + 1, old.last_error
+        self.messages, self.msgs_dropped = old.messages, old.msgs_dropped
+        self.on_error = old.on_error  # exported as megflow_stream_* while it runs and a while after (observe)
 
     # -- any thread ----------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -63,6 +82,7 @@ class Stream:
     def stop(self) -> None:
         """Close the stream's input: queued frames are still processed, then the instance ends."""
         self.stopped = True
+        self.stop_asked.set()
         reader = self.reader
         if reader is not None:
             reader.stop()
@@ -74,8 +94,26 @@ class Stream:
             "fps": round(reader.fps, 2), "reconnects": reader.reconnects}
         with self._status:
             state, reason = self.state, self.reason
+        p50, p95 = self.latency.percentiles()
         return {"id": self.id, "url": self.url, "state": state, "reason": reason, **counts,
-                "messages_dropped": self.msgs_dropped}
+                "messages_dropped": self.msgs_dropped, "restarts": self.restarts, "last_error": self.last_error,
+                "latency_p50_ms": p50, "latency_p95_ms": p95}
+
+    def restarting(self, delay: float) -> None:
+        """Show this ended stream as ``restarting`` (its server starts it again in ``delay`` s)."""
+        with self._status:
+            self.state = "restarting"
+            self.reason = f"{self.last_error} (starting again in {delay:.1f} s)"
+
+    def restart_cancelled(self) -> None:
+        """The restart this stream waited for was cancelled (stopped meanwhile): ``stopped``."""
+        with self._status:
+            self.state, self.reason = "stopped", None
+
+    def given_up(self, why: str) -> None:
+        """Its server will not start this failed stream again: ``error`` with ``why`` added."""
+        with self._status:
+            self.state, self.reason = "error", f"{self.last_error}; {why}"
 
     def take_messages(self) -> list:
         out = []
@@ -96,7 +134,7 @@ class Stream:
             self.state = state
             self.reason = detail if state in ("error", "reconnecting") else None
         if state in ("error", "reconnecting"):
-            log.warning("stream %d (%s): %s%s", self.id, self.url, state, f": {detail}" if detail else "")
+            log.warning("stream %s (%s): %s%s", self.id, self.url, state, f": {detail}" if detail else "")
 
     # -- hub side ------------------------------------------------------------------------------------------
     def attach(self, path: str) -> None:
@@ -116,6 +154,7 @@ class Stream:
 
     def _send(self, frame) -> None:
         envelope = Envelope.pack({"data": frame.data}, info={"from_addr": self.id, "partial_id": frame.index})
+        self.latency.sent(frame.index, frame.decoded_at)
         self.child.send(envelope)
         self.sent += 1
 
@@ -130,20 +169,23 @@ class Stream:
     def _failed(self, failure) -> None:
         self._fail(failure.summary())
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, in_graph: bool = True) -> None:
         """The stream ends with ``reason`` (on the hub, never blocking): its decoding stops."""
         with self._status:
             first = self.state != "error"
             if first:
                 self.state, self.reason = "error", reason
+                self.failed_in_graph, self.last_error = in_graph, reason
         if first:
-            log.error("stream %d (%s): %s", self.id, self.url, reason)
+            log.error("stream %s (%s): %s", self.id, self.url, reason)
         if self.reader is not None:
             self.reader.stop(wait=False)
 
     def _collect(self, port) -> None:
+        latency = self.latency
         try:
             while (envelope := port.recv()) is not None:
+                latency.result(envelope.partial_id)
                 msg = envelope.msg
                 shown = view_frame(msg)
                 if shown is not None:
@@ -167,7 +209,7 @@ class Stream:
         if self.warned_type:
             return
         self.warned_type = True
-        log.warning("stream %d (%s): its graph sent a %s out, not a string; /get_msgs shows it as JSON (with "
+        log.warning("stream %s (%s): its graph sent a %s out, not a string; /get_msgs shows it as JSON (with "
                     "str() of what JSON cannot hold, e.g. arrays): send json.dumps(...) of what should be "
                     "shown, and rendered frames to a Visualize node", self.id, self.url, type(msg).__name__)
 

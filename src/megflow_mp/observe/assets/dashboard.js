@@ -86,7 +86,9 @@ function showStreams(streams) {
     cell(tr, s.id); cell(tr, s.node, "text"); cell(tr, s.url || "", "url");
     cell(tr, s.state || "", "text state-" + (s.state || ""));
     cell(tr, (s.fps || 0).toFixed(1)); cell(tr, s.frames_decoded || 0); cell(tr, s.frames_sent || 0);
-    cell(tr, s.frames_dropped || 0); cell(tr, s.viewers || 0);
+    cell(tr, s.frames_dropped || 0);
+    cell(tr, s.latency_p50_ms == null ? "-" : `${s.latency_p50_ms.toFixed(0)} / ${s.latency_p95_ms.toFixed(0)}`);
+    cell(tr, s.restarts || 0); cell(tr, s.viewers || 0);
     if (s.view_port) {
       const a = document.createElement("a");
       a.href = `${location.protocol}//${location.hostname}:${s.view_port}/view/${s.id}`;
