@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -61,8 +62,13 @@ def cli(*args) -> list[str]:
     return [sys.executable, "-m", "megflow_mp.cli", *map(str, args)]
 
 
+# apps started by the tests record their VideoServer streams here, not in the user's ~/.local/state
+STATE_HOME = tempfile.mkdtemp(prefix="megflow-mp-tests-state-")
+
+
 def env() -> dict:
     e = dict(os.environ)
+    e.setdefault("XDG_STATE_HOME", STATE_HOME)
     e["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + e.get("PYTHONPATH", "")
     e["PYTHONUNBUFFERED"] = "1"
     return e

@@ -253,9 +253,10 @@ class VideoServer:
         return True
 
     def stream_ended(self, sid, state: str) -> None:
-        """Stream ``sid`` ended for good with ``state`` (replica 0): a file that was read to its end or a
-        stopped stream is forgotten; one that failed stays recorded (it starts again with the app)."""
-        if self.store is not None and state in ("finished", "stopped"):
+        """Stream ``sid`` ended for good with ``state`` (replica 0): a file read to its end is forgotten;
+        one that failed stays recorded (it starts again with the app), and so does one stopped by the
+        app's own end (a drain); ``stop_stream`` forgets those a client stops."""
+        if self.store is not None and state == "finished":
             self.store.forget(sid)
 
     def start_local(self, sid, url: str, options: ReaderOptions, on_error: str, old: Stream | None = None) -> Stream:
