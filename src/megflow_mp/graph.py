@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from .config.portref import PortRef
 from .errors import ConfigError
 from .registry import DICT, LIST, NodeType, Registry
+from .restarts import RestartPolicy
 
 if TYPE_CHECKING:
     from .config import Config
@@ -47,7 +48,8 @@ class LeafDecl:
     args: MappingProxyType
     cloned: int
     res: tuple[str, ...]
-    restart: int = 0  # how many times a killed worker of this node is started again
+    restart: int | None = None  # ``restart = N`` as the config says it (None: not given); what it
+    # means in this app, the default included: :meth:`App.policy` (:mod:`megflow_mp.restarts`)
     placement: MappingProxyType = MappingProxyType({})  # what each replica needs on a Ray cluster (--ray)
 
     @property
@@ -116,6 +118,23 @@ class App:
     def nworkers(self) -> int:
         return len(self.procs)
 
+    @property
+    def front_door(self) -> bool:
+        """A node type of the app answers clients (``interactive = True``: ImageServer, BytesServer,
+        VideoServer, or a plugin class that says so): its nodes get the default restart policy."""
+        return any(getattr(d.ntype.factory, "interactive", False) for d in self.decls.values())
+
+    def policy(self, decl: str) -> RestartPolicy:
+        """The restart policy of node declaration ``decl`` (its key) in this app: what its
+        ``restart`` says, else the default of an app with or without a front door (none for a node
+        type that creates subgraph instances; :mod:`megflow_mp.restarts` says why)."""
+        d = self.decls[decl]
+        return RestartPolicy.of(d.restart, self.front_door, bool(d.ntype.dynamic_outputs or d.ntype.dynamic_inputs))
+
+    def proc_policy(self, proc: int) -> RestartPolicy:
+        """The restart policy of the node of worker process ``proc``."""
+        return self.policy(self.procs[proc][0])
+
 
 class _Builder:
     def __init__(self, config: Config, registry: Registry, file: str):
@@ -140,9 +159,10 @@ class _Builder:
     def decl(self, graph: str, node, path: str):
         t = self.node_type(node.ty, f"{path}.ty")
         args = dict(node.args)
-        restart = args.pop("restart", 0)
-        if isinstance(restart, bool) or not isinstance(restart, int) or restart < 0:
-            self.fail(f"restart must be an integer >= 0 (times a killed worker is started again), got {restart!r}",
+        restart = args.pop("restart", None)
+        if restart is not None and (isinstance(restart, bool) or not isinstance(restart, int) or restart < 0):
+            self.fail(f"restart must be an integer >= 0 (times within 60 s a worker that ended is started again; "
+                      f"0: never), got {restart!r}",
                       f"{path}.restart")
         placement = self.placement(args.pop("placement", None), f"{path}.placement")
         args = MappingProxyType({"name": node.name, **args})

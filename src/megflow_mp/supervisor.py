@@ -25,6 +25,7 @@ import uuid
 from .graph import App
 from .observe import begin_run, end_run
 from .plan import MAIN, InstancePlan, static_items
+from .restarts import RestartBudget
 from .runtime.channels import CTRL
 from .runtime.hub import Hub
 from .runtime.transport import Transport, listen
@@ -58,8 +59,9 @@ class Supervisor:
         self.installed = 0
         self.ended_static: set = set()
         self.ended_shared: set = set()
-        self.restarts: dict[int, int] = {}
+        self.budgets: dict[int, RestartBudget] = {}  # proc -> the restarts its worker spent (restarts.py)
         self.restarting: set[int] = set()
+        self.pending: dict[int, object] = {}  # proc -> the timer of its restart (its backoff)
         self.exited: set[int] = set()
         self.interrupts = 0
         self.phase = "install"
@@ -142,20 +144,49 @@ class Supervisor:
         self.worker_gone(proc, exit_reason(status))
 
     def worker_gone(self, proc: int, why: str) -> None:
-        """Worker ``proc`` ended (``why``: "was killed by SIGKILL", ...): restart it when its node
-        allows, else report it and let its peers know."""
+        """Worker ``proc`` ended (``why``: "was killed by SIGKILL", ...): start it again when its
+        node's restart policy and budget allow (after the budget's backoff, on a hub timer), else
+        report it and let its peers know (:mod:`megflow_mp.restarts`)."""
         if self.phase == "exit":
             self.exited.add(proc)
             return
-        decl = self.app.decls[self.app.procs[proc][0]]
-        if self.phase == "run" and self.restarts.get(proc, 0) < decl.restart and self.interrupts == 0:
-            self.restarts[proc] = self.restarts.get(proc, 0) + 1
-            log.warning("worker of node %s %s; restarting it (%d of %d)", self.describe(proc), why,
-                        self.restarts[proc], decl.restart)
-            self.restarting.add(proc)
-            self.restart_worker(proc)
-            self.broadcast("peer_restarted", proc)
+        budget = self.budget(proc)
+        if self.phase != "run" or self.interrupts:  # starting, or draining: nothing is restarted
+            self.gone_for_good(proc, why)
             return
+        delay = budget.take(why)
+        if delay is None:
+            self.gone_for_good(proc, why + budget.why_not(why))
+            return
+        policy = budget.policy
+        log.warning("worker of node %s %s; restarting it (%d of %d)%s [%s]", self.describe(proc), why,
+                    budget.recent(), policy.limit, f" in {delay:g} s" if delay else "", policy.describe())
+        if delay:
+            self.pending[proc] = self.hub.call_later(delay, self.restart_now, proc, why)
+        else:
+            self.restart_now(proc, why)
+
+    def budget(self, proc: int) -> RestartBudget:
+        """The restart budget of worker ``proc`` (made on its first end)."""
+        if proc not in self.budgets:
+            self.budgets[proc] = RestartBudget(self.app.proc_policy(proc))
+        return self.budgets[proc]
+
+    def restart_now(self, proc: int, why: str) -> None:
+        """Start worker ``proc`` again (its backoff is over), unless the app is ending meanwhile."""
+        self.pending.pop(proc, None)
+        if self.phase == "exit":
+            self.exited.add(proc)
+            return
+        if self.phase != "run" or self.interrupts:
+            self.gone_for_good(proc, why + "; not started again: the app is stopping")
+            return
+        self.restarting.add(proc)
+        self.restart_worker(proc)
+        self.broadcast("peer_restarted", proc)
+
+    def gone_for_good(self, proc: int, why: str) -> None:
+        """Worker ``proc`` will not come back: its peers stop waiting for it and the app fails."""
         self.exited.add(proc)
         self.broadcast("peer_died", proc)  # its senders raise PeerDied instead of waiting for credit
         self.fail(f"worker of node {self.describe(proc)} {why}")
@@ -243,6 +274,10 @@ class Supervisor:
         self.phase = "exit"
         if self.drain_timer is not None:
             self.drain_timer.cancel()
+        for proc, timer in list(self.pending.items()):  # restarts waiting for their backoff: not any more
+            timer.cancel()
+            self.exited.add(proc)
+        self.pending.clear()
         if self.transport is None:  # spawning failed before the workers were watched
             for pid in self.pids.values():
                 _kill_and_reap(pid)

@@ -223,9 +223,11 @@ SLOW = PICKY.replace('''        if e.msg["extra_data"] == "boom":''', '''       
 
 
 def test_requests_waiting_when_the_app_fails_are_answered_503(tmp_path):
-    """A worker dies without restart, so the app ends: the requests the front door holds are
-    answered 503 (the front door's own worker is alive and says so), not dropped with the connection."""
+    """A worker dies without restart (``restart = 0``: an app with a front door would start it again
+    by default), so the app ends: the requests the front door holds are answered 503 (the front
+    door's own worker is alive and says so), not dropped with the connection."""
     toml = SERVER_TOML.replace("{server}", "BytesServer").replace("{port}", str(free_port())).replace("{extra}", "")
+    toml = toml.replace('ty = "Picky"', 'ty = "Picky"\n    restart = 0')
     app = write_app(tmp_path, "svc_slow", {"svc_slow.toml": toml, "nodes.py": SLOW})
     proc, url = start_server(app)
     answers = []

@@ -104,7 +104,7 @@ LEFT = [
     "is impossible there: that worker alone holds the listening socket and every accepted connection (the kill "
     "test looks in /proc just before each kill and reports it), so they go with it. Answering them would need "
     "another process to hold them (the supervisor owning the socket and the connections), not done.",
-    "killing another worker without restart ends the app: the front door's worker is stopped with it and its "
+    "killing another worker with restart = 0 ends the app: the front door's worker is stopped with it and its "
     "requests in flight see their connection closed instead of a 503 (counted in the kill rows); that worker is "
     "alive until then, so a 503 is possible there, not done yet.",
     "uvicorn has no time limit on a request head or body: slow clients keep their connections (each holds a file "

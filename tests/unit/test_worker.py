@@ -38,6 +38,17 @@ class WThreaded:
 
 
 @register(outputs=["out"])
+class WDoorSource:  # answers clients: its app has a front door
+    interactive = True
+
+    def __init__(self, name, args):
+        pass
+
+    def exec(self):
+        pass
+
+
+@register(outputs=["out"])
 class WBroken:
     def __init__(self, name, args):
         if args.get("expected"):
@@ -140,6 +151,26 @@ def test_a_lost_peer_that_restarts_is_waited_for(make):
     assert a in w.worker.channels.credits.dead
     w.worker.on_peer_restarted(w.supervisor, a)
     assert a not in w.worker.channels.credits.dead
+
+
+def test_a_lost_peer_of_an_app_with_a_front_door_is_waited_for_by_default(make):
+    """No ``restart``, but the app has a front door: the default policy may start the peer again,
+    so its senders wait for the supervisor's word instead of raising PeerDied at once."""
+    w = make(ty="WDoorSource", decl="g/k")
+    a = w.app.decl_procs["g/a"][0]
+    assert w.app.front_door and w.app.decls["g/a"].restart is None
+    w.worker.peer_lost(a)
+    assert a not in w.worker.channels.credits.dead
+    w.worker.on_peer_died(w.supervisor, a)  # not restarted after all: the supervisor says so
+    assert a in w.worker.channels.credits.dead
+
+
+def test_restart_zero_opts_out_in_an_app_with_a_front_door(make):
+    w = make(ty="WDoorSource", extra=", restart = 0", decl="g/k")
+    a = w.app.decl_procs["g/a"][0]
+    w.worker.peer_lost(a)
+    with pytest.raises(PeerDied):
+        w.worker.channels.credits.acquire(Dest(99, (a,), False, 4))
 
 
 def test_outside_any_worker_there_is_none():

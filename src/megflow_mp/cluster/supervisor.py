@@ -10,10 +10,11 @@ to each other by index wherever they run, and control messages (install, start, 
 remote workers like local ones.
 
 Faults: a remote worker that ends is reported by its host (``exited``) and handled like a local one
-(restarted when its node's ``restart`` allows it, else the app fails naming it). A machine lost
-(its raylet or host killed, the link broken) ends every worker there: the app fails with one line
-naming the machine and its nodes, the others are stopped, nothing hangs. At the end the hosts are
-stopped, the actors killed, the placement groups removed: no process of the app is left on any machine.
+(restarted when its node's restart policy allows it, :mod:`megflow_mp.restarts`, else the app fails
+naming it). A machine lost (its raylet or host killed, the link broken) ends every worker there: the
+app fails with one line naming the machine and its nodes, the others are stopped, nothing hangs. At
+the end the hosts are stopped, the actors killed, the placement groups removed: no process of the
+app is left on any machine.
 """
 
 from __future__ import annotations
@@ -185,6 +186,7 @@ class ClusterSupervisor(Supervisor):
         if msg[0] == "exited":
             self.remote_alive.discard(msg[1])
             self.worker_gone(msg[1], msg[2])
+            self.health_event(("worker_exit", msg[1]))
 
     def restart_worker(self, proc: int) -> None:
         m = self.where[proc]

@@ -200,10 +200,13 @@ class Worker:
                 fut.set(PeerDied(f"worker {proc} died before it answered"))
 
     def peer_lost(self, proc: int) -> None:
-        """A batch to ``proc`` could not be written: it died. A node without ``restart`` never comes
-        back, so its senders raise PeerDied now; one with ``restart`` waits for ``peer_restarted``
-        (or ``peer_died`` when its restarts are used up)."""
-        if proc < len(self.app.procs) and self.app.decls[self.app.procs[proc][0]].restart == 0:
+        """A batch to ``proc`` could not be written: it died. A node whose restart policy never
+        starts it again (``restart = 0``, or none in an app without a front door) never comes back,
+        so its senders raise PeerDied now; one that may be restarted (``restart = N``, or the
+        default policy of an app with a front door: :meth:`App.policy <megflow_mp.graph.App.policy>`)
+        is waited for: ``peer_restarted``, or ``peer_died`` when the supervisor does not start it
+        again (its budget spent, or it ended in a way its policy does not cover)."""
+        if proc < len(self.app.procs) and not self.app.proc_policy(proc).restarts:
             self.channels.peer_died(proc)
 
     def on_exit(self, src) -> None:
