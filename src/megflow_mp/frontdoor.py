@@ -2,13 +2,17 @@
 
 A :class:`FrontDoor` belongs to one server node (ImageServer, BytesServer, VideoServer). Its
 socket is bound when the node is built (a port in use fails the app before it starts, naming the
-node); serving starts when the node starts. Requests are turned into envelopes and sent into the
-graph by tasks on the worker's hub (never blocking the event loop); the node's ``exec`` receives
-the results on the hub and :meth:`FrontDoor.deliver` hands each to the request that waits for it,
-matched by ``partial_id``. A request that gets no result within ``timeout`` seconds is answered
-504; at most ``max_inflight`` requests are in the graph at once (more wait their turn). With an
-``origin`` (see :meth:`Worker.add_requester`), requests carry it through the graph: a node that
-raises on one reports it back (:meth:`FrontDoor.fail`) and the request raises :class:`RequestFailed`.
+node) and it serves from then on, but until the node starts (:meth:`FrontDoor.start`) it answers
+only health probes: ``/healthz`` 200, ``/readyz`` 503 with the reasons (:mod:`.health`: other
+workers may still be loading their models), every other request ``503 {"detail": "starting"}``
+with ``Retry-After``. Once the node runs, every request goes to its app. Requests are turned into
+envelopes and sent into the graph by tasks on the worker's hub (never blocking the event loop);
+the node's ``exec`` receives the results on the hub and :meth:`FrontDoor.deliver` hands each to
+the request that waits for it, matched by ``partial_id``. A request that gets no result within
+``timeout`` seconds is answered 504; at most ``max_inflight`` requests are in the graph at once
+(more wait their turn). With an ``origin`` (see :meth:`Worker.add_requester`), requests carry it
+through the graph: a node that raises on one reports it back (:meth:`FrontDoor.fail`) and the
+request raises :class:`RequestFailed`.
 
 Drain (Ctrl-C): the server stops accepting, the requests already in the graph are answered, then
 the node ends. An end without a drain (the app fails: a worker died without ``restart``) answers
@@ -71,16 +75,27 @@ class FrontDoor:
         self.accepting = True
         self.stopping: str | None = None  # why requests are refused now (set by abandon)
         self.origin = None  # stamped on every request's envelope when nodes may fail it alone
+        self.app = None  # the node's app, from start(); until then the gate answers health probes only
+        self._serve()
+
+    def ready_reasons(self) -> list[str]:
+        """Why this server is not ready itself (empty: it runs its routes)."""
+        if self.stopping is not None or not self.accepting:
+            return [f"server {self.name!r} is stopping"]
+        if self.app is None:
+            return [f"server {self.name!r} has not started (the app is starting)"]
+        return []
 
     # -- life cycle (hub side) ---------------------------------------------------------------------------
-    def start(self, app, hub, send) -> None:
-        """Serve ``app`` on a thread; ``send(envelope)`` (run as a hub task) puts a request in the graph."""
+    def _serve(self) -> None:
+        """Serve the socket on a thread from now on: :class:`Gate` answers health probes until
+        :meth:`start` gives it the node's app."""
         import uvicorn
 
         from .http_protocol import protocol_class
 
-        self.hub, self.send = hub, send
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+        config = uvicorn.Config(Gate(self), log_level="warning", lifespan="off", access_log=False,
+                                interface="asgi3",
                                 timeout_graceful_shutdown=max(1, int(self.timeout)),
                                 http=protocol_class(self.max_header), h11_max_incomplete_event_size=self.max_header)
         self.server = uvicorn.Server(config)
@@ -103,6 +118,16 @@ class FrontDoor:
         self.thread = threading.Thread(target=serve, name=f"http:{self.name}", daemon=True)
         self.thread.start()
         ready.wait()
+
+    def start(self, app, hub, send) -> None:
+        """Serve ``app`` (its routes, from now on); ``send(envelope)`` (run as a hub task) puts a
+        request in the graph. A FastAPI app of :func:`~.nodes.http_routes.make_app` gets this
+        server's own readiness among its ready checks."""
+        self.hub, self.send = hub, send
+        checks = getattr(getattr(app, "state", None), "ready_checks", None)
+        if isinstance(checks, list):
+            checks.insert(0, self.ready_reasons)
+        self.app = app
         log.info("%s listening on http://%s:%d (Swagger UI at /docs)", self.name, self.host, self.port)
 
     def stop_accepting(self) -> None:
@@ -165,6 +190,34 @@ class FrontDoor:
 
     def inflight(self) -> int:
         return len(self.pending)
+
+
+class Gate:
+    """The ASGI app a front door serves: its node's app once the node runs, before that health
+    probes only (:mod:`.health`)."""
+
+    def __init__(self, door: FrontDoor):
+        self.door = door
+
+    async def __call__(self, scope, receive, send):
+        app = self.door.app
+        if app is not None:
+            return await app(scope, receive, send)
+        from . import health
+
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1013})  # "try again later"
+            return
+        if scope["type"] != "http":
+            return
+        path = scope.get("path", "")
+        if path == "/healthz":
+            await health.answer(scope, receive, send, 200, health.HEALTHY_EXAMPLE)
+        elif path == "/readyz":
+            status, body = health.readiness(health.APP.report, before=self.door.ready_reasons())
+            await health.answer(scope, receive, send, status, body)
+        else:
+            await health.answer(scope, receive, send, 503, {"detail": health.STARTING}, {"Retry-After": "1"})
 
 
 def _resolve(fut: asyncio.Future, value) -> None:

@@ -41,6 +41,7 @@ class Supervisor:
     (see ``arena`` and ``main_plan``)."""
 
     arena = None  # this process's shared-memory arena, when it sends or receives messages itself
+    health = None  # the app's readiness (megflow_mp.health.SupervisorHealth), from the first event on
 
     def __init__(self, app: App, drain_timeout: float = 30.0):
         self.app = app
@@ -95,6 +96,16 @@ class Supervisor:
             if i not in self.exited:
                 self.control(i, *msg)
         self.transport.flush_all()
+        self.health_event(msg)
+
+    def health_event(self, msg: tuple) -> None:
+        """A control message was handled or broadcast, or a worker ended: the app's readiness is
+        computed again, and sent to the workers when it changed (:mod:`megflow_mp.health`)."""
+        if self.health is None:
+            from .health import SupervisorHealth
+
+            self.health = SupervisorHealth(self)
+        self.health.event(msg)
 
     # -- events ------------------------------------------------------------------------------------------------
     def on_records(self, src, records) -> None:
@@ -104,6 +115,7 @@ class Supervisor:
 
     def on_control(self, src, msg: tuple) -> None:
         getattr(self, "on_" + msg[0])(src, *msg[1:])
+        self.health_event(msg)
 
     def on_installed(self, src, top, proc, error) -> None:
         if error:
@@ -142,6 +154,7 @@ class Supervisor:
         os.close(fd)
         _, status = os.waitpid(self.pids[proc], 0)
         self.worker_gone(proc, exit_reason(status))
+        self.health_event(("worker_exit", proc))
 
     def worker_gone(self, proc: int, why: str) -> None:
         """Worker ``proc`` ended (``why``: "was killed by SIGKILL", ...): start it again when its

@@ -15,6 +15,10 @@ the results back. Args:
 - ``on_error``: what a node raising on a request does: ``"reply"`` (the default: that request is
   answered 500 naming the node and its exception, the node and the server go on) or ``"exit"``
   (the node ends and the app with it, exit 1: for batch runs that must stop at the first error).
+
+Health probes (:mod:`megflow_mp.health`): ``GET /healthz`` and ``GET /readyz`` are answered from
+the moment the node is built (while the other workers may still load their models); the other
+routes answer ``503 {"detail": "starting"}`` until the node runs.
 """
 
 from __future__ import annotations
@@ -31,9 +35,6 @@ class HttpServerNode:
     def __init__(self, name, args):
         self.name = name
         self.max_body = int(args.get("max_body", 32 << 20))
-        self.door = FrontDoor(name, host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
-                              timeout=float(args.get("timeout", 30)), max_inflight=int(args.get("max_inflight", 64)),
-                              max_header=int(args.get("max_header", 64 << 10)))
         self.draining = False
         self.max_pending = int(args.get("max_pending", 256))
         self.retry_after = int(args.get("retry_after", 1))
@@ -44,6 +45,10 @@ class HttpServerNode:
         if self.on_error not in ("reply", "exit"):
             raise ValueError(f"{type(self).__name__} {name!r}: on_error must be 'reply' or 'exit', "
                              f"got {self.on_error!r}")
+        # last: it serves health probes (megflow_mp.health) from now on, its routes once the node runs
+        self.door = FrontDoor(name, host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
+                              timeout=float(args.get("timeout", 30)), max_inflight=int(args.get("max_inflight", 64)),
+                              max_header=int(args.get("max_header", 64 << 10)))
 
     def bind_runtime(self, worker, node):
         self.hub = worker.hub
@@ -83,7 +88,7 @@ class HttpServerNode:
             self.serving -= 1
 
     def exec(self):
-        if self.door.thread is None:
+        if self.door.app is None:
             self.door.start(self.build_app(), self.hub, self.out.send)
         try:
             envelope = self.inp.recv()

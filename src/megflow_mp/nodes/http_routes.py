@@ -26,7 +26,20 @@ ERRORS = {
 def make_app(title: str, description: str):
     """A FastAPI app whose Swagger UI (``/docs``) is served from the installed swagger-ui-bundle,
     not a CDN, so it works on machines without internet. Its bundle (Swagger UI 4) reads OpenAPI
-    3.0, so the schema is declared as 3.0.3."""
+    3.0, so the schema is declared as 3.0.3.
+
+    Every such app serves ``/metrics`` and ``/dashboard`` (:mod:`megflow_mp.observe`) and the
+    health probes ``GET /healthz`` and ``GET /readyz`` (:mod:`megflow_mp.health`: 200
+    ``{"ready": true, "workers": N}`` when every worker of the app is up with its models loaded
+    and the app has started, else 503 ``{"ready": false, "reasons": [...]}``).
+
+    Ready checks: a node adds a condition of its own to ``/readyz`` with
+    ``app.state.ready_checks.append(fn)``, ``fn() -> list[str]``: the reasons it is not ready, one
+    line each (empty: ready), e.g. ``lambda: [f"stream {u} has not started" for u in waiting]``.
+    Each ``/readyz`` calls every check on a thread of the server (not the hub, not the event
+    loop): a check returns at once and only reads state. A check that raises makes the app not
+    ready, naming it and its exception. The front door that serves the app adds its own first
+    (not ready while it stops)."""
     from fastapi import FastAPI
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.staticfiles import StaticFiles
@@ -43,9 +56,12 @@ def make_app(title: str, description: str):
                                    swagger_css_url="/_swagger/swagger-ui.css",
                                    swagger_favicon_url="/_swagger/favicon-32x32.png")
 
+    from .. import health
     from ..observe import instrument
 
     instrument(app)  # request metrics; /metrics and /dashboard (megflow_mp.observe)
+    app.state.ready_checks = []
+    health.add_routes(app, lambda: health.APP.report)  # /healthz, /readyz
     return app
 
 

@@ -3,7 +3,8 @@
 :func:`begin_run` (once the workers are forked) creates the run directory
 (:func:`.settings.run_dir`, mode 0700; the workers' samplers write their snapshots there), writes
 ``run.json`` (the supervisor's pid) and starts the metrics server when ``--metrics-port`` was
-given. :func:`end_run` (once the workers are gone) stops the server and removes the directory.
+given (its ``/readyz`` reads the supervisor's readiness report, :mod:`megflow_mp.health`).
+:func:`end_run` (once the workers are gone) stops the server and removes the directory.
 A program that embeds a graph and exits without stopping it goes through :func:`_remove_at_exit`;
 a directory whose supervisor was killed with SIGKILL is removed by the next run's :func:`sweep`.
 """
@@ -41,7 +42,9 @@ def begin_run(supervisor) -> None:
         from .server import MetricsServer
 
         sock, SETTINGS.sock = SETTINGS.sock, None  # one run serves it
-        server = MetricsServer(sock, lambda: (directory, supervisor.app))
+        from ..health import report_of
+
+        server = MetricsServer(sock, lambda: (directory, supervisor.app), lambda: report_of(supervisor))
         server.start()
     RUNS[supervisor.run_id] = (directory, supervisor.app, server, os.getpid())
 

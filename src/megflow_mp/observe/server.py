@@ -1,4 +1,6 @@
-"""``megflow-mp run --metrics-port N``: ``/metrics`` and ``/dashboard`` served by the supervisor.
+"""``megflow-mp run --metrics-port N``: ``/metrics``, ``/dashboard``, ``/healthz`` and ``/readyz``
+served by the supervisor (``/readyz`` answers from the supervisor's own readiness report,
+:mod:`megflow_mp.health`).
 
 For apps without a front door (batch graphs), or to watch an app on a port of its own. A FastAPI
 app on uvicorn, on a thread of the supervisor, started once the workers are forked and stopped when
@@ -16,14 +18,18 @@ log = logging.getLogger("megflow_mp")
 
 
 class MetricsServer:
-    def __init__(self, sock, view):
+    def __init__(self, sock, view, report=lambda: None):
+        """``view()``: (run directory, app) as :func:`.routes.add_routes` takes it; ``report()``:
+        the supervisor's :class:`~megflow_mp.health.Report` (None: none yet)."""
         import uvicorn
         from fastapi import FastAPI
 
+        from .. import health
         from .routes import add_routes
 
         app = FastAPI(title="megflow-mp metrics", docs_url=None, redoc_url=None)
         add_routes(app, view)
+        health.add_routes(app, report)
         self.sock = sock
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
                                                     timeout_graceful_shutdown=2))

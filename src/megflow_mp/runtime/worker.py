@@ -9,7 +9,8 @@ tuples inside CTRL records:
 ``ended(top, path, failure)`` to the creator; ``route_failed(top, failure)`` to the creator (a shared
 node raised on an envelope of that instance and serves it no more); ``request_failed(key, partial_id,
 failure)`` to an HTTP server's process (a node raised on its request); ``drain`` (stop sources),
-``close_shared`` (app end), ``exit``; ``wake(future_id, value)`` for cross-process futures.
+``close_shared`` (app end), ``exit``; ``wake(future_id, value)`` for cross-process futures;
+``health(report)``: the app's readiness, for this process's front doors (:mod:`..health`).
 """
 
 from __future__ import annotations
@@ -211,6 +212,13 @@ class Worker:
 
     def on_exit(self, src) -> None:
         self.exiting = True
+
+    def on_health(self, src, report) -> None:
+        """The supervisor's readiness report changed (:mod:`megflow_mp.health`): kept for the front
+        doors of this process, whose ``/readyz`` answers from it."""
+        from ..health import APP
+
+        APP.update(report)
 
     # -- creating instances (creator side) ------------------------------------------------------------------
     def create_instance(self, graph: str, path: str, dyn, node, exits=None, on_failure=None) -> Instance:
