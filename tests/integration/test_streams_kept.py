@@ -136,6 +136,7 @@ def test_declared_and_named_streams_and_the_json_resource_against_openapi(tmp_pa
         assert spec["paths"]["/streams"]["post"]["requestBody"]["content"]["application/json"]["examples"]
         # declared streams start with the app, under their names
         gate = wait_for(running_with_frames(url, "gate"), what="gate running")
+        wait_for(lambda: requests.get(f"{url}/readyz", timeout=10).status_code == 200, what="ready")
         assert gate["declared"] and gate["url"] == rtsp_server.url
         listed = requests.get(f"{url}/list", timeout=10).json()
         assert {s["id"] for s in listed} == {"gate", "yard"}

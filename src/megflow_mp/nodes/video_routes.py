@@ -79,6 +79,7 @@ def build_app(server):
     app = make_app(f"megflow-mp VideoServer {server.name}",
                    "Start and stop video streams; each runs in its own subgraph instance. MegFlow's routes "
                    "(/start, /stop, /list, /get_msgs) and a JSON resource (/streams).")
+    app.state.ready_checks.append(server.ready_problems)  # /readyz: its kept streams started
     runners = server.runners
 
     def run(fn, *args):
