@@ -52,8 +52,8 @@ def all_running_past(url: str, frames: dict) -> list:
                                                        and now[sid]["frames"] > n)]
 
 
-def test_cameras_come_back_after_the_app_or_its_detector_is_killed(tmp_path, sizes, figures):
-    n = max(2, sizes.cameras // 4)  # 2 in make test, 4 in make chaos (each camera: 25 fps through YOLOX)
+def test_cameras_come_back_after_the_app_or_its_detector_is_killed(tmp_path, figures):
+    n = 2  # declared cameras, at both sizes: 3 cameras at 25 fps through YOLOX-nano fill 2 cores
     with RtspServer(pattern="ball") as cam:
         cameras = {f"cam{i}": cam.url for i in range(n)}
         port = free_port()
@@ -75,7 +75,9 @@ def test_cameras_come_back_after_the_app_or_its_detector_is_killed(tmp_path, siz
             app = ServerApp(app_dir, port, ROOT)
             back = wait_until(lambda: not all_running_past(app.url, dict.fromkeys(ids, 0)), 90)
             recover_s = time.monotonic() - killed
-            lost = all_running_past(app.url, dict.fromkeys(ids, 0))
+            now = infos(app.url)
+            lost = [(sid, now.get(sid, {}).get("state"), now.get(sid, {}).get("reason"))
+                    for sid in all_running_past(app.url, dict.fromkeys(ids, 0))]
             figures.add(SECTION, f"the app SIGKILLed with {len(ids)} cameras ({n} declared, 1 started over HTTP), "
                         "then started again: every camera running again under its id", len(ids),
                         len(ids) - len(lost), len(lost),
