@@ -80,7 +80,6 @@ def build_app(server):
                    "Start and stop video streams; each runs in its own subgraph instance. MegFlow's routes "
                    "(/start, /stop, /list, /get_msgs) and a JSON resource (/streams).")
     app.state.ready_checks.append(server.ready_problems)  # /readyz: its kept streams started
-    runners = server.runners
 
     def run(fn, *args):
         return asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -120,19 +119,19 @@ def build_app(server):
 
     @app.get("/list", summary="List the streams", response_model=list[StreamInfo])
     async def list_streams():
-        return [shown(i) for i in await run(runners.infos)]
+        return [shown(i) for i in await run(server.runners.infos)]
 
     @app.get("/get_msgs/{sid}", summary="Take the messages a stream's subgraph sent", responses=NOT_FOUND,
              response_model=list[str])
     async def get_msgs(sid: str):
-        msgs = await run(runners.msgs, parse_sid(sid))
+        msgs = await run(server.runners.msgs, parse_sid(sid))
         if msgs is None:
             return reply_error(404, f"no stream {sid}")
         return msgs
 
     @app.get("/streams", summary="The streams (JSON)", response_model=list[StreamInfo], tags=["streams"])
     async def streams():
-        return [shown(i) for i in await run(runners.infos)]
+        return [shown(i) for i in await run(server.runners.infos)]
 
     @app.post("/streams", summary="Start a stream (JSON)", status_code=201, response_model=StreamInfo,
               tags=["streams"], responses={400: REFUSED, 409: IN_USE})
@@ -143,12 +142,12 @@ def build_app(server):
         stream, error = await start(spec.url, spec.options, spec.id)
         if error is not None:
             return error
-        return shown(await run(runners.info_of, stream.id) or {})
+        return shown(await run(server.runners.info_of, stream.id) or {})
 
     @app.get("/streams/{sid}", summary="One stream (JSON)", response_model=StreamInfo, tags=["streams"],
              responses=NOT_FOUND)
     async def one(sid: str):
-        info = await run(runners.info_of, parse_sid(sid))
+        info = await run(server.runners.info_of, parse_sid(sid))
         return reply_error(404, f"no stream {sid}") if info is None else shown(info)
 
     @app.delete("/streams/{sid}", summary="Stop a stream and forget it (JSON)", status_code=204, tags=["streams"],
@@ -158,5 +157,5 @@ def build_app(server):
             return reply_error(404, f"no stream {sid}")
         return Response(status_code=204)
 
-    add_view_routes(app, lambda: {**runners.remote, **server.streams})
+    add_view_routes(app, lambda: {**server.runners.remote, **server.streams})
     return app

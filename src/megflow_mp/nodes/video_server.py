@@ -126,9 +126,7 @@ class VideoServer:
 
     def exec(self):
         if self.door is not None:
-            from .video_routes import build_app
-
-            self.door.start(build_app(self), self.hub, None)
+            self.door.start(self.build_app(), self.hub, None)
             threading.Thread(target=self.start_kept, name="megflow-kept-streams", daemon=True).start()
         try:
             Future(self.hub).wait()  # serve until drained
@@ -140,6 +138,12 @@ class VideoServer:
                 stream.stop()
             for stream in list(self.streams.values()):
                 stream.done.wait()
+
+    def build_app(self):
+        """The FastAPI app of this server's front door (:mod:`.video_routes`)."""
+        from .video_routes import build_app
+
+        return build_app(self)
 
     # -- streams kept by the server (replica 0, a thread) ---------------------------------------------------
     def start_kept(self) -> None:
