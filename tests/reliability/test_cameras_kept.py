@@ -98,7 +98,8 @@ def test_cameras_come_back_after_the_app_or_its_detector_is_killed(tmp_path, fig
                         "then started again: every camera running again under its id", len(ids),
                         len(ids) - len(lost), len(lost),
                         [f"running again {recover_s:.1f} s after the SIGKILL (the new app's start and model loading "
-                         f"included); /readyz before the kill: {ready.status_code}; not back: {lost}"])
+                         f"included); /readyz before the kill: {ready.status_code}; not back: {lost}"]
+                        + (app.lines[-12:] if lost else []))
             assert back, infos(app.url)
             # the shared detector SIGKILLed under load: restarted, every stream running again
             det = [p for p in children_of(app.proc.pid) if proc_name(p) == "mf:det"]

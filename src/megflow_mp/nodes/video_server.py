@@ -126,8 +126,10 @@ class VideoServer:
 
     def exec(self):
         if self.door is not None:
+            recorded = self.store.load()  # before any request: a stream started over HTTP now is not among them
             self.door.start(self.build_app(), self.hub, None)
-            threading.Thread(target=self.start_kept, name="megflow-kept-streams", daemon=True).start()
+            threading.Thread(target=self.start_kept, args=(recorded,), name="megflow-kept-streams",
+                             daemon=True).start()
         try:
             Future(self.hub).wait()  # serve until drained
         except Cancelled:
@@ -146,14 +148,15 @@ class VideoServer:
         return build_app(self)
 
     # -- streams kept by the server (replica 0, a thread) ---------------------------------------------------
-    def start_kept(self) -> None:
-        """Start the declared streams, then those recorded in the state file, under their ids. A
-        stream that cannot start is reported and the others go on."""
+    def start_kept(self, recorded: list[dict]) -> None:
+        """Start the declared streams, then the ``recorded`` ones (read from the state file before the
+        server took requests), under their ids. A stream that cannot start is reported and the others
+        go on; a recorded one whose id a client took meanwhile is left to that client's stream."""
         try:
             for spec in self.declared:
                 self._start_logged(spec.id, spec.url, spec.options, declared=True)
             declared = {spec.id for spec in self.declared}
-            for record in self.store.load():
+            for record in recorded:
                 sid = record["id"]
                 if sid in declared:
                     log.warning("VideoServer %r: recorded stream %s is also declared in the config: the config's "
@@ -171,20 +174,22 @@ class VideoServer:
                 if isinstance(sid, int):
                     with self.lock:
                         self.next_id = max(self.next_id, sid + 1)
-                if not self._start_logged(sid, record["url"], options, record=False):
-                    self.store.forget(sid)
+                if self._start_logged(sid, record["url"], options, record=False) not in (None, 409):
+                    self.store.forget(sid)  # its file is gone, or its URL no longer allowed
         finally:
             self.kept_started.set()
 
-    def _start_logged(self, sid, url: str, options: StreamOptions, declared: bool = False, record: bool = True) -> bool:
+    def _start_logged(self, sid, url: str, options: StreamOptions, declared: bool = False,
+                      record: bool = True) -> int | None:
+        """Start a kept stream; None, or the HTTP status that says why it did not start (logged)."""
         try:
             self.start_stream(url, options, sid, declared=declared, record=record)
         except (StreamRefused, ReaderError) as exc:
             log.error("VideoServer %r: stream %s (%s) cannot start: %s", self.name, sid, url,
                       getattr(exc, "reason", None) or exc)
-            return False
+            return getattr(exc, "status", 400)
         log.info("VideoServer %r: stream %s started (%s)", self.name, sid, "declared" if declared else "recorded")
-        return True
+        return None
 
     def ready_problems(self) -> list[str]:
         """Why this server is not ready yet (``/readyz``): its kept streams are still being started."""
