@@ -123,7 +123,8 @@ class ServiceStopping(RequestFailed):
 
 
 class ReaderError(MegFlowError):
-    """A video source could not be opened; ``str()`` names the URL or path and the reason."""
+    """A video source could not be opened; ``str()`` names the URL or path and the reason. ``url`` and
+    ``reason`` show the URL's secrets as ``***`` (:mod:`megflow_mp.video.redact`)."""
 
     def __init__(self, url: str, reason: str):
         self.url, self.reason = url, reason

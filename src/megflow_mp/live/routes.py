@@ -9,8 +9,8 @@ request (504 when none comes within ``wait`` seconds: no frames reach the stream
 and ends with the stream. ``GET /view/{id}/stats``: the channel's counters (viewers, frames
 offered, encoded and skipped, keyframes, bytes).
 
-Each stream object is expected to have ``id``, ``url``, ``state`` and ``view`` (its
-:class:`~.channel.LiveChannel`).
+Each stream object is expected to have ``id``, ``shown_url`` (its URL with secrets shown as ``***``,
+:mod:`..video.redact`: the only one shown), ``state`` and ``view`` (its :class:`~.channel.LiveChannel`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def add_view_routes(app, streams: Callable[[], dict], wait: float = 10.0) -> Non
         rows = []
         for sid, stream in sorted(list(streams().items()), key=lambda kv: sid_order(kv[0])):  # a copy
             link = f'<a href="/view/{sid}">stream {sid}</a>' if find(str(sid)) else f"stream {sid}"
-            rows.append(f"<li>{link} <code>{html.escape(stream.url)}</code> {html.escape(stream.state)}</li>")
+            rows.append(f"<li>{link} <code>{html.escape(stream.shown_url)}</code> {html.escape(stream.state)}</li>")
         body = "\n".join(rows) or "<li>no stream yet: POST /start/{url}</li>"
         return HTMLResponse(INDEX.format(version=__version__, rows=body))
 

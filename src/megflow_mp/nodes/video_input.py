@@ -5,6 +5,7 @@ per url and repeat, all running at once, fed as VideoServer feeds them (``{'data
 ``from_addr`` = stream id, ``partial_id`` = frame index). The node, and so the run, ends when every
 stream has ended. On a terminal a progress line shows frames, fps and, for files, the ETA. Strings
 the subgraphs send out are logged (INFO) when ``print_msgs = true``. Reader args as VideoServer's.
+URLs are logged with their secrets as ``***`` (:mod:`..video.redact`).
 """
 
 import logging
@@ -66,7 +67,7 @@ class VideoInput:
                 sys.stderr.write("\n")
         failed = [s for s in streams if s.state == "error"]
         for s in failed:
-            log.error("VideoInput %r: stream %s (%s) failed: %s", self.name, s.id, s.url, s.reason)
+            log.error("VideoInput %r: stream %s (%s) failed: %s", self.name, s.id, s.shown_url, s.reason)
 
     def log_messages(self, stream):
         for msg in stream.take_messages():

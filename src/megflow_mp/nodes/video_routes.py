@@ -9,7 +9,8 @@ MegFlow's routes answer as MegFlow did: ``POST /start/{url}`` -> ``start stream 
   refused URL, id or option, 409 an id in use;
 - ``DELETE /streams/{id}``: stops it and forgets it (204), 404 when unknown.
 
-Every route that takes an id takes a name too (:func:`~..video.spec.parse_sid`).
+Every route that takes an id takes a name too (:func:`~..video.spec.parse_sid`). URLs are shown
+redacted (``rtsp://***@host/...``, ``?token=***``: :mod:`..video.redact`), in replies and errors alike.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import ReaderError
 from ..live.routes import add_view_routes
+from ..video.redact import scrub
 from ..video.spec import StreamId, StreamOptions, StreamSpec, parse_sid
 from .http_routes import ERROR_SCHEMA, make_app, reply_error
 
@@ -33,7 +35,8 @@ class StreamInfo(BaseModel):
         "last_error": "node 'subgraph/det' failed: ValueError: bad frame", "latency_p50_ms": 48.0,
         "latency_p95_ms": 95.5, "replica": 0, "declared": True}]}}
     id: StreamId = Field(description="MegFlow's integer id, or the stream's name")
-    url: str
+    url: str = Field(description="the stream's URL or file, its secrets shown as *** (user info, password=, "
+                     "token=, api_key=, ...)")
     state: str = Field(description="starting, running, reconnecting, restarting, finished, stopped or error")
     reason: str | None = Field(None, description="why it is reconnecting, restarting or failed")
     frames: int = Field(description="frames decoded")
@@ -92,9 +95,9 @@ def build_app(server):
         try:
             return await run(server.start_stream, url, options, sid), None
         except StreamRefused as exc:
-            return None, reply_error(exc.status, exc.reason)
+            return None, reply_error(exc.status, scrub(exc.reason, url))
         except ReaderError as exc:
-            return None, reply_error(400, f"cannot decode: {exc}")
+            return None, reply_error(400, f"cannot decode: {scrub(str(exc), url)}")
 
     @app.post("/start/{url:anypath}", summary="Start a stream",
               responses={200: {"content": {"text/plain": {"example": "start stream whose id is 0"}}},

@@ -30,13 +30,22 @@ Args: ``port``, ``host`` (default 127.0.0.1: other machines reach it only when `
 ``timeout``, ``max_header`` as the other servers; ``allow_dirs``: the directories whose files
 ``/start`` may open (default none: only live URLs; give ``["."]`` for the working directory);
 ``max_msgs`` (default 1000); ``history`` (ended streams /list keeps, default 1000);
-``streams`` (declared streams); ``state_dir``; ``on_error``, ``max_restarts`` (default 5),
+``allow_hosts``: the hosts live URLs may name (:mod:`..video.hosts`; host names, ``*.cams.example.com``,
+addresses and networks like ``10.0.0.0/8`` or ``[fd00::]/8``; default any host), a host matching
+none is refused (400 naming the host); with or without it, link-local and cloud metadata addresses
+(169.254.0.0/16, fe80::/10, fd00:ec2::254, ``metadata.google.internal``; host names are resolved and
+each address checked) are refused unless listed; it applies to ``/start``, ``POST /streams``,
+declared and recorded streams; ``streams`` (declared streams); ``state_dir``; ``on_error``, ``max_restarts`` (default 5),
 ``restart_window`` (seconds, default 60); reader options ``transport`` ("tcp"), ``open_timeout``,
 ``read_timeout``, ``backoff_initial``, ``backoff_max``, ``max_reconnects``, ``policy`` ("block" or
 "drop_oldest"; default block for files, drop_oldest for live sources), ``queue_size``, ``threads``;
 each may also be given per stream (``streams`` entries, ``POST /streams`` options).
 ``POST /start/{url}?read_timeout=S`` sets one stream's read timeout (a camera that keeps its socket
 open and sends nothing for S seconds is reconnected).
+
+Secrets in URLs (the user info, ``password=``, ``token=``, ``api_key=``, ...) are shown as ``***``
+wherever a URL or a reason is shown: ``/list``, ``/streams``, ``/view``, the dashboard, metrics, logs
+and replies (:mod:`..video.redact`); the reader opens the real URL, and the state file keeps it.
 """
 
 import logging
@@ -51,8 +60,10 @@ from ..runtime import malloc
 from ..runtime.hub import Future
 from ..runtime.threads import run_on_hub
 from ..video.healing import RestartBudget
+from ..video.hosts import HostPolicy
 from ..video.runners import Runners
 from ..video.source import ReaderOptions, is_live
+from ..video.redact import redact_url, scrub
 from ..video.spec import ON_ERROR, StreamOptions, declared_streams, name_problem
 from ..video.state import StreamStore, state_dir
 from ..video.stream import Stream
@@ -90,6 +101,10 @@ class VideoServer:
         self.history = int(args.get("history", 1000))
         dirs = args.get("allow_dirs", [])
         self.allow_dirs = [Path(d).resolve() for d in ([dirs] if isinstance(dirs, str) else dirs)]
+        try:
+            self.hosts = HostPolicy(args.get("allow_hosts"))
+        except ValueError as exc:
+            raise ValueError(f"VideoServer {name!r}: {exc}") from None
         self.door_args = dict(host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
                               timeout=float(args.get("timeout", 30)), max_header=int(args.get("max_header", 64 << 10)))
         self.on_error = args.get("on_error")  # None: per stream, restart for live sources, end for files
@@ -185,8 +200,8 @@ class VideoServer:
         try:
             self.start_stream(url, options, sid, declared=declared, record=record)
         except (StreamRefused, ReaderError) as exc:
-            log.error("VideoServer %r: stream %s (%s) cannot start: %s", self.name, sid, url,
-                      getattr(exc, "reason", None) or exc)
+            log.error("VideoServer %r: stream %s (%s) cannot start: %s", self.name, sid, redact_url(url),
+                      scrub(getattr(exc, "reason", None) or str(exc), url))
             return getattr(exc, "status", 400)
         log.info("VideoServer %r: stream %s started (%s)", self.name, sid, "declared" if declared else "recorded")
         return None
@@ -198,9 +213,11 @@ class VideoServer:
 
     # -- stream control (HTTP threads) ---------------------------------------------------------------------
     def check_url(self, url: str) -> str | None:
-        """None when ``url`` may be opened, else the reason it is refused."""
+        """None when ``url`` may be opened, else the reason it is refused (no secret of ``url`` in
+        it). A live URL's host is checked against ``allow_hosts`` (:mod:`..video.hosts`: may resolve
+        it, up to 2 s): never call this on the event loop."""
         if url.startswith(LIVE_SCHEMES):
-            return None
+            return self.hosts.refusal_of(url)
         if "://" in url:
             return f"only rtsp, rtsps, http and https URLs or files are accepted, not {url.split('://')[0]}://"
         if not self.allow_dirs:
@@ -208,9 +225,10 @@ class VideoServer:
         try:
             path = Path(url).resolve()
             if not any(path == d or d in path.parents for d in self.allow_dirs):
-                return f"{url} is not under an allowed directory ({', '.join(map(str, self.allow_dirs))})"
+                dirs = ", ".join(map(str, self.allow_dirs))
+                return f"{redact_url(url)} is not under an allowed directory ({dirs})"
             if not path.is_file():
-                return f"no such file: {url}"
+                return f"no such file: {redact_url(url)}"
         except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a name too long, a symlink loop
             return f"not a usable path: {getattr(exc, 'strerror', None) or exc}"
         return None
@@ -312,11 +330,11 @@ class VideoServer:
         delay = budget.next_delay()
         if delay is None:
             stream.given_up(f"not started again: {budget.describe()} used up")
-            log.error("stream %s (%s): failed %d times within %g s; not started again", stream.id, stream.url,
+            log.error("stream %s (%s): failed %d times within %g s; not started again", stream.id, stream.shown_url,
                       budget.limit + 1, budget.window)
             return False
         stream.restarting(delay)
-        log.warning("stream %s (%s): starting it again in %.1f s (restart %d)", stream.id, stream.url, delay,
+        log.warning("stream %s (%s): starting it again in %.1f s (restart %d)", stream.id, stream.shown_url, delay,
                     stream.restarts + 1)
         threading.Thread(target=self._restart, args=(stream, delay), name=f"megflow-restart-{stream.id}",
                          daemon=True).start()
@@ -332,8 +350,9 @@ class VideoServer:
                 self.start_local(old.id, old.url, old.options, old.on_error, old=old)
                 return
             except Exception as exc:  # noqa: BLE001 - a file gone meanwhile: shown in /list
-                old.given_up(f"starting it again failed: {exc}")
-                log.error("stream %s (%s): starting it again failed: %s", old.id, old.url, exc)
+                why = scrub(str(exc), old.url)
+                old.given_up(f"starting it again failed: {why}")
+                log.error("stream %s (%s): starting it again failed: %s", old.id, old.shown_url, why)
         self.hub.call_soon_threadsafe(self._ended, old)
 
     def __del__(self):

@@ -40,7 +40,7 @@ class StreamValues(NamedTuple):
     """One stream's exported values (a tuple: an ended stream's are kept for ``retention`` seconds)."""
 
     id: int | str
-    url: str
+    url: str  # shown_url: secrets as *** (the snapshot's extras reach /dashboard/state)
     state: str
     frames: int
     sent: int
@@ -217,7 +217,7 @@ class Sampler:
         if latency is not None:
             hist = Histogram(latency.hist.bounds)
             hist.add(latency.hist.counts, latency.hist.sum)
-        return StreamValues(s.id, s.url, info["state"], info["frames"], getattr(s, "sent", 0), info["dropped"],
+        return StreamValues(s.id, s.shown_url, info["state"], info["frames"], getattr(s, "sent", 0), info["dropped"],
                             info.get("corrupt", 0), info["fps"], info["reconnects"], e.decode,
                             view.stats()["viewers"] if view is not None else 0, view is not None, hist,
                             {k: info.get(k) for k in ("latency_p50_ms", "latency_p95_ms", "restarts")})

@@ -4,7 +4,7 @@ A JSON object: ``pid``, ``proc`` (process index), ``node`` and ``replica`` (the 
 of the process gets), ``time`` (wall clock), ``restarts``, ``series`` (``[name, labels, value]``:
 counters and gauges), ``hists`` (``[name, labels, bucket counts, sum]``, the counts per bucket of
 :data:`.catalog.BUCKETS`, not cumulative, the last one ``+Inf``) and what the dashboard shows
-besides (``streams``: id, url, whether it has a live view). ``labels`` hold only the labels
+besides (``streams``: id, url with its secrets as ``***``, whether it has a live view). ``labels`` hold only the labels
 beyond ``node`` and ``replica``.
 """
 

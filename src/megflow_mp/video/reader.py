@@ -31,6 +31,9 @@ Contracts:
   with a new detail), from the decode thread, except ``"stopped"`` which comes from the thread calling
   :meth:`~StreamReader.stop`. It runs under the reader's state lock: keep it cheap, never block.
   ``"finished"``, ``"stopped"`` and ``"error"`` are final; nothing is reported after them.
+* **Secrets**: only ``av.open`` sees the real URL. Every state detail, :class:`ReaderError`, log
+  line and thread name shows ``shown_url`` (:func:`.redact.redact_url`), and every error text is
+  scrubbed of the URL's secrets (:func:`.redact.scrub`: FFmpeg's messages quote the URL).
 * :meth:`~StreamReader.stop` never hangs: it joins the thread for at most
   ``max(open_timeout, read_timeout) + 1`` s. A thread still stuck in ``av.open`` exits on its own when
   PyAV's timeout fires (every blocking PyAV call here is bounded by those timeouts).
@@ -41,6 +44,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -51,6 +55,7 @@ from av.video.reformatter import VideoReformatter
 
 from ..errors import ReaderError
 from . import swscale
+from .redact import redact_url, scrub
 from .source import ReaderOptions, is_live
 
 log = logging.getLogger(__name__)
@@ -80,19 +85,20 @@ class Frame:
 
 
 def describe(exc: BaseException, url: str) -> str:
-    """A one-line reason for a failed open or read of ``url``."""
+    """A one-line reason for a failed open or read of ``url``, with no secret of ``url`` in it."""
+    shown = redact_url(url)
     if isinstance(exc, ReaderError):
-        return exc.reason
+        return scrub(exc.reason, url)
     if isinstance(exc, ConnectionRefusedError):
-        return f"connection refused: {url}"
+        return f"connection refused: {shown}"
     if isinstance(exc, FileNotFoundError):
         if "://" not in url and ("//" in url or ":" in url.split("/", 1)[0]):  # rtsp//host, rtsp:/host, ...
-            return f"no such file, nor a well-formed URL (scheme://host/...): {url}"
-        return f"no such file: {url}"
+            return f"no such file, nor a well-formed URL (scheme://host/...): {shown}"
+        return f"no such file: {shown}"
     if isinstance(exc, (av.error.ExitError, TimeoutError)):
-        return f"timed out: {url}"
+        return f"timed out: {shown}"
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return f"{text}: {url}"
+    return f"{scrub(text, url)}: {shown}"
 
 
 class BGRConverter:
@@ -135,6 +141,7 @@ class StreamReader:
         if options.queue_size < 1:
             raise ValueError("queue_size must be at least 1")
         self.url, self.options, self.on_state = url, options, on_state
+        self.shown_url = redact_url(url)  # what every message shows; the real url is only opened
         self.alloc = alloc or np.empty  # (shape, dtype) -> the C-contiguous array a frame is decoded into
         self.live = is_live(url)
         self.reconnect = self.live if options.reconnect is None else options.reconnect
@@ -168,9 +175,9 @@ class StreamReader:
                 reason = describe(exc, self.url)
                 self._set_state("error", reason)
                 self._end()
-                raise ReaderError(self.url, reason) from None
+                raise ReaderError(self.shown_url, reason) from None
         self._thread = threading.Thread(
-            target=self._run, args=(container,), name=f"video-reader:{self.url}", daemon=True)
+            target=self._run, args=(container,), name=f"video-reader:{self.shown_url}", daemon=True)
         self._thread.start()
 
     def get(self, timeout: float | None = None):
@@ -221,7 +228,7 @@ class StreamReader:
         if wait and thread is not None and thread is not threading.current_thread():
             thread.join(max(self.options.open_timeout, self.options.read_timeout) + 1.0)
             if thread.is_alive():
-                log.warning("video reader %s: decode thread still blocked in PyAV; left to exit", self.url)
+                log.warning("video reader %s: decode thread still blocked in PyAV; left to exit", self.shown_url)
 
     @property
     def fps(self) -> float:
@@ -245,7 +252,7 @@ class StreamReader:
                 try:
                     self.on_state(state, detail)
                 except Exception:  # noqa: BLE001 - a callback must not kill the decode thread
-                    log.exception("video reader %s: on_state callback failed", self.url)
+                    log.exception("video reader %s: on_state callback failed", self.shown_url)
 
     def _end(self) -> None:
         with self._cond:
@@ -265,7 +272,7 @@ class StreamReader:
         container = av.open(self.url, options=options, timeout=(o.open_timeout, o.read_timeout))
         if not container.streams.video:
             container.close()
-            raise ReaderError(self.url, f"no video stream: {self.url}")
+            raise ReaderError(self.shown_url, f"no video stream: {self.shown_url}")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = o.threads
@@ -287,7 +294,7 @@ class StreamReader:
                             return
                         delay = min(delay * 2, self.options.backoff_max)
                         continue
-                self._set_state("running", self.url)
+                self._set_state("running", self.shown_url)
                 error, decoded = None, self.frames_decoded
                 try:
                     self._decode(container)
@@ -303,12 +310,13 @@ class StreamReader:
                     return
                 if self.frames_decoded > decoded:
                     delay = self.options.backoff_initial
-                if not self._backoff(error or f"end of stream: {self.url}", delay):
+                if not self._backoff(error or f"end of stream: {self.shown_url}", delay):
                     return
                 delay = min(delay * 2, self.options.backoff_max)
         except Exception as exc:  # noqa: BLE001 - never die silently
-            log.exception("video reader %s failed", self.url)
-            self._set_state("error", f"{type(exc).__name__}: {exc}")
+            why = scrub(f"{type(exc).__name__}: {exc}", self.url)
+            log.error("video reader %s failed: %s", self.shown_url, scrub(traceback.format_exc(), self.url).rstrip())
+            self._set_state("error", why)
         finally:
             if container is not None:
                 container.close()

@@ -33,6 +33,7 @@ import threading
 from ..errors import PeerDied, ReaderError
 from ..runtime.hub import Future
 from ..runtime.threads import run_on_hub
+from .redact import redact_url, scrub
 from .source import is_live
 from .spec import sid_order
 
@@ -41,12 +42,14 @@ log = logging.getLogger("megflow_mp")
 
 class RemoteStream:
     """Replica 0's entry for a stream that runs on another runner (``proc``): what ``/list`` shows
-    once it ended (``final``), and what is needed to start it again."""
+    once it ended (``final``), and what is needed to start it again (``url``, the real one;
+    ``shown_url`` is what is shown)."""
 
     view = None  # live views are served for replica 0's own streams
 
     def __init__(self, sid, url: str, options, on_error: str, proc: int):
         self.id, self.url, self.options, self.on_error, self.proc = sid, url, options, on_error, proc
+        self.shown_url = redact_url(url)
         self.final: dict | None = None
         self.lost: dict | None = None  # the last info, turned into an error, when its runner died
 
@@ -111,7 +114,7 @@ class Runners:
                     self.remote.pop(sid, None)
                 else:
                     self.remote[sid] = before
-            raise ReaderError(str(error))
+            raise ReaderError(remote.shown_url, scrub(str(error), url))
         return remote
 
     def active(self, sid) -> bool:
@@ -206,7 +209,7 @@ class Runners:
                f"its runner (replica {replica}) is gone: {why or 'its process ended'}")
         for r in [r for r in list(self.remote.values()) if r.proc == proc and not r.ended]:
             again = self.restart and is_live(r.url)
-            log.warning("stream %s (%s): %s%s", r.id, r.url, why, "; starting it again" if again else "")
+            log.warning("stream %s (%s): %s%s", r.id, r.shown_url, why, "; starting it again" if again else "")
             r.lost = {**blank_info(r, "error", why), **self.where(proc)}
             if again:
                 threading.Thread(target=self._start_again, args=(r,), daemon=True).start()
@@ -216,8 +219,9 @@ class Runners:
         try:
             self.start(r.id, r.url, r.options, r.on_error)
         except Exception as exc:  # noqa: BLE001 - shown in /list
-            log.error("stream %s (%s) could not start again: %s", r.id, r.url, exc)
-            r.lost = {**r.lost, "reason": f"{r.lost['reason']}; starting it again failed: {exc}"}
+            why = scrub(str(exc), r.url)
+            log.error("stream %s (%s) could not start again: %s", r.id, r.shown_url, why)
+            r.lost = {**r.lost, "reason": f"{r.lost['reason']}; starting it again failed: {why}"}
             return
         with self.lock:
             if self.remote.get(r.id) is r:  # it runs here now
@@ -234,9 +238,9 @@ class Runners:
                 self.server.start_local(sid, url, options, on_error)
                 result = None
             except ReaderError as exc:
-                result = str(exc)
+                result = scrub(str(exc), url)
             except Exception as exc:  # noqa: BLE001 - the caller reports it
-                result = f"{type(exc).__name__}: {exc}"
+                result = scrub(f"{type(exc).__name__}: {exc}", url)
             self.hub.call_soon_threadsafe(fut.set, result)
 
         threading.Thread(target=run, name=f"megflow-start-{sid}", daemon=True).start()
@@ -261,6 +265,6 @@ class Runners:
 
 def blank_info(r: RemoteStream, state: str, reason: str | None) -> dict:
     """What ``/list`` shows of remote stream ``r`` while its runner has no info of it."""
-    return {"id": r.id, "url": r.url, "state": state, "reason": reason, "frames": 0, "dropped": 0, "corrupt": 0,
+    return {"id": r.id, "url": r.shown_url, "state": state, "reason": reason, "frames": 0, "dropped": 0, "corrupt": 0,
             "fps": 0.0, "reconnects": 0, "messages_dropped": 0, "restarts": 0, "last_error": None,
             "latency_p50_ms": None, "latency_p95_ms": None}

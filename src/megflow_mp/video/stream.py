@@ -17,6 +17,8 @@ Whether it starts again is its server's choice (``on_error``): the server then m
 :class:`Stream` with the same id that carries ``restarts``, ``last_error`` and the messages not
 taken yet (:meth:`Stream.succeed`), and shows this one ``restarting`` meanwhile.
 Each result that leaves the instance is timed against its frame's decoding (:mod:`.latency`).
+``url`` is the real URL (the reader opens it; a restart reuses it); ``shown_url`` is what ``info()``,
+logs and reasons show (its secrets as ``***``, :mod:`.redact`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..observe import watch_stream
 from ..observe.catalog import BUCKETS
 from ..runtime.hub import Future
 from .latency import Latency
+from .redact import redact_url, scrub
 from .source import ReaderOptions
 
 log = logging.getLogger("megflow_mp")
@@ -40,7 +43,7 @@ log = logging.getLogger("megflow_mp")
 class Stream:
     def __init__(self, sid, url: str, options: ReaderOptions, worker, node, dyn, results: str | None,
                  max_msgs: int = 1000):
-        self.id, self.url = sid, url
+        self.id, self.url, self.shown_url = sid, url, redact_url(url)
         self.options = options
         self.on_error = "end"  # set by the server: "restart" starts it again after a failure in its graph
         self.restarts, self.last_error = 0, None  # carried by the stream that replaces this one
@@ -95,7 +98,7 @@ class Stream:
         with self._status:
             state, reason = self.state, self.reason
         p50, p95 = self.latency.percentiles()
-        return {"id": self.id, "url": self.url, "state": state, "reason": reason, **counts,
+        return {"id": self.id, "url": self.shown_url, "state": state, "reason": reason, **counts,
                 "messages_dropped": self.msgs_dropped, "restarts": self.restarts, "last_error": self.last_error,
                 "latency_p50_ms": p50, "latency_p95_ms": p95}
 
@@ -134,7 +137,7 @@ class Stream:
             self.state = state
             self.reason = detail if state in ("error", "reconnecting") else None
         if state in ("error", "reconnecting"):
-            log.warning("stream %s (%s): %s%s", self.id, self.url, state, f": {detail}" if detail else "")
+            log.warning("stream %s (%s): %s%s", self.id, self.shown_url, state, f": {detail}" if detail else "")
 
     # -- hub side ------------------------------------------------------------------------------------------
     def attach(self, path: str) -> None:
@@ -171,13 +174,14 @@ class Stream:
 
     def _fail(self, reason: str, in_graph: bool = True) -> None:
         """The stream ends with ``reason`` (on the hub, never blocking): its decoding stops."""
+        reason = scrub(reason, self.url)  # a node's error may quote the URL it was given
         with self._status:
             first = self.state != "error"
             if first:
                 self.state, self.reason = "error", reason
                 self.failed_in_graph, self.last_error = in_graph, reason
         if first:
-            log.error("stream %s (%s): %s", self.id, self.url, reason)
+            log.error("stream %s (%s): %s", self.id, self.shown_url, reason)
         if self.reader is not None:
             self.reader.stop(wait=False)
 
@@ -211,7 +215,7 @@ class Stream:
         self.warned_type = True
         log.warning("stream %s (%s): its graph sent a %s out, not a string; /get_msgs shows it as JSON (with "
                     "str() of what JSON cannot hold, e.g. arrays): send json.dumps(...) of what should be "
-                    "shown, and rendered frames to a Visualize node", self.id, self.url, type(msg).__name__)
+                    "shown, and rendered frames to a Visualize node", self.id, self.shown_url, type(msg).__name__)
 
     def _wait_done(self) -> None:
         failures = self.child.done.wait()
