@@ -4,6 +4,8 @@
 
     megflow-mp run   CONFIG [-p PLUGINS ...] [-m PATH ...] [--dynamic VARS.toml] [--drain-timeout S]
                      [--metrics-port N] [--no-metrics]   # /metrics and /dashboard (see megflow_mp.observe)
+                     [--auth-tokens FILE] [--metrics-host H] [--metrics-auth] [--metrics-insecure]
+    megflow-mp token add NAME --role viewer|operator --file F | list --file F | revoke NAME --file F
     megflow-mp check CONFIG ...                # exit 0 when config, plugins and model files are usable
     megflow-mp dump  CONFIG ... [-o graph.svg|.png|.dot]   # default: <config>.svg beside the config
     megflow-mp selfcheck                       # the bundled logical_test: prints "logical_test pass"
@@ -50,6 +52,15 @@ def _run_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--metrics-port", type=int, metavar="N",
                    help="serve /metrics (Prometheus) and /dashboard on this port (front doors serve them anyway)")
     s.add_argument("--no-metrics", action="store_true", help="collect no metrics (no /metrics, no /dashboard)")
+    s.add_argument("--metrics-host", metavar="HOST",
+                   help="address --metrics-port listens on (default 127.0.0.1; another needs --metrics-auth or "
+                        "--metrics-insecure)")
+    s.add_argument("--metrics-auth", action="store_true",
+                   help="the metrics port takes the app's tokens too (viewer or operator; /healthz, /readyz open)")
+    s.add_argument("--metrics-insecure", action="store_true",
+                   help="let --metrics-host other than loopback serve without auth (a warning at start)")
+    s.add_argument("--auth-tokens", metavar="FILE",
+                   help="protect every front door with this tokens file (as the config's [auth] tokens; this wins)")
     s.add_argument("--state-dir", metavar="DIR",
                    help="where VideoServers record the streams started over HTTP, to start them again with the app "
                         "(default: $XDG_STATE_HOME/megflow-mp/<config>-<hash>; a node's state_dir wins)")
@@ -72,7 +83,50 @@ def _settings(args) -> None:
 
         os.environ[ENV] = str(Path(args.state_dir).resolve())
 
-    configure(enabled=False if args.no_metrics else None, port=None if args.no_metrics else args.metrics_port)
+    tokens = getattr(args, "tokens", None)
+    port = None if args.no_metrics else args.metrics_port
+    if port is not None:
+        from .auth import check_exposed
+
+        if args.metrics_auth and not tokens:
+            raise UsageError("--metrics-auth needs a tokens file: [auth] tokens in the config or --auth-tokens FILE")
+        if args.metrics_insecure and not args.metrics_auth:
+            check_exposed("--metrics-port", args.metrics_host or "127.0.0.1", True, None)
+        elif not args.metrics_auth and not _loopback(args.metrics_host):
+            raise UsageError(f"--metrics-host {args.metrics_host} is reachable from other machines without auth: add "
+                             "--metrics-auth (with [auth] tokens or --auth-tokens FILE) or --metrics-insecure")
+    configure(enabled=False if args.no_metrics else None, port=port, host=args.metrics_host,
+              auth=tokens if args.metrics_auth else None)
+
+
+def _loopback(host) -> bool:
+    from .auth import is_loopback
+
+    return host is None or is_loopback(host)
+
+
+def _auth(app, args):
+    """``app`` with the tokens of ``--auth-tokens`` when given; every front door refused for serving
+    other machines without auth is an error now (one line each), before anything starts."""
+    import dataclasses
+
+    from .auth import exposure_problems
+
+    if getattr(args, "auth_tokens", None):
+        tokens = str(Path(args.auth_tokens).resolve())
+        if not Path(tokens).is_file():
+            raise UsageError(f"--auth-tokens {args.auth_tokens}: no such file (create it: megflow-mp token add NAME "
+                             f"--role operator --file {args.auth_tokens})")
+        if getattr(args, "ray", None):
+            raise UsageError("--auth-tokens does not reach a Ray cluster's machines: give [auth] tokens in the config")
+        app = dataclasses.replace(app, auth=tokens)
+    problems = exposure_problems(app, app.auth)
+    if problems:
+        from .errors import AuthError
+
+        raise AuthError("\n".join(problems))
+    args.tokens = app.auth
+    return app
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("-o", "--output", help="output file: .svg, .png or .dot (default: <config>.svg)")
     sub.add_parser("nodes", help="print the reference of the built-in node types (Markdown)",
                    description="Print every built-in node type: its ports, what it does, its arguments.")
+    from .auth.cli import add_parser as add_token_parser
+
+    add_token_parser(sub)
     sub.add_parser("selfcheck", help="run the bundled logical_test (the engine's self-check)",
                    description="Run the bundled logical_test graph; prints 'logical_test pass'.")
     # its own parser (megflow_mp.quickstart) reads the rest of the line: see main()
@@ -177,6 +234,10 @@ def main(argv=None) -> int:
     try:
         if args.command == "selfcheck":
             return selfcheck()
+        if args.command == "token":
+            from .auth.cli import run as token_command
+
+            return token_command(args)
         if args.command == "nodes":
             from .reference import node_reference
 
@@ -185,6 +246,7 @@ def main(argv=None) -> int:
         app, path, dirs = _load(args)
         if args.command == "check":
             _check_files(app)
+            _auth(app, args)
             plugins = ", ".join(str(d) for d in dirs) or "built-in node types only"
             print(f"{path}: ok ({len(app.procs)} worker processes, {len(app.templates)} graphs, "
                   f"{len(app.registry.nodes)} node types; plugins: {plugins})")
@@ -192,6 +254,7 @@ def main(argv=None) -> int:
         if args.command == "dump":
             print(f"wrote {_dump(app, path, args.output)}")
             return 0
+        app = _auth(app, args)
         _settings(args)
         return _run(app, args.drain_timeout, args, path, dirs)
     except MegFlowError as exc:
@@ -208,6 +271,7 @@ def megflow_run(argv=None) -> int:
         app, path, dirs = _load(args)
         if args.dump:
             print(f"wrote {_dump(app, path, None)}")
+        app = _auth(app, args)
         _settings(args)
         return _run(app, args.drain_timeout, args, path, dirs)
     except MegFlowError as exc:

@@ -114,6 +114,11 @@ class FrontDoorError(MegFlowError):
     """The server cannot listen (address in use, bad host) or failed to start."""
 
 
+class AuthError(MegFlowError):
+    """Auth cannot work as configured: a tokens file missing, unreadable or malformed, a bad token
+    name or role, or a server reachable from other machines without auth; ``str()`` says what to do."""
+
+
 class RequestFailed(MegFlowError):
     """A node raised on this request; ``str()`` names the node and its exception."""
 

@@ -14,6 +14,12 @@ the request that waits for it, matched by ``partial_id``. A request that gets no
 through the graph: a node that raises on one reports it back (:meth:`FrontDoor.fail`) and the
 request raises :class:`RequestFailed`.
 
+Auth and TLS (:mod:`.auth`): ``tls_cert``/``tls_key`` serve HTTPS (the context is loaded before the
+socket is bound: a bad file fails the node at once); :meth:`FrontDoor.protect` (the node's
+``bind_runtime``, with the app's tokens file) refuses a non-loopback ``host`` without auth unless
+``insecure``, and :meth:`FrontDoor.start` puts the guard in front of the node's app. Health probes
+stay open.
+
 Drain (Ctrl-C): the server stops accepting, the requests already in the graph are answered, then
 the node ends. An end without a drain (the app fails: a worker died without ``restart``) answers
 what waits 503 before the process exits (:meth:`FrontDoor.abandon`).
@@ -32,6 +38,13 @@ from .envelope import Envelope
 from .errors import FrontDoorError, RequestFailed, ServiceStopping
 
 log = logging.getLogger("megflow_mp")
+SECURITY_ARGS = ("tls_cert", "tls_key", "insecure")
+
+
+def door_options(args) -> dict:
+    """The auth and TLS arguments of a server node's ``args`` (``tls_cert``, ``tls_key``, ``insecure``)
+    as :class:`FrontDoor` takes them."""
+    return {k: args[k] for k in SECURITY_ARGS if k in args}
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -58,8 +71,14 @@ class FrontDoor:
     """Serves ``app`` and bridges its requests to the graph of the node that owns it."""
 
     def __init__(self, name: str, host: str = "127.0.0.1", port: int = 8080, timeout: float = 30.0,
-                 max_inflight: int = 64, max_header: int = 64 << 10):
+                 max_inflight: int = 64, max_header: int = 64 << 10, tls_cert=None, tls_key=None,
+                 insecure=False):
+        from .auth.policy import tls_context
+
         self.name, self.host, self.timeout = name, host, float(timeout)
+        self.ssl = tls_context(f"server {name!r}", tls_cert, tls_key)
+        self.insecure = insecure
+        self.guard = None  # the auth of this server (protect()); None: open
         self.max_inflight = int(max_inflight)
         self.max_header = int(max_header)  # bytes of a request line and headers (then 431/414)
         self.sock = bind(host, int(port))
@@ -94,8 +113,9 @@ class FrontDoor:
 
         from .http_protocol import protocol_class
 
+        tls = None if self.ssl is None else {"ssl_context_factory": lambda config, default: self.ssl}
         config = uvicorn.Config(Gate(self), log_level="warning", lifespan="off", access_log=False,
-                                interface="asgi3",
+                                interface="asgi3", **(tls or {}),
                                 timeout_graceful_shutdown=max(1, int(self.timeout)),
                                 http=protocol_class(self.max_header), h11_max_incomplete_event_size=self.max_header)
         self.server = uvicorn.Server(config)
@@ -119,16 +139,35 @@ class FrontDoor:
         self.thread.start()
         ready.wait()
 
+    def protect(self, tokens) -> None:
+        """Set this server's auth: ``tokens`` (the app's tokens file, or None). Raises
+        :class:`~.errors.AuthError` (one line saying how to add auth) when the server is reachable
+        from other machines without auth and without ``insecure``; warns when it is with it."""
+        from .auth import Guard, check_exposed
+
+        check_exposed(f"server {self.name!r}", self.host, self.insecure, tokens)
+        self.guard = Guard(tokens, secure=self.ssl is not None) if tokens else None
+
     def start(self, app, hub, send) -> None:
         """Serve ``app`` (its routes, from now on); ``send(envelope)`` (run as a hub task) puts a
         request in the graph. A FastAPI app of :func:`~.nodes.http_routes.make_app` gets this
-        server's own readiness among its ready checks."""
+        server's own readiness among its ready checks; with auth (:meth:`protect`) every route of
+        ``app`` is behind the guard, whatever built it (:func:`.auth.protect`)."""
         self.hub, self.send = hub, send
         checks = getattr(getattr(app, "state", None), "ready_checks", None)
         if isinstance(checks, list):
             checks.insert(0, self.ready_reasons)
+        if self.guard is not None:
+            from .auth import AuthMiddleware, protect
+
+            if hasattr(app, "user_middleware") and hasattr(app, "openapi"):
+                protect(app, self.guard)
+            else:  # an ASGI app of a plugin: guarded whole
+                app = AuthMiddleware(app, self.guard)
         self.app = app
-        log.info("%s listening on http://%s:%d (Swagger UI at /docs)", self.name, self.host, self.port)
+        scheme = "https" if self.ssl is not None else "http"
+        auth = f", auth: tokens of {self.guard.verifier.path}" if self.guard is not None else ""
+        log.info("%s listening on %s://%s:%d (Swagger UI at /docs%s)", self.name, scheme, self.host, self.port, auth)
 
     def stop_accepting(self) -> None:
         """Stop taking new requests (those in the graph still get their answers)."""

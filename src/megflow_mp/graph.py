@@ -113,6 +113,7 @@ class App:
     decls: MappingProxyType  # decl key -> LeafDecl
     shared_chans: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     shared_caps: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    auth: str | None = None  # the tokens file of every front door ([auth] tokens, run --auth-tokens): megflow_mp.auth
 
     @property
     def nworkers(self) -> int:
@@ -439,7 +440,13 @@ def build_app(config: Config, registry: Registry, file: str = "<config>") -> App
             if p.kind not in (LIST, DICT):
                 chans.setdefault((name, p.name, None), len(chans) + 1)
                 caps.setdefault((name, p.name, None), 16)
+    auth = None
+    if config.auth is not None:
+        auth = config.auth.tokens
+        if not os.path.isfile(auth):
+            b.fail(f"tokens file not found: {auth} (create it: megflow-mp token add NAME --role operator "
+                   f"--file {auth})", "auth.tokens")
     return App(config, registry, file, config.main, MappingProxyType(templates),
                MappingProxyType({n: shared[n] for n in used_shared}), MappingProxyType(global_res),
                tuple(procs), MappingProxyType(decl_procs), MappingProxyType(decls), MappingProxyType(chans),
-               MappingProxyType(caps))
+               MappingProxyType(caps), auth)

@@ -7,7 +7,7 @@
 import importlib
 
 _HOMES = {"load_config": "loader", "load_config_string": "loader", "load_variables": "loader", "PortRef": "portref",
-          **{name: "schema" for name in ("Config", "Connection", "Graph", "NamedConn", "Node", "Resource")}}
+          **{name: "schema" for name in ("Auth", "Config", "Connection", "Graph", "NamedConn", "Node", "Resource")}}
 
 
 def __getattr__(name: str):

@@ -310,11 +310,13 @@ class _Loader:
     def _merge(self, doc: dict[str, Any], file: str, base_dir: str, is_root: bool) -> None:
         """Append ``doc``'s lists; keep the first value of any other key (``include``: root's only).
 
-        ``plugins`` entries are made relative to the working directory here, so a plugin directory
-        named by an included file is found next to that file."""
+        ``plugins`` entries and ``auth.tokens`` are made relative to the working directory here, so
+        a plugin directory or tokens file named by an included file is found next to that file."""
         for key, value in doc.items():
             if key == "plugins" and isinstance(value, list):
                 value = [os.path.normpath(os.path.join(base_dir, v)) if isinstance(v, str) else v for v in value]
+            if key == "auth" and isinstance(value, dict) and isinstance(value.get("tokens"), str):
+                value = {**value, "tokens": os.path.normpath(os.path.join(base_dir, value["tokens"]))}
             if key in LIST_KEYS:
                 if not isinstance(value, list):
                     raise ConfigError(f"expected a list of tables, got {_describe(value)}", file=file, path=key)

@@ -187,6 +187,14 @@ class Graph(BaseModel):
         return self
 
 
+class Auth(BaseModel):
+    """``[auth]``: ``tokens`` is the tokens file (``megflow-mp token add``) that protects every front
+    door of the app; the loader makes it relative to the file that names it."""
+
+    model_config = _CLOSED
+    tokens: str
+
+
 class Config(BaseModel):
     """A whole config file, after includes are merged.
 
@@ -197,6 +205,7 @@ class Config(BaseModel):
     model_config = _CLOSED
     include: list[str] = []
     plugins: list[str] = []  # plugin directories, resolved by the loader against the file that names them
+    auth: Auth | None = None  # [auth]: tokens of every front door (megflow_mp.auth)
     resources: list[Resource] = []
     nodes: list[Node] = []
     graphs: list[Graph] = []

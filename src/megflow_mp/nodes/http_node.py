@@ -12,6 +12,10 @@ the results back. Args:
 - ``max_inflight``: requests in the graph at once (default 64; more wait their turn);
 - ``max_pending``: requests being served at once, from reading the body to the reply (default
   256); more are answered at once 503 with ``Retry-After: retry_after`` (seconds, default 1);
+- ``tls_cert``, ``tls_key``: PEM files: serve HTTPS (a missing or unreadable file fails the node
+  at start, naming it);
+- ``insecure``: ``true`` lets a ``host`` other than loopback serve without auth (a warning at
+  every start); without it such a server needs the app's ``[auth]`` (:mod:`megflow_mp.auth`);
 - ``on_error``: what a node raising on a request does: ``"reply"`` (the default: that request is
   answered 500 naming the node and its exception, the node and the server go on) or ``"exit"``
   (the node ends and the app with it, exit 1: for batch runs that must stop at the first error).
@@ -23,7 +27,7 @@ routes answer ``503 {"detail": "starting"}`` until the node runs.
 
 from __future__ import annotations
 
-from ..frontdoor import FrontDoor
+from ..frontdoor import FrontDoor, door_options
 from ..errors import Cancelled
 from .http_routes import reply_error
 
@@ -48,10 +52,11 @@ class HttpServerNode:
         # last: it serves health probes (megflow_mp.health) from now on, its routes once the node runs
         self.door = FrontDoor(name, host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
                               timeout=float(args.get("timeout", 30)), max_inflight=int(args.get("max_inflight", 64)),
-                              max_header=int(args.get("max_header", 64 << 10)))
+                              max_header=int(args.get("max_header", 64 << 10)), **door_options(args))
 
     def bind_runtime(self, worker, node):
         self.hub = worker.hub
+        self.door.protect(getattr(worker.app, "auth", None))  # the app's [auth] (or --auth-tokens)
         if self.on_error == "reply":
             self.door.origin = worker.add_requester(self.door.fail)
         worker.exit_hooks.append(lambda: self.door.abandon("the app is stopping (a worker failed or it was "

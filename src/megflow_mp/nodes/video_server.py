@@ -27,7 +27,7 @@ their instances); a new stream goes to the least loaded one. On a cluster the re
 the machines and each stream's instance stays on its replica's machine (:mod:`..video.runners`).
 
 Args: ``port``, ``host`` (default 127.0.0.1: other machines reach it only when ``host`` says so),
-``timeout``, ``max_header`` as the other servers; ``allow_dirs``: the directories whose files
+``timeout``, ``max_header``, ``tls_cert``, ``tls_key``, ``insecure`` as the other servers; ``allow_dirs``: the directories whose files
 ``/start`` may open (default none: only live URLs; give ``["."]`` for the working directory);
 ``max_msgs`` (default 1000); ``history`` (ended streams /list keeps, default 1000);
 ``allow_hosts``: the hosts live URLs may name (:mod:`..video.hosts`; host names, ``*.cams.example.com``,
@@ -53,7 +53,7 @@ import threading
 from pathlib import Path
 
 from ..errors import Cancelled, ReaderError
-from ..frontdoor import FrontDoor
+from ..frontdoor import FrontDoor, door_options
 from ..live.channel import LiveChannel
 from ..registry import register
 from ..runtime import malloc
@@ -107,6 +107,7 @@ class VideoServer:
             raise ValueError(f"VideoServer {name!r}: {exc}") from None
         self.door_args = dict(host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
                               timeout=float(args.get("timeout", 30)), max_header=int(args.get("max_header", 64 << 10)))
+        self.door_args.update(door_options(args))  # tls_cert, tls_key, insecure (megflow_mp.auth)
         self.on_error = args.get("on_error")  # None: per stream, restart for live sources, end for files
         if self.on_error is not None and self.on_error not in ON_ERROR:
             raise ValueError(f"VideoServer {name!r}: on_error must be 'restart' or 'end', got {self.on_error!r}")
@@ -136,6 +137,7 @@ class VideoServer:
         self.runners = Runners(self, worker, node)
         if self.runners.is_door:  # the port is taken now: a busy one fails the install, not the first request
             self.door = FrontDoor(self.name, **self.door_args)
+            self.door.protect(getattr(worker.app, "auth", None))  # the app's [auth] (or --auth-tokens)
             decl = worker.app.procs[worker.index][0]
             self.store = StreamStore(state_dir(self.state_arg, worker.app.file), decl)
 

@@ -44,7 +44,8 @@ def begin_run(supervisor) -> None:
         sock, SETTINGS.sock = SETTINGS.sock, None  # one run serves it
         from ..health import report_of
 
-        server = MetricsServer(sock, lambda: (directory, supervisor.app), lambda: report_of(supervisor))
+        server = MetricsServer(sock, lambda: (directory, supervisor.app), lambda: report_of(supervisor),
+                               tokens=SETTINGS.auth)
         server.start()
     RUNS[supervisor.run_id] = (directory, supervisor.app, server, os.getpid())
 

@@ -5,7 +5,9 @@ served by the supervisor (``/readyz`` answers from the supervisor's own readines
 For apps without a front door (batch graphs), or to watch an app on a port of its own. A FastAPI
 app on uvicorn, on a thread of the supervisor, started once the workers are forked and stopped when
 the run ends. Its socket was bound by :func:`.settings.configure` (a port in use fails the command
-before anything starts).
+before anything starts). With ``--metrics-auth`` (:attr:`.settings.Settings.auth`) every route but
+the health probes takes the app's tokens (:mod:`megflow_mp.auth`: GET needs a viewer, ``/login``
+for browsers); without it, the port is open, as a Prometheus server inside the network expects.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ log = logging.getLogger("megflow_mp")
 
 
 class MetricsServer:
-    def __init__(self, sock, view, report=lambda: None):
+    def __init__(self, sock, view, report=lambda: None, tokens=None):
         """``view()``: (run directory, app) as :func:`.routes.add_routes` takes it; ``report()``:
-        the supervisor's :class:`~megflow_mp.health.Report` (None: none yet)."""
+        the supervisor's :class:`~megflow_mp.health.Report` (None: none yet); ``tokens``: the
+        tokens file every route but the health probes requires (None: open)."""
         import uvicorn
         from fastapi import FastAPI
 
@@ -30,6 +33,12 @@ class MetricsServer:
         app = FastAPI(title="megflow-mp metrics", docs_url=None, redoc_url=None)
         add_routes(app, view)
         health.add_routes(app, report)
+        self.guard = None
+        if tokens:
+            from ..auth import Guard, protect
+
+            self.guard = Guard(tokens)
+            protect(app, self.guard)
         self.sock = sock
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
                                                     timeout_graceful_shutdown=2))
@@ -44,7 +53,9 @@ class MetricsServer:
     def start(self) -> None:
         self.thread.start()
         host, port = self.sock.getsockname()[:2]
-        log.info("metrics on http://%s:%d/metrics, dashboard on http://%s:%d/dashboard", host, port, host, port)
+        auth = f" (auth: tokens of {self.guard.verifier.path})" if self.guard is not None else ""
+        log.info("metrics on http://%s:%d/metrics, dashboard on http://%s:%d/dashboard%s", host, port, host, port,
+                 auth)
 
     def stop(self) -> None:
         self.server.should_exit = True

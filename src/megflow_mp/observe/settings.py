@@ -33,6 +33,7 @@ class Settings:
     port: int | None = None  # --metrics-port: the supervisor serves /metrics and /dashboard there
     host: str = "127.0.0.1"
     sock: socket.socket | None = None  # bound by configure(), so a port in use fails before any fork
+    auth: str | None = None  # --metrics-auth: the tokens file the metrics port takes (megflow_mp.auth)
 
 
 def _from_env() -> Settings:
@@ -44,9 +45,13 @@ def _from_env() -> Settings:
 SETTINGS = _from_env()
 
 
-def configure(enabled: bool | None = None, port: int | None = None, host: str | None = None) -> Settings:
+def configure(enabled: bool | None = None, port: int | None = None, host: str | None = None,
+              auth: str | None = None) -> Settings:
     """Set this process's settings (the command line, before ``run``). A ``port`` is bound at once:
-    raises :class:`~megflow_mp.errors.FrontDoorError` when it cannot be (in use, no permission)."""
+    raises :class:`~megflow_mp.errors.FrontDoorError` when it cannot be (in use, no permission).
+    ``auth``: the tokens file the metrics port requires (``--metrics-auth``)."""
+    if auth is not None:
+        SETTINGS.auth = auth
     if enabled is not None:
         SETTINGS.enabled = enabled
     if host is not None:
