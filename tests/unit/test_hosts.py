@@ -44,9 +44,8 @@ def test_link_local_and_metadata_are_refused_by_default(host):
 
 def test_a_name_that_resolves_to_metadata_names_the_address():
     assert policy().refusal("evil.example.org") == (
-        "host evil.example.org resolves to 169.254.169.254, which is a link-local or cloud metadata address: "
-        "refused unless allow_hosts lists it (the address, a network inside 169.254.0.0/16 or fe80::/10, or the "
-        "exact name)")
+        "host evil.example.org resolves to 169.254.169.254, which is a link-local or cloud metadata address "
+        "(allow_hosts may list it: the address, a network inside 169.254.0.0/16 or fe80::/10, or the exact name)")
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "cam1.cams.example.com", "192.0.2.10", "::1",
@@ -146,7 +145,8 @@ def test_resolve_is_real_and_bounded():
 def test_video_server_checks_live_urls_against_its_allow_hosts(tmp_path):
     from megflow_mp.nodes.video_server import VideoServer
 
-    server = VideoServer("server", {"allow_hosts": ["127.0.0.0/8", "*.cams.example.com"], "allow_dirs": [str(tmp_path)]})
+    server = VideoServer("server", {"allow_hosts": ["127.0.0.0/8", "*.cams.example.com"],
+                                    "allow_dirs": [str(tmp_path)]})
     assert server.check_url("rtsp://admin:S3cret@127.0.0.1:8554/test") is None
     assert server.check_url("rtsp://admin:S3cret@localhost:8554/test") is None  # resolves inside 127.0.0.0/8
     assert server.check_url("rtsp://admin:S3cret@192.0.2.1/s") == "host 192.0.2.1 is not in the server's allow_hosts"

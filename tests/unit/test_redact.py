@@ -78,7 +78,8 @@ def test_secrets_of_gives_every_form_longest_first():
     ("[Errno 111] Connection refused: 'rtsp://admin:S3cret@127.0.0.1:1/test'", "rtsp://admin:S3cret@127.0.0.1:1/test",
      "[Errno 111] Connection refused: 'rtsp://***@127.0.0.1:1/test'"),
     # FFmpeg may print parts of it, or the URL decoded
-    ("401 Unauthorized (password S3cret rejected)", "rtsp://admin:S3cret@cam/s", "401 Unauthorized (password *** rejected)"),
+    ("401 Unauthorized (password S3cret rejected)", "rtsp://admin:S3cret@cam/s",
+     "401 Unauthorized (password *** rejected)"),
     ("DESCRIBE rtsp://admin:p@ss@cam/s failed", "rtsp://admin:p%40ss@cam/s", "DESCRIBE rtsp://***@cam/s failed"),
     ("GET /x?token=S3cretT0ken 403", "http://cam/x?token=S3cretT0ken", "GET /x?token=*** 403"),
     ("no secret here", "rtsp://127.0.0.1/s", "no secret here"),

@@ -35,11 +35,11 @@ addresses and networks like ``10.0.0.0/8`` or ``[fd00::]/8``; default any host),
 none is refused (400 naming the host); with or without it, link-local and cloud metadata addresses
 (169.254.0.0/16, fe80::/10, fd00:ec2::254, ``metadata.google.internal``; host names are resolved and
 each address checked) are refused unless listed; it applies to ``/start``, ``POST /streams``,
-declared and recorded streams; ``streams`` (declared streams); ``state_dir``; ``on_error``, ``max_restarts`` (default 5),
-``restart_window`` (seconds, default 60); reader options ``transport`` ("tcp"), ``open_timeout``,
-``read_timeout``, ``backoff_initial``, ``backoff_max``, ``max_reconnects``, ``policy`` ("block" or
-"drop_oldest"; default block for files, drop_oldest for live sources), ``queue_size``, ``threads``;
-each may also be given per stream (``streams`` entries, ``POST /streams`` options).
+declared and recorded streams; ``streams`` (declared streams); ``state_dir``; ``on_error``,
+``max_restarts`` (default 5), ``restart_window`` (seconds, default 60); reader options ``transport``
+("tcp"), ``open_timeout``, ``read_timeout``, ``backoff_initial``, ``backoff_max``, ``max_reconnects``,
+``policy`` ("block" or "drop_oldest"; default block for files, drop_oldest for live sources),
+``queue_size``, ``threads``; each may also be given per stream (``streams`` entries, ``POST /streams`` options).
 ``POST /start/{url}?read_timeout=S`` sets one stream's read timeout (a camera that keeps its socket
 open and sends nothing for S seconds is reconnected).
 

@@ -146,15 +146,14 @@ class HostPolicy:
             addrs = [literal]
         else:
             if host in METADATA_NAMES and not exact:
-                return (f"host {host} is a cloud metadata service: refused unless allow_hosts lists it "
-                        "by name")
+                return f"host {host} is a cloud metadata service (allow_hosts may list it by name)"
             addrs = self.resolver(host, self.timeout)
             addrs = None if addrs is None else [_plain(a) for a in addrs]
         for address in addrs or []:
             if self._blocked(address) and not exact:
                 what = f"host {host}" if literal is not None else f"host {host} resolves to {address}, which"
-                return (f"{what} is a link-local or cloud metadata address: refused unless allow_hosts lists it "
-                        "(the address, a network inside 169.254.0.0/16 or fe80::/10, or the exact name)")
+                return (f"{what} is a link-local or cloud metadata address (allow_hosts may list it: the "
+                        "address, a network inside 169.254.0.0/16 or fe80::/10, or the exact name)")
         if not self.given or self.name_listed(host):
             return None
         if addrs is None:
