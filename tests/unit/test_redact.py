@@ -115,3 +115,12 @@ def test_a_live_reader_that_cannot_connect_reports_no_secret():
     assert seen[-1][0] == "error" and "rtsp://***@127.0.0.1:1/test" in seen[-1][1]
     assert not any("S3cret" in str(detail) for _, detail in seen)
     assert "S3cret" not in reader.error
+
+
+def test_a_stream_on_another_replica_is_shown_redacted():
+    from megflow_mp.video.runners import RemoteStream, blank_info
+
+    url = "rtsp://admin:S3cretPassw0rd@127.0.0.1:8554/test?token=S3cretT0ken"
+    remote = RemoteStream("gate", url, ReaderOptions(), "restart", proc=2)
+    assert remote.url == url  # started again elsewhere with the real one
+    assert remote.shown_url == blank_info(remote, "starting", None)["url"] == "rtsp://***@127.0.0.1:8554/test?token=***"
