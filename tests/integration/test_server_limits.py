@@ -117,7 +117,7 @@ def test_servers_listen_on_loopback_unless_host_says_otherwise(tmp_path, server)
         assert listening_address(port) == "127.0.0.1"
     finally:
         drain(proc)
-    proc, url, port = serve(tmp_path, server, 'host = "0.0.0.0"')
+    proc, url, port = serve(tmp_path, server, 'host = "0.0.0.0"\n    insecure = true')  # open on purpose
     try:
         assert listening_address(port) == "0.0.0.0"
     finally:

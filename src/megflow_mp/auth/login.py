@@ -14,6 +14,8 @@ import html
 import logging
 from urllib.parse import parse_qs
 
+from starlette.requests import Request  # at module level: FastAPI resolves the annotation by name
+
 from .guard import Guard, client_of
 from .session import clear_cookie, set_cookie, sign
 
@@ -36,7 +38,6 @@ def page(next_path: str, message: str = "") -> str:
 
 
 def add_login_routes(app, guard: Guard) -> None:
-    from fastapi import Request
     from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
     @app.get("/login", include_in_schema=False)
