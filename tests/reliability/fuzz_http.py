@@ -5,7 +5,9 @@ not: schemathesis' positive and negative modes), sends them from a few client th
 (each with its own keep-alive connection), and checks each response with schemathesis' own
 checks: no 5xx (a 503 only where the operation documents it), a documented status code, the
 documented content type and body schema. Only 127.0.0.1 is ever contacted: a generated
-``/start`` URL that names a network source is not sent (counted in ``skipped``).
+``/start`` URL that names a network source is not sent (counted in ``skipped``). With ``headers``
+(``Authorization: Bearer TOKEN`` of an operator on a server with auth), every request carries them,
+the schema's own fetch included.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ class FuzzResult:
         return len(self.server_errors) + len(self.transport_errors)
 
 
-def load_operations(base_url: str) -> list:
-    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+def load_operations(base_url: str, headers: dict | None = None) -> list:
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", headers=headers or {})
     return [result.ok() for result in schema.get_all_operations()]
 
 
@@ -82,10 +84,10 @@ def reaches_network(case) -> bool:
     return False
 
 
-def fuzz(base_url: str, total: int, timeout: float = 30) -> FuzzResult:
+def fuzz(base_url: str, total: int, timeout: float = 30, headers: dict | None = None) -> FuzzResult:
     """Send about ``total`` generated requests (at least one per operation) to the server at
-    ``base_url`` and return what came back."""
-    ops = load_operations(base_url)
+    ``base_url``, each with ``headers``, and return what came back."""
+    ops = load_operations(base_url, headers)
     result = FuzzResult()
     lock = threading.Lock()
     local = threading.local()
@@ -96,7 +98,7 @@ def fuzz(base_url: str, total: int, timeout: float = 30) -> FuzzResult:
         if session is None:
             session = local.session = requests.Session()
         try:
-            response = case.call(base_url=base_url, session=session, timeout=timeout)
+            response = case.call(base_url=base_url, session=session, timeout=timeout, headers=headers)
         except requests.RequestException as exc:
             session.close()
             local.session = None
