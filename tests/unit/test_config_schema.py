@@ -220,7 +220,16 @@ def test_port_ref_parse_rejects(text, reason):
 
 def test_unknown_field_in_config():
     msg = config_error('mian = "x"\n' + GRAPH_A)
-    assert msg == "app.toml: mian: unknown field 'mian' (allowed: include, plugins, resources, nodes, graphs, main)"
+    assert msg == "app.toml: mian: unknown field 'mian' (allowed: include, plugins, auth, resources, nodes, graphs, main)"
+
+
+def test_auth_tokens_is_relative_to_the_config_and_its_table_is_closed(tmp_path):
+    from megflow_mp.config import load_config
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "app.toml").write_text(GRAPH_A + '\n[auth]\ntokens = "../tokens.toml"\n')
+    assert load_config(tmp_path / "sub" / "app.toml").auth.tokens == str(tmp_path / "tokens.toml")
+    assert "auth.user: unknown field 'user' (allowed: tokens)" in config_error(GRAPH_A + '\n[auth]\nuser = "x"\ntokens = "t"\n')
 
 
 def test_unknown_field_in_graph():

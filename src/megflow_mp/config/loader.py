@@ -228,8 +228,8 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
         if part not in fields:
             return None
         model = fields[part].annotation
-        while get_origin(model) is list:
-            model = get_args(model)[0]
+        while get_origin(model) is list or (get_args(model) and type(None) in get_args(model)):
+            model = next(a for a in get_args(model) if a is not type(None))  # list[X] or X | None: X
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
