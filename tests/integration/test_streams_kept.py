@@ -161,6 +161,8 @@ def test_declared_and_named_streams_and_the_json_resource_against_openapi(tmp_pa
         assert requests.post(f"{url}/streams", json={"url": rtsp_server.url, "id": "door"}, timeout=30).status_code == 409
         r = requests.post(f"{url}/streams", json={"url": rtsp_server.url, "options": {"read_timout": 7}}, timeout=30)
         assert r.status_code == 422 and "read_timout" in r.text
+        r = requests.post(f"{url}/streams", json={"uri": "rtsp://admin:Pa55word@h/x", "id": "x"}, timeout=30)
+        assert r.status_code == 422 and "url" in r.text and "Pa55word" not in r.text  # the input is not echoed
         r = requests.post(f"{url}/streams", json={"url": "ftp://h/x"}, timeout=30)
         assert r.status_code == 400 and "only rtsp" in r.json()["detail"]
         numbered = requests.post(f"{url}/streams", json={"url": rtsp_server.url}, timeout=30).json()

@@ -41,6 +41,7 @@ def make_app(title: str, description: str):
     ready, naming it and its exception. The front door that serves the app adds its own first
     (not ready while it stops)."""
     from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.staticfiles import StaticFiles
     from swagger_ui_bundle import swagger_ui_path
@@ -60,9 +61,19 @@ def make_app(title: str, description: str):
     from ..observe import instrument
 
     instrument(app)  # request metrics; /metrics and /dashboard (megflow_mp.observe)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.state.ready_checks = []
     health.add_routes(app, lambda: health.APP.report)  # /healthz, /readyz
     return app
+
+
+async def _invalid_request(request, exc):
+    """422 for a request that does not match its route's schema: where and what, as FastAPI says it,
+    but never the input itself (a camera URL in a body may hold a password)."""
+    from fastapi.responses import JSONResponse
+
+    errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=422)
 
 
 def reply_error(status: int, detail: str, headers: dict | None = None):
