@@ -32,9 +32,10 @@ Contracts:
 * A :class:`Graph` and its ports are used from the thread that built it (they run on that thread's
   hub). Build it and call :meth:`Graph.wait` outside ``block_on``; ``send``/``recv``/``close`` work
   inside and outside it.
-* Node types: those of ``plugin_path`` (imported as ``megflow-mp run -p`` does), the built-ins, and
-  those registered by the module that builds the Graph and by ``__main__`` (a script may define its
-  nodes itself, as MegFlow's examples do).
+* Node types: those of ``plugin_path`` (imported as ``megflow-mp run -p`` does, never the program's
+  own file: a driver script beside its plugins with ``plugin_path="."`` runs once), the built-ins,
+  and those registered by the module that builds the Graph and by ``__main__`` (a script may define
+  its nodes itself, as MegFlow's examples do).
 * A failure (a node raised, a worker died) raises :class:`~megflow_mp.errors.AppFailed` (each reason
   names the node and holds its error text and traceback) from the ``send``/``recv`` waiting at that
   moment or called later, and from ``wait``; the graph is then stopped.
@@ -130,7 +131,8 @@ class Graph:
 
     ``config_path`` or ``config_str`` (exactly one; with neither, MegFlow's ``<plugin_path>/<dirname>.toml``),
     ``dynamic_path`` / ``dynamic_str``: the template variables as a TOML file / TOML text (the config is
-    then rendered as a template), ``plugin_path``: the plugin directory, ``module_path``: extra import
+    then rendered as a template), ``plugin_path``: the plugin directory or ``.py`` file (the program's
+    own file in it is not imported again: :mod:`megflow_mp.plugins`), ``module_path``: extra import
     paths (a path or a list), ``dump``: write the graph's picture beside the config (``<config>.svg``;
     ``<main graph>.svg`` in the working directory for ``config_str``; ``.dot`` without graphviz).
 

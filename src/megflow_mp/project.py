@@ -10,6 +10,10 @@ Which plugin directories (:func:`plugin_dirs`), the first rule that gives any:
 3. the config file's own directory, when it holds plugin modules (a ``.py`` file or a package);
 4. none: the app uses built-in node types only.
 
+Rules 1 and 2 may name single ``.py`` files as well as directories. Which modules of a directory are
+imported (never the running program's own file; a module that registers nothing is a warning):
+:mod:`megflow_mp.plugins`.
+
 :func:`load_app` applies both and returns the resolved :class:`~megflow_mp.graph.App`; every failure
 is a :class:`~megflow_mp.errors.MegFlowError` (config, plugin) that names the file.
 """
@@ -94,8 +98,9 @@ def load_app(config: PathLike | None = None, plugins: Sequence[PathLike] = (), m
     else:
         dirs = []
     for i, d in enumerate(dirs):
-        if not d.is_dir() and not plugins:
-            raise ConfigError(f"plugin directory not found: {d}", file=str(path), path=f"plugins[{i}]")
+        if not plugins and not d.is_dir() and not (d.suffix == ".py" and d.is_file()):
+            what = "plugin file" if d.suffix == ".py" else "plugin directory"
+            raise ConfigError(f"{what} not found: {d}", file=str(path), path=f"plugins[{i}]")
     registry = load_registry(dirs, list(module_path))
     registry.add_modules(extra_modules)
     return build_app(cfg, registry, str(path)), path, dirs

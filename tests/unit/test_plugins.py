@@ -172,3 +172,64 @@ def test_same_module_name_in_two_dirs_forgets_the_first(tmp_path):
     two = write(tmp_path / "two", {"sf_common.py": node("SfTwo")})
     load_registry(one)
     assert plugin_types(load_registry(two)) == {"SfTwo"}
+
+
+# --- which modules count: the program's own file, modules that register nothing, single files --------------
+
+
+def test_the_running_programs_own_file_is_not_imported(tmp_path, monkeypatch):
+    root = write(tmp_path / "own_app", {
+        "own_nodes.py": node("OwnNode"),
+        "own_driver.py": "raise RuntimeError('the program imported itself as a plugin')\n",
+    })
+    monkeypatch.setattr(sys, "argv", [str(root / "own_driver.py")])
+    assert import_plugins(root) == ["own_nodes"]
+    monkeypatch.setattr(sys, "argv", ["x"])
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", str(root / "." / "own_driver.py"), raising=False)
+    assert import_plugins(root) == ["own_nodes"]
+    assert import_plugins(root / "own_driver.py") == []  # named alone: still the program
+
+
+def test_a_module_that_registers_nothing_is_one_warning_naming_it(tmp_path, caplog):
+    root = write(tmp_path / "idle_app", {
+        "idle_nodes.py": node("IdleNode"),
+        "idle_script.py": "print('a script run at import')\n",
+    })
+    with caplog.at_level("WARNING", logger="megflow_mp.plugins"):
+        assert import_plugins(root) == ["idle_nodes", "idle_script"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert "'idle_script'" in lines[0] and str(root / "idle_script.py") in lines[0]
+    assert 'if __name__ == "__main__":' in lines[0] and "registers no node type" in lines[0]
+
+
+def test_helpers_used_by_the_nodes_and_packages_of_nodes_are_no_warning(tmp_path, caplog):
+    root = write(tmp_path / "help_app", {
+        "aa_consts.py": "LABELS = ['person', 'car']\n",      # imported before its user, used through a list
+        "hp_nodes.py": "from aa_consts import LABELS\nimport zz_tools\n" + textwrap.dedent(node("HpNode")),
+        "zz_tools.py": "def area(b):\n    return b[2] * b[3]\n",
+        "hp_pkg/__init__.py": "from . import impl\n",       # registers through a submodule
+        "hp_pkg/impl.py": node("HpImpl"),
+    })
+    with caplog.at_level("WARNING", logger="megflow_mp.plugins"):
+        assert {"HpNode", "HpImpl"} <= set(load_registry(root).nodes)
+    assert caplog.records == []
+
+
+def test_a_package_plugin_dir_warns_for_its_idle_module(tmp_path, caplog):
+    root = write(tmp_path / "pw_app", {"__init__.py": "", "pw_one.py": node("PwOne"), "pw_stray.py": "X = 1\n"})
+    with caplog.at_level("WARNING", logger="megflow_mp.plugins"):
+        import_plugins(root)
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["plugin module 'pw_app.pw_stray'"]
+
+
+def test_a_single_py_file_is_a_plugin_path(tmp_path, caplog):
+    root = write(tmp_path / "sf_dir", {"sf_single.py": node("SfSingle"), "sf_other.py": node("SfOther")})
+    assert import_plugins(root / "sf_single.py") == ["sf_single"]
+    assert plugin_types(load_registry([root / "sf_single.py"])) == {"SfSingle"}
+    with pytest.raises(PluginError, match="plugin file .* does not exist"):
+        import_plugins(root / "sf_missing.py")
+    write(tmp_path / "sf_dir", {"sf_none.py": "Y = 2\n"})
+    with caplog.at_level("WARNING", logger="megflow_mp.plugins"):
+        import_plugins(root / "sf_none.py")
+    assert "'sf_none'" in caplog.records[0].getMessage()

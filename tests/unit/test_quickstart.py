@@ -158,6 +158,15 @@ def test_every_builtin_template_is_filled_by_the_values_the_dialog_gives():
         assert set(placeholders(tree)) <= known, kind
 
 
+def test_builtin_templates_keep_their_nodes_in_a_folder_of_their_own():
+    for kind in ("modelserving", "image", "video", "custom"):
+        tree = builtin_tree(kind)
+        modules = [p for p in tree.files if p.endswith(".py")]
+        assert modules and all(p.startswith("nodes/") for p in modules), (kind, modules)
+        assert '\nplugins = ["nodes"]\n' in tree.text("config.toml"), kind
+        assert "-p nodes" in tree.text("README.md"), kind
+
+
 def test_a_project_is_written_whole_or_not_at_all(tmp_path):
     write_project(Tree({"a.txt": b"a", "sub/run.sh": b"#!/bin/sh\n"}, {"sub/run.sh": 0o755}), tmp_path / "p")
     assert (tmp_path / "p" / "a.txt").read_bytes() == b"a"
@@ -176,10 +185,11 @@ def test_piped_answers_create_a_custom_project(tmp_path):
     assert code == 0, err
     assert out.startswith("Welcome to MegFlow quickstart utility.\n")
     assert f"Project created, read {tmp_path / 'app'}/README.md to run it." in out
-    files = sorted(p.name for p in (tmp_path / "app").iterdir())
-    assert files == ["README.md", "config.toml", "custom_nodes.py", "requirements.txt"]
-    for p in (tmp_path / "app").iterdir():
-        assert placeholders(Tree({p.name: p.read_bytes()})) == [], p
+    files = sorted(p.relative_to(tmp_path / "app").as_posix() for p in (tmp_path / "app").rglob("*") if p.is_file())
+    assert files == ["README.md", "config.toml", "nodes/custom_nodes.py", "requirements.txt"]
+    for p in (tmp_path / "app").rglob("*"):
+        if p.is_file():
+            assert placeholders(Tree({p.name: p.read_bytes()})) == [], p
     config = tomllib.loads((tmp_path / "app" / "config.toml").read_text())
     assert [n["ty"] for n in config["graphs"][0]["nodes"]] == ["Source", "Sink"]
 

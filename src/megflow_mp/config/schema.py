@@ -204,7 +204,7 @@ class Config(BaseModel):
 
     model_config = _CLOSED
     include: list[str] = []
-    plugins: list[str] = []  # plugin directories, resolved by the loader against the file that names them
+    plugins: list[str] = []  # plugin directories or .py files, resolved by the loader against the file that names them
     auth: Auth | None = None  # [auth]: tokens of every front door (megflow_mp.auth)
     resources: list[Resource] = []
     nodes: list[Node] = []

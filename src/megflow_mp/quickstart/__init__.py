@@ -7,8 +7,9 @@
     megflow_quickstart --path my-app --type modelserving --model net.onnx --yes
     megflow_quickstart --git file:///srv/template.git --branch main --set NAME=value
 
-The project (``config.toml``, its plugin modules beside it, ``README.md``, ``requirements.txt``)
-runs with ``megflow-mp run -c <project>/config.toml -p <project>``. Built-in templates live in
+The project (``config.toml``, its node modules in ``nodes/`` (``plugins = ["nodes"]``: scripts beside
+the config are not plugins), ``README.md``, ``requirements.txt``) runs with
+``megflow-mp run <project>/config.toml``. Built-in templates live in
 ``templates/<type>/`` next to this package (package data); ``--git`` clones any repository and
 fills its ``##NAME##`` placeholders. Modules: :mod:`.asker` (asking one question),
 :mod:`.questions` (the checks), :mod:`.dialog` (the order), :mod:`.templates` (placeholders,
