@@ -2,6 +2,8 @@
 // The server sends an init segment, then one fragment per frame from a keyframe on. The player
 // appends bytes as they arrive, keeps the play position near the newest frame (a little faster when
 // behind, a jump when far behind), trims old buffered media, and reconnects when the response ends.
+// A 410 (the stream has ended) or 404 (no such stream) is final: the player says so and stops asking;
+// anything else (a 504 while no frame comes, a dropped connection) is retried.
 "use strict";
 var megflowLive = (function () {
   var CHASE = 0.25, JUMP = 1.0, KEEP = 10;
@@ -24,8 +26,16 @@ var megflowLive = (function () {
     if (video.paused) video.play().catch(function () {});
   }
 
+  function Final(message) { this.message = message; }
+
+  function detail(text) {
+    try { return JSON.parse(text).detail || text; } catch (e) { return text; }
+  }
+
   function session(video, url, status) {
     return fetch(url, { cache: "no-store" }).then(function (response) {
+      if (response.status === 410 || response.status === 404)
+        return response.text().then(function (text) { throw new Final(detail(text)); });
       if (!response.ok) return response.text().then(function (text) { throw new Error(response.status + " " + text); });
       var type = response.headers.get("Content-Type");
       if (!window.MediaSource || !MediaSource.isTypeSupported(type)) throw new Error("this browser cannot play " + type);
@@ -65,8 +75,14 @@ var megflowLive = (function () {
     function again(delay) { setTimeout(function () { play(video, url, status); }, delay); }
     session(video, url, status).then(function () {
       status.textContent = "stream ended; reconnecting";
-      again(2000);
+      again(500);  // asks whether it ended for good (410) or goes on (a restart)
     }, function (error) {
+      if (error instanceof Final) {
+        status.textContent = error.message;
+        status.setAttribute("data-state", "ended");
+        if (!video.currentSrc) video.style.display = "none";  // no black player for a stream that never showed
+        return;
+      }
       status.textContent = String(error.message || error) + "; retrying";
       again(2000);
     });
