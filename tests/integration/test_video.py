@@ -69,12 +69,12 @@ class Slow:  # slower than a live camera: 10 frames/s
         self.out.send(e.repack({"shape": list(e.msg["data"].shape), "mean": 0.0}))
 
 @register(inputs=["inp"], outputs=["out"])
-class Raw:  # sends a dict out of the graph, not a string
+class Raw:  # sends a dict out of the graph, not a string (stream 1's with bytes in it, which JSON cannot hold)
     def __init__(self, name, args): pass
     def exec(self):
         e = self.inp.recv()
         if e is None: return
-        self.out.send(e.repack({"frame": e.partial_id, **e.msg}))
+        self.out.send(e.repack({"frame": e.partial_id, **e.msg, **({"raw": b"\\x01"} if e.from_addr == 1 else {})}))
 
 @register(inputs=["inp"], outputs=["out"])
 class Fmt:
@@ -324,7 +324,7 @@ def test_video_server_openapi_lists_its_endpoints_with_schemas(tmp_path):
         drain(proc)
 
 
-def test_a_non_string_message_is_shown_as_json_with_one_warning_per_stream(tmp_path, clip_dir):  # noqa: F811
+def test_dict_messages_are_objects_and_what_json_cannot_hold_is_one_warning_per_stream(tmp_path, clip_dir):  # noqa: F811
     toml = VIDEO_TOML.replace("{source}", "VideoServer").replace("{args}", server_args(clip_dir))
     app = write_app(tmp_path, "video", {"video.toml": toml.replace('ty = "Fmt"', 'ty = "Raw"'), "nodes.py": NODES})
     proc, url = start_server(app)
@@ -337,13 +337,14 @@ def test_a_non_string_message_is_shown_as_json_with_one_warning_per_stream(tmp_p
             wait_state(url, sid, {"finished"})
             deadline = time.monotonic() + 30
             while len(got[sid]) < 50 and time.monotonic() < deadline:
-                got[sid] += messages(url, sid)
+                got[sid] += requests.get(f"{url}/get_msgs/{sid}", timeout=10).json()
         assert all([m["frame"] for m in got[sid]] == list(range(50)) for sid in (0, 1))
         assert {m["mean"] > 0 for sid in (0, 1) for m in got[sid]} == {True}
+        assert "raw" not in got[0][0] and {m["raw"] for m in got[1]} == {"b'\\x01'"}  # shown with str()
     finally:
         _, err = drain(proc)
-    warnings = [line for line in err.splitlines() if "not a string; /get_msgs shows it as JSON" in line]
-    assert sorted(w.split("stream ", 1)[1].split(" ", 1)[0] for w in warnings) == ["0", "1"], err
+    warnings = [line for line in err.splitlines() if "that JSON cannot hold whole" in line]
+    assert [w.split("stream ", 1)[1].split(" ", 1)[0] for w in warnings] == ["1"], err
     assert all("a dict out" in w for w in warnings)
 
 

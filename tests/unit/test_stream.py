@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 
 from megflow_mp import Envelope
@@ -113,11 +114,15 @@ def test_a_failure_in_the_instance_is_the_stream_error(creator, clip):
     assert info["state"] == "error" and info["reason"] == "node 'g/s#0/t' failed: ValueError: bad frame"
 
 
-def test_a_message_that_is_no_string_is_shown_as_json(creator, clip):
-    host = Host(creator, results=[{"boxes": [1, 2]}])
+def test_json_values_stay_objects_and_what_json_cannot_hold_is_shown_with_str(creator, clip):
+    host = Host(creator, results=[{"boxes": [1, 2]}, "s", {"a": np.zeros(2, np.uint8)}])
     stream = stream_of(creator, clip, host)
+    delivered = []
+    stream.deliver = delivered.extend
     run(creator, stream)
-    assert stream.take_messages() == ['{"boxes": [1, 2]}'] and stream.warned_type
+    assert stream.take_messages() == ["s", {"a": "[0 0]"}] and stream.warned_type  # max_msgs = 2
+    assert [(sid, text) for sid, _, text in delivered] == [(0, '{"boxes":[1,2]}'), (0, '"s"'), (0, '{"a":"[0 0]"}')]
+    assert all(isinstance(ts, float) for _, ts, _ in delivered)
 
 
 def test_stop_ends_the_stream_as_stopped(creator, clip):

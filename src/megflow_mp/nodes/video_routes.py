@@ -1,13 +1,15 @@
 """The HTTP routes of a VideoServer: MegFlow's, the JSON resource ``/streams``, the live views.
 
 MegFlow's routes answer as MegFlow did: ``POST /start/{url}`` -> ``start stream whose id is N``
-(text), ``POST /stop/{id}`` -> ``stop stream N success``, ``GET /list``, ``GET /get_msgs/{id}``.
+(text), ``POST /stop/{id}`` -> ``stop stream N success``, ``GET /list``, ``GET /get_msgs/{id}`` (a
+JSON list: string messages as MegFlow gave them, JSON values as themselves).
 ``?id=NAME`` on ``/start`` names the stream. The JSON resource is for programs:
 
 - ``GET /streams``: every stream (as ``/list``); ``GET /streams/{id}``: one, 404 when unknown;
 - ``POST /streams`` with ``{"url": ..., "id": ..., "options": {...}}``: 201 with the stream, 400 a
   refused URL, id or option, 409 an id in use;
-- ``DELETE /streams/{id}``: stops it and forgets it (204), 404 when unknown.
+- ``DELETE /streams/{id}``: stops it and forgets it (204), 404 when unknown;
+- ``GET /streams/{id}/events``, ``GET /events``: the messages live (:mod:`.events_routes`).
 
 Every route that takes an id takes a name too (:func:`~..video.spec.parse_sid`). URLs are shown
 redacted (``rtsp://***@host/...``, ``?token=***``: :mod:`..video.redact`), in replies and errors alike.
@@ -21,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import ReaderError
 from ..live.routes import add_view_routes
+from .events_routes import add_event_routes
 from ..video.redact import scrub
 from ..video.spec import StreamId, StreamOptions, StreamSpec, parse_sid
 from .http_routes import ERROR_SCHEMA, make_app, reply_error
@@ -45,7 +48,8 @@ class StreamInfo(BaseModel):
                          "missing references): skipped, the stream goes on")
     fps: float = Field(description="decode rate over the last second")
     reconnects: int
-    messages_dropped: int = Field(description="oldest messages dropped because get_msgs was not called")
+    messages_dropped: int = Field(description="oldest messages dropped from get_msgs' queue because it was not "
+                                  "called (live consumers of /events are not affected)")
     restarts: int = Field(0, description="times the stream was started again after a node of its graph raised")
     last_error: str | None = Field(None, description="the failure that caused the last restart")
     latency_p50_ms: float | None = Field(None, description="median age of a frame (from its decoding) when its "
@@ -61,6 +65,11 @@ def _json_error(description: str, example: str) -> dict:
             "content": {"application/json": {"schema": ERROR_SCHEMA, "example": {"detail": example}}}}
 
 
+MESSAGES = {"description": "the messages taken (and cleared): each a string as the stream's graph sent it, or "
+            "a JSON value (object, array, number, ...) it sent; what JSON cannot hold is shown with str()",
+            "content": {"application/json": {"schema": {"type": "array", "items": {}},
+                                              "example": ['{"frame": 12, "boxes": []}',
+                                                          {"frame": 13, "boxes": [[10, 20, 50, 80]]}]}}}
 NOT_FOUND = {404: _json_error("no stream with this id", "no stream gate")}
 REFUSED = _json_error("refused URL, path, id or option, or a file that cannot be decoded",
                       "refused: only rtsp, rtsps, http and https URLs or files are accepted, not ftp://")
@@ -71,6 +80,7 @@ IN_USE = _json_error("a running stream has this id", "a stream named 'gate' is r
 def build_app(server):
     """The FastAPI app of VideoServer node ``server`` (replica 0)."""
     from fastapi import Body, Query, Response
+    from fastapi.responses import JSONResponse
     from starlette.convertors import PathConvertor, register_url_convertor
 
     from .video_server import StreamRefused
@@ -124,13 +134,13 @@ def build_app(server):
     async def list_streams():
         return [shown(i) for i in await run(server.runners.infos)]
 
-    @app.get("/get_msgs/{sid}", summary="Take the messages a stream's subgraph sent", responses=NOT_FOUND,
-             response_model=list[str])
+    @app.get("/get_msgs/{sid}", summary="Take the messages a stream's subgraph sent",
+             responses={200: MESSAGES, **NOT_FOUND}, response_class=JSONResponse)
     async def get_msgs(sid: str):
         msgs = await run(server.runners.msgs, parse_sid(sid))
         if msgs is None:
             return reply_error(404, f"no stream {sid}")
-        return msgs
+        return JSONResponse(msgs)  # the bytes MegFlow's clients parsed for string messages
 
     @app.get("/streams", summary="The streams (JSON)", response_model=list[StreamInfo], tags=["streams"])
     async def streams():
@@ -160,5 +170,6 @@ def build_app(server):
             return reply_error(404, f"no stream {sid}")
         return Response(status_code=204)
 
+    add_event_routes(app, server.log, lambda sid: sid in server.streams or sid in server.runners.remote)
     add_view_routes(app, lambda: {**server.runners.remote, **server.streams})
     return app

@@ -9,9 +9,11 @@ url, state (starting, running, reconnecting, restarting, finished, stopped, erro
 frames decoded and dropped, corrupt packets and frames skipped (the stream goes on), current fps,
 restarts and last error, the p50/p95 age of a frame when its result left the subgraph (and, with
 replicas, the ``replica`` that runs it and, on a cluster, its ``machine``); ``GET /get_msgs/{id}``
-returns and clears the string messages the stream's subgraph sent out (bounded: ``max_msgs``, the
-oldest dropped and counted). The JSON resource ``/streams`` does the same for programs
-(:mod:`.video_routes`).
+returns and clears the messages the stream's subgraph sent out (strings as they are, JSON values as
+objects; bounded: ``max_msgs``, the oldest dropped and counted). The JSON resource ``/streams`` does
+the same for programs (:mod:`.video_routes`). Every message is also delivered, numbered, to live
+consumers: ``GET /streams/{id}/events`` and ``GET /events`` (Server-Sent Events, :mod:`.events_routes`,
+:mod:`..video.messages`), whichever replica runs its stream.
 
 Kept alive: ``streams = [{ id = "gate", url = "rtsp://...", read_timeout = 5, ... }]`` start with the
 app; streams started over HTTP are recorded in the state directory (:mod:`..video.state`) and
@@ -29,7 +31,9 @@ the machines and each stream's instance stays on its replica's machine (:mod:`..
 Args: ``port``, ``host`` (default 127.0.0.1: other machines reach it only when ``host`` says so),
 ``timeout``, ``max_header``, ``tls_cert``, ``tls_key``, ``insecure`` as the other servers; ``allow_dirs``: the directories whose files
 ``/start`` may open (default none: only live URLs; give ``["."]`` for the working directory);
-``max_msgs`` (default 1000); ``history`` (ended streams /list keeps, default 1000);
+``max_msgs`` (default 1000); ``events_buffer`` (messages kept per stream for resuming
+``/streams/{id}/events``, default 10000), ``events_buffer_all`` (kept for ``/events``, default 100000);
+``history`` (ended streams /list keeps, default 1000);
 ``allow_hosts``: the hosts live URLs may name (:mod:`..video.hosts`; host names, ``*.cams.example.com``,
 addresses and networks like ``10.0.0.0/8`` or ``[fd00::]/8``; default any host), a host matching
 none is refused (400 naming the host); with or without it, link-local and cloud metadata addresses
@@ -61,6 +65,7 @@ from ..runtime.hub import Future
 from ..runtime.threads import run_on_hub
 from ..video.healing import RestartBudget
 from ..video.hosts import HostPolicy
+from ..video.messages import MessageLog, SeqFile
 from ..video.runners import Runners
 from ..video.source import ReaderOptions, is_live
 from ..video.redact import redact_url, scrub
@@ -98,6 +103,10 @@ class VideoServer:
         self.name = name
         self.options = reader_options(args)
         self.max_msgs = int(args.get("max_msgs", 1000))
+        self.events_buffer = int(args.get("events_buffer", 10000))
+        self.events_buffer_all = int(args.get("events_buffer_all", 100000))
+        if self.events_buffer < 1 or self.events_buffer_all < 1:
+            raise ValueError(f"VideoServer {name!r}: events_buffer and events_buffer_all must be >= 1")
         self.history = int(args.get("history", 1000))
         dirs = args.get("allow_dirs", [])
         self.allow_dirs = [Path(d).resolve() for d in ([dirs] if isinstance(dirs, str) else dirs)]
@@ -120,6 +129,7 @@ class VideoServer:
         self.state_arg = args.get("state_dir")
         self.door = None  # replica 0's (bind_runtime)
         self.store: StreamStore | None = None  # replica 0's record of the streams started over HTTP
+        self.log: MessageLog | None = None  # replica 0's: every stream's delivered messages
         self.streams: dict = {}  # this runner's streams by id (int or name)
         self.budgets: dict = {}  # id -> RestartBudget of the streams this runner started again
         self.lock = threading.Lock()
@@ -139,7 +149,11 @@ class VideoServer:
             self.door = FrontDoor(self.name, **self.door_args)
             self.door.protect(getattr(worker.app, "auth", None))  # the app's [auth] (or --auth-tokens)
             decl = worker.app.procs[worker.index][0]
-            self.store = StreamStore(state_dir(self.state_arg, worker.app.file), decl)
+            directory = state_dir(self.state_arg, worker.app.file)
+            self.store = StreamStore(directory, decl)
+            seqs = SeqFile(directory / f"{decl.replace('/', '_')}.seqs.json", decl)
+            self.log = MessageLog(seqs, keep=self.events_buffer, keep_all=self.events_buffer_all,
+                                  max_streams=max(self.history, 1))
 
     def exec(self):
         if self.door is not None:
@@ -157,6 +171,8 @@ class VideoServer:
                 stream.stop()
             for stream in list(self.streams.values()):
                 stream.done.wait()
+            if self.log is not None:
+                self.log.close()  # live consumers get the end; the exact next numbers are written
 
     def build_app(self):
         """The FastAPI app of this server's front door (:mod:`.video_routes`)."""
@@ -293,6 +309,7 @@ class VideoServer:
         the failed stream it replaces."""
         stream = Stream(sid, url, options, self.worker, self.node, self.dyn, self.results, self.max_msgs)
         stream.on_error = on_error
+        stream.deliver = self.runners.deliver  # numbered and fanned out by replica 0
         if old is not None:
             stream.succeed(old)
         stream.view = LiveChannel(f"stream {sid}")  # /view/{sid}: what a Visualize node of the stream sends

@@ -12,7 +12,9 @@ Replica 0 reaches the other runners with worker calls (:meth:`Worker.call
 <megflow_mp.runtime.worker.Worker.call>`): ``video_server.start(sid, url, options, on_error)`` -> None or
 the reason it could not open; ``video_server.stop(sid)`` -> bool; ``video_server.list()`` -> the infos of
 the runner's streams; ``video_server.msgs(sid)`` -> the messages taken. A runner tells replica 0
-``video_server.ended(sid, info)`` when a stream ended. ``GET /list`` shows each stream's ``machine``
+``video_server.ended(sid, info)`` when a stream ended, and hands it its streams' messages as they
+come, ``video_server.messages([(sid, ts, JSON text), ...])`` (one call per batch, no answer): replica 0
+numbers them and serves them live (``/events``, :mod:`.messages`) whichever runner runs the stream. ``GET /list`` shows each stream's ``machine``
 (on a cluster) and ``replica``.
 
 A stream whose graph failed is started again by the runner that runs it (``on_error``, see
@@ -82,6 +84,7 @@ class Runners:
         handlers["video_server.list"] = lambda src: [self.info(s) for s in list(server.streams.values())]
         handlers["video_server.msgs"] = lambda src, sid: self._local_msgs(sid)
         handlers["video_server.ended"] = self._on_ended
+        handlers["video_server.messages"] = lambda src, batch: self.deliver(batch)
         if self.is_door:
             worker.peer_hooks.append(self._on_peer)
 
@@ -250,6 +253,14 @@ class Runners:
         """Stream ``stream`` of this runner ended (on the hub): replica 0 keeps its last info."""
         if not self.is_door:
             self.worker.call(self.door, "video_server.ended", stream.id, self.info(stream), reply=False)
+
+    def deliver(self, batch: list) -> None:
+        """A batch of messages of this runner's streams (on the hub): numbered by replica 0."""
+        if self.is_door:
+            if self.server.log is not None:
+                self.server.log.append_many(batch)
+        else:
+            self.worker.call(self.door, "video_server.messages", batch, reply=False)
 
     def _local_stop(self, sid) -> bool:
         stream = self.server.streams.get(sid)

@@ -104,25 +104,31 @@ class StreamStore:
     def _write(self) -> None:
         data = {"format": FORMAT, "version": VERSION, "node": self.node, "streams": list(self.records.values())}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(data, f, indent=1)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
-            dfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            write_json_atomic(self.path, data, indent=1)
             self.warned = False
         except OSError as exc:
             if not self.warned:
                 self.warned = True
                 log.warning("state file %s cannot be written (%s): the streams run, but will not be started "
                             "again after a restart", self.path, exc.strerror or exc)
+
+
+def write_json_atomic(path: Path, data, indent: int | None = None) -> None:
+    """Write ``data`` as JSON to ``path``, owner-only: a temporary file in the same directory,
+    fsync, rename, fsync of the directory (a crash leaves the old file or the new one). Raises OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=indent)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

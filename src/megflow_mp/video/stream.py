@@ -8,7 +8,10 @@ Threads and tasks of a stream, all in the creator node's worker:
   into the instance as ``{'data': BGR frame}`` with ``from_addr`` = stream id and ``partial_id`` =
   frame index; a full pipeline parks the feeder (backpressure), and the reader's policy decides
   what happens to frames meanwhile (block for files, drop-oldest for live sources);
-- a hub task collects what the instance sends out of its graph output (the stream's messages).
+- a hub task collects what the instance sends out of its graph output (the stream's messages):
+  each is kept for ``/get_msgs`` (``messages``, bounded by ``max_msgs``) and handed, with the time
+  it left the subgraph, to ``deliver`` (the server's: numbered and fanned out by replica 0,
+  :mod:`.messages`), in batches of what arrived together.
 When the reader ends (file end, stop, gave up) the instance's input is closed; frames already
 queued are processed, the instance ends, and ``done`` is set. When a node of the instance raises
 (or a shared node raises on one of its frames) the stream is ``error`` with that failure as its
@@ -23,9 +26,9 @@ logs and reasons show (its secrets as ``***``, :mod:`.redact`).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+import time
 from collections import deque
 
 from ..envelope import Envelope
@@ -34,10 +37,12 @@ from ..observe import watch_stream
 from ..observe.catalog import BUCKETS
 from ..runtime.hub import Future
 from .latency import Latency
+from .messages import encode_message
 from .redact import redact_url, scrub
 from .source import ReaderOptions
 
 log = logging.getLogger("megflow_mp")
+COLLECT_BATCH = 256  # messages handed to deliver at most at once
 
 
 class Stream:
@@ -57,7 +62,8 @@ class Stream:
         self.messages: deque = deque()
         self.max_msgs = max_msgs
         self.msgs_dropped = 0
-        self.warned_type = False  # a non-string message was reported (once per stream)
+        self.warned_type = False  # a message JSON cannot hold was reported (once per stream)
+        self.deliver = None  # fn([(id, ts, JSON text)]) on the hub: the server's (VideoServer), or none
         self.state, self.reason = "starting", None  # written together under _status (read by /list)
         self._status = threading.Lock()
         self.stopped = False
@@ -72,7 +78,8 @@ class Stream:
 
     def succeed(self, old: "Stream") -> None:
         """This stream replaces ``old`` (same id, started again after it failed): it carries on its
-        restart count, last error and the messages nobody took yet."""
+        restart count, last error and the messages nobody took yet (their numbers continue: replica 0
+        numbers them by stream id)."""
         self.restarts, self.last_error = old.restarts + 1, old.last_error
         self.messages, self.msgs_dropped = old.messages, old.msgs_dropped
         self.on_error = old.on_error  # exported as megflow_stream_* while it runs and a while after (observe)
@@ -186,36 +193,45 @@ class Stream:
             self.reader.stop(wait=False)
 
     def _collect(self, port) -> None:
-        latency = self.latency
+        latency, messages = self.latency, self.messages
         try:
-            while (envelope := port.recv()) is not None:
-                latency.result(envelope.partial_id)
-                msg = envelope.msg
-                shown = view_frame(msg)
-                if shown is not None:
-                    if self.view is not None:
-                        self.view.offer(*shown)
-                    continue
-                if len(self.messages) >= self.max_msgs:
-                    self.messages.popleft()
-                    self.msgs_dropped += 1
-                if not isinstance(msg, str):
-                    self._warn_not_a_string(msg)
-                    msg = json.dumps(msg, default=str)
-                self.messages.append(msg)
+            while True:
+                envelopes, _ = port.batch_recv(COLLECT_BATCH, 0)  # what arrived together: one hand-over
+                if not envelopes:
+                    break
+                out = []
+                for envelope in envelopes:
+                    latency.result(envelope.partial_id)
+                    msg = envelope.msg
+                    shown = view_frame(msg)
+                    if shown is not None:
+                        if self.view is not None:
+                            self.view.offer(*shown)
+                        continue
+                    value, text, lossy = encode_message(msg)
+                    if lossy:
+                        self._warn_lossy(msg)
+                    if len(messages) >= self.max_msgs:
+                        messages.popleft()
+                        self.msgs_dropped += 1
+                    messages.append(value)
+                    out.append((self.id, time.time(), text))
+                envelopes = envelope = msg = shown = None  # hold no frame while waiting for the next
+                if out and self.deliver is not None:
+                    self.deliver(out)
         finally:
             if self.view is not None:
                 self.view.close()
             self._collected.set(None)
 
-    def _warn_not_a_string(self, msg) -> None:
-        """Once per stream: the messages of ``/get_msgs`` are strings; anything else is shown as JSON."""
+    def _warn_lossy(self, msg) -> None:
+        """Once per stream: a message held something JSON cannot (an array, bytes, a NaN), shown with str()."""
         if self.warned_type:
             return
         self.warned_type = True
-        log.warning("stream %s (%s): its graph sent a %s out, not a string; /get_msgs shows it as JSON (with "
-                    "str() of what JSON cannot hold, e.g. arrays): send json.dumps(...) of what should be "
-                    "shown, and rendered frames to a Visualize node", self.id, self.shown_url, type(msg).__name__)
+        log.warning("stream %s (%s): its graph sent a %s out that JSON cannot hold whole; what JSON cannot hold "
+                    "(arrays, bytes, NaN, ...) is shown with str(): send strings or JSON values (dicts, lists, "
+                    "numbers), and rendered frames to a Visualize node", self.id, self.shown_url, type(msg).__name__)
 
     def _wait_done(self) -> None:
         failures = self.child.done.wait()
