@@ -207,5 +207,7 @@ def test_chromium_eventsource_receives_a_streams_events(tmp_path):
         assert [i for i, _ in got["got"]] == [str(n) for n in range(40)]
         assert [m["message"] for _, m in got["got"]] == [sent("a", n) for n in range(40)]
         assert {m["stream"] for _, m in got["got"]} == {"a"}
+        open_one = SSE(f"{url}/events", last_event_id="-1")
     finally:
         drain(proc)
+    assert len([e for e in open_one.events() if e.event == "message"]) == FRAMES * FAN  # all kept, then the end

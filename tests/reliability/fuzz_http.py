@@ -56,8 +56,15 @@ class FuzzResult:
 
 
 def load_operations(base_url: str, headers: dict | None = None) -> list:
+    """Every operation of the schema but the live event streams (``text/event-stream``: a response
+    that lasts as long as the server, which no generated request may wait for)."""
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", headers=headers or {})
-    return [result.ok() for result in schema.get_all_operations()]
+    return [op for op in (result.ok() for result in schema.get_all_operations()) if not endless(op)]
+
+
+def endless(op) -> bool:
+    ok = op.definition.raw.get("responses", {}).get("200", {})
+    return "text/event-stream" in ok.get("content", {})
 
 
 def documented(case, status: int) -> bool:
