@@ -44,14 +44,22 @@ connections = [
 
 NODES = f"""
 import json
+import os
 from megflow import register
+
+MARKS = os.path.join(os.path.dirname(__file__), "marks")
 
 @register(inputs=["inp"], outputs=["out"])
 class Say:  # {FAN} messages per frame: a dict (k even), a string holding JSON (k odd)
-    def __init__(self, name, args): pass
+    def __init__(self, name, args): pass  # raises once on frame 20 of a stream named "r..."
     def exec(self):
         e = self.inp.recv()
         if e is None: return
+        mark = os.path.join(MARKS, str(e.from_addr))
+        if str(e.from_addr).startswith("r") and e.partial_id == 20 and not os.path.exists(mark):
+            os.makedirs(MARKS, exist_ok=True)
+            open(mark, "w").close()
+            raise ValueError("frame 20 is bad")
         for k in range({FAN}):
             body = {{"sid": e.from_addr, "frame": e.partial_id, "k": k, "text": "é ✓"}}
             self.out.send(e.repack(body if k % 2 == 0 else json.dumps(body)))
@@ -211,3 +219,30 @@ def test_chromium_eventsource_receives_a_streams_events(tmp_path):
     finally:
         drain(proc)
     assert len([e for e in open_one.events() if e.event == "message"]) == FRAMES * FAN  # all kept, then the end
+
+
+def test_numbers_go_on_across_a_restart_of_the_stream(tmp_path):
+    app, clip = events_app(tmp_path, backoff_initial=0.1)
+    proc, url = start_server(app)
+    try:
+        with SSE(f"{url}/streams/nothing-yet/events") as sse:
+            assert sse.status == 404
+        r = requests.post(f"{url}/streams", json={"url": str(clip), "id": "r", "options": {"on_error": "restart"}},
+                          timeout=30)
+        assert r.status_code == 201, r.text
+        messages, restart = [], None
+        with SSE(f"{url}/streams/r/events", last_event_id="-1") as sse:
+            for event in sse.events():  # the first run's messages (frames before 20), then the whole file again
+                assert event.event == "message"
+                messages.append(event.json())
+                if restart is None and len(messages) > 1 and messages[-1]["message"] == sent("r", 0):
+                    restart = len(messages) - 1
+                if restart is not None and len(messages) - restart == FRAMES * FAN:
+                    break
+        assert [m["seq"] for m in messages] == list(range(len(messages)))  # one numbering, no hole
+        assert 0 < restart <= 20 * FAN
+        assert [m["message"] for m in messages[:restart]] == [sent("r", n) for n in range(restart)]
+        check_stream(messages[restart:], "r", restart)
+        assert stream(url, "r")["restarts"] == 1
+    finally:
+        drain(proc)
