@@ -156,7 +156,8 @@ class SeqFile:
 
     def reserve(self, key, n: int) -> None:
         """Number ``n`` is about to be handed out under ``key``: returns once the file holds more than
-        ``n`` (at once, unless the writer fell a half block behind: then it waits for one write)."""
+        ``n``: at once, except for a key's first number in this run and when the writer fell half a
+        block behind (then it waits for one write: an fsync, on replica 0's hub)."""
         block = self.block_all if key == ALL else self.block
         with self.cond:
             if n + block // 2 >= self.target.get(key, 0):
