@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench chaos lint clean models system-deps
+.PHONY: venv demo test bench chaos lint clean models system-deps docs
 
 $(STAMP): setup.cfg pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
@@ -22,7 +22,7 @@ venv: $(STAMP) models system-deps
 # Debian packages the tests use, installed when missing (needs root and apt-get):
 # graphviz (`dot` draws graphs), redis-server (apps that store features), chromium (Swagger UI checked in a real browser), GStreamer's RTSP
 # server (a real RTSP source for the video tests; run by the system python3, which has `gi`)
-DEBS := graphviz chromium redis-server gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good \
+DEBS := graphviz chromium redis-server mosquitto gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
 system-deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -71,5 +71,10 @@ bench: venv
 	$(PY) -m pytest -q benchmarks --benchmark-columns=mean,ops --benchmark-sort=name --benchmark-json=.benchmarks/bench.json
 	$(PY) benchmarks/report.py .benchmarks/bench.json
 
+# the API reference and guides (mkdocs + mkdocstrings, from the docstrings; offline) into site/
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site
+	@echo "open site/index.html"
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .benchmarks
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .benchmarks site

@@ -62,7 +62,9 @@ class Classifier:
         self.labels = as_labels(labels, path, IMAGENET_LABELS)
 
     def scores(self, imgs) -> np.ndarray:
-        """``(N, C)`` class probabilities, one row per image."""
+        """``(N, C)`` float32 class probabilities (softmax, ``C`` = 1001 for MobileNetV2, column 0 =
+        background), one row per image of ``imgs``: one ``HxWx3`` BGR image, a list of them or an
+        ``NxHxWx3`` array (each resized to ``(3, 224, 224)`` RGB in -1..1)."""
         images, _ = as_images(imgs)
         if not images:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
@@ -74,7 +76,8 @@ class Classifier:
         return out
 
     def classify(self, imgs) -> list[list[tuple[str, float]]]:
-        """Per image, the ``topk`` ``(label, score)`` pairs, best first."""
+        """Per image, the ``topk`` ``(label, score)`` pairs, best first; ``imgs`` as :meth:`scores`
+        takes them (one image still answers a list of one list)."""
         probs = self.scores(imgs)
         k = min(self.topk, probs.shape[1])
         result = []

@@ -96,11 +96,20 @@ class Detector:
         self._stride = np.concatenate(strides).astype(np.float32)
 
     def detect(self, img) -> list[Detection]:
-        """Detections in one ``HxWx3`` BGR image, best score first."""
+        """Detections in one image, best score first (at most ``max_det``).
+
+        ``img``: ``HxWx3`` BGR ``uint8`` (a frame as the engine gives it; an ``HxW`` grey image is
+        repeated into three channels). Each :class:`Detection` has ``box`` ``(x0, y0, x1, y1)`` in pixels of ``img``
+        (clipped to it), ``score`` in 0..1 (objectness times class score, at least ``conf``),
+        ``cls`` the COCO-80 index (``person`` = 0) and ``label`` its name."""
         return self.detect_batch([to_bgr(img)])[0]
 
     def detect_batch(self, imgs) -> list[list[Detection]]:
-        """One list of detections per image (a list of images or an ``NxHxWx3`` array)."""
+        """One list of detections per image, as :meth:`detect` gives them.
+
+        ``imgs``: a list of ``HxWx3`` BGR images (sizes may differ) or an ``NxHxWx3`` array. Each
+        is letterboxed to ``(3, tsize, tsize)``; the network's ``(N, A, 85)`` output is decoded per
+        image (``A`` = 3549 anchors at ``tsize`` 416)."""
         images, _ = as_images(imgs)
         if not images:
             return []

@@ -84,7 +84,10 @@ class Embedder:
         return np.stack([resize(im, w, h).astype(np.float32) for im in images])
 
     def embed(self, imgs) -> np.ndarray:
-        """``(N, D)`` unit-norm float32 embeddings, one row per image."""
+        """``(N, D)`` float32 embeddings of unit L2 norm, one row per image of ``imgs`` (one ``HxWx3``
+        BGR image, a list of them, e.g. crops of any sizes, or an ``NxHxWx3`` array). ``D`` = 1280
+        for ``mobilenet`` (input ``(3, 224, 224)`` RGB in -1..1), 256 for ``reid`` (input
+        ``(256, 128, 3)`` BGR 0..255). Compare rows with :func:`cosine`."""
         images, _ = as_images(imgs)
         if not images:
             return np.zeros((0, self.dim or 0), dtype=np.float32)

@@ -78,7 +78,11 @@ class IouTracker:
         self._frame = -1
 
     def update(self, detections: Sequence[Detection], frame: int | None = None) -> TrackUpdate:
-        """Match one frame's detections; ``frame`` defaults to the previous frame number + 1."""
+        """Match one frame's detections (:class:`~megflow_mp.models.detect.Detection`, e.g. what
+        ``Detector.detect`` answers for the frame) to the live tracks; ``frame`` (the frame's number,
+        e.g. the envelope's ``partial_id``) defaults to the previous frame number + 1. Returns the
+        :class:`TrackUpdate`: tracks ``new`` this frame, ``ended`` (missed more than ``max_missed``
+        times) and every ``live`` one; a live track matched this frame has ``missed == 0``."""
         self._frame = self._frame + 1 if frame is None else frame
         pairs = sorted(((iou(t.box, d.box), tid, di) for tid, t in self._live.items()
                         for di, d in enumerate(detections) if t.detection.cls == d.cls), reverse=True)
