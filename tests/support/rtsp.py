@@ -108,7 +108,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 class RtspServer:
     """``rtsp://127.0.0.1:PORT/test`` serving ``file`` (an MPEG-TS H.264 clip, looped) or a
-    videotestsrc ``pattern`` (default ``ball``, 640x360@25, x264). Starts in ``__init__``
+    videotestsrc ``pattern`` (default ``ball``) of ``size`` (width, height; default 640x360) at ``fps``
+    (default 25), x264 with a keyframe every second. Starts in ``__init__``
     (``start=False`` to delay); a context manager that stops it on exit.
 
     Each client gets its own pipeline; ``shared=True`` gives all of them one (cheaper with many
@@ -120,9 +121,12 @@ class RtspServer:
 
     def __init__(self, file: str | os.PathLike | None = None, pattern: str | None = None, port: int | None = None,
                  host: str = "127.0.0.1", mount: str = "/test", ready_timeout: float = 20.0, start: bool = True,
-                 shared: bool = False):
+                 shared: bool = False, size: tuple[int, int] = (640, 360), fps: int = 25):
         if file is not None and pattern is not None:
             raise ValueError("give file or pattern, not both")
+        if file is not None and (tuple(size) != (640, 360) or fps != 25):
+            raise ValueError("size and fps are the pattern's: a file is served as it was encoded")
+        self.size, self.fps = (int(size[0]), int(size[1])), int(fps)
         self.file = None if file is None else Path(file).resolve()
         if self.file is not None and not self.file.is_file():
             raise FileNotFoundError(self.file)
@@ -180,7 +184,9 @@ class RtspServer:
 
     def _spawn(self, port: int, deadline: float) -> tuple[bool, str]:
         cmd = [SYSTEM_PYTHON, "-u", str(SERVER_SCRIPT), "--host", self.host, "--port", str(port), "--mount", self.mount]
-        cmd += ["--file", str(self.file)] if self.file else ["--pattern", self.pattern or "ball"]
+        cmd += ["--file", str(self.file)] if self.file else [
+            "--pattern", self.pattern or "ball", "--width", str(self.size[0]), "--height", str(self.size[1]),
+            "--fps", str(self.fps)]
         cmd += ["--shared"] if self.shared else []
         cmd += ["--die-with-parent", str(os.getpid())]    # no server outlives a crashed test run
         with open(Path(self._log_dir.name) / "stderr.log", "ab") as err:
