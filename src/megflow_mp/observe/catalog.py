@@ -24,6 +24,8 @@ ST = ("node", "replica", "stream")
 EXEC_BUCKETS = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # age of a frame when its result leaves its stream's subgraph, seconds (real time: <= 1 s)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
+# from a sink taking a message to its destination accepting it, seconds (spooled during an outage: long)
+SINK_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 METRICS = (
@@ -65,10 +67,18 @@ METRICS = (
            "time from a request's arrival to the start of its response"),
     Metric("megflow_http_requests_in_flight", "gauge", NR,
            "requests being served (open streaming responses included)"),
+    Metric("megflow_sink_delivered", "counter", NR,
+           "messages a sink's destination accepted (HTTP 2xx, MQTT PUBACK, XADD reply, write and fsync)"),
+    Metric("megflow_sink_retries", "counter", NR, "failed deliveries of a sink's batch, each one retried"),
+    Metric("megflow_sink_spooled_messages", "gauge", NR, "messages in a sink's spool, not yet accepted"),
+    Metric("megflow_sink_dropped", "counter", NR,
+           "messages a sink dropped from its full spool (spool_max_bytes; the oldest go)"),
+    Metric("megflow_sink_delivery_seconds", "histogram", NR,
+           "time from a sink taking a message to its destination accepting it"),
 )
 BY_NAME = {m.name: m for m in METRICS}
 BUCKETS = {"megflow_node_exec_seconds": EXEC_BUCKETS, "megflow_http_request_seconds": HTTP_BUCKETS,
-           "megflow_stream_latency_seconds": LATENCY_BUCKETS}
+           "megflow_stream_latency_seconds": LATENCY_BUCKETS, "megflow_sink_delivery_seconds": SINK_BUCKETS}
 STREAM_METRICS = tuple(m.name for m in METRICS if m.name.startswith("megflow_stream_"))
 
 

@@ -34,6 +34,7 @@ from .settings import SETTINGS, run_dir
 
 log = logging.getLogger("megflow_mp")
 SAMPLER = None  # this process's Sampler, when metrics are on
+EXPORTERS: list = []  # objects whose export(builder) adds series of this process (watch_values)
 
 
 class StreamValues(NamedTuple):
@@ -179,6 +180,8 @@ class Sampler:
             http = list(self.http)
         for stats in http:
             stats.export(out)
+        for values in list(EXPORTERS):
+            values.export(out)
         return {"pid": os.getpid(), "proc": self.index, "node": self.node, "replica": self.replica,
                 "time": time.time(), "restarts": self.restarts, **out.result()}
 
@@ -248,6 +251,21 @@ def watch_worker(worker) -> Sampler | None:
     SAMPLER = Sampler(worker, run_dir(run_id), SETTINGS.interval, SETTINGS.retention)
     SAMPLER.start()
     return SAMPLER
+
+
+def watch_values(values) -> None:
+    """Export ``values`` from this process: each snapshot calls ``values.export(builder)`` (a
+    :class:`.snapshot.Builder`: ``counter``, ``gauge``, ``hist``, ``extra``), whose series must be
+    declared in :mod:`.catalog`; the process's ``node`` and ``replica`` labels are added. A node
+    calls it from its constructor or ``exec`` (before or after the sampler started: both work);
+    :func:`unwatch_values` stops it. Used by the sinks (:mod:`megflow_mp.sinks`)."""
+    if values not in EXPORTERS:
+        EXPORTERS.append(values)
+
+
+def unwatch_values(values) -> None:
+    if values in EXPORTERS:
+        EXPORTERS.remove(values)
 
 
 def watch_stream(stream) -> None:
