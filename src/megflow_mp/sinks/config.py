@@ -19,11 +19,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import MegFlowError
 from ..video.state import ENV as STATE_ENV
 
 
-class SinkConfigError(ValueError):
-    """A sink's argument is wrong: ``str()`` is one line naming the node and the argument."""
+class SinkConfigError(MegFlowError, ValueError):
+    """A sink's argument is wrong: ``str()`` is one line naming the node and the argument (an
+    expected failure: the app's start fails with that line, no traceback)."""
 
     def __init__(self, kind: str, node: str, arg: str, why: str):
         self.kind, self.node, self.arg, self.why = kind, node, arg, why
