@@ -10,6 +10,7 @@
     megflow-mp dump  CONFIG ... [-o graph.svg|.png|.dot]   # default: <config>.svg beside the config
     megflow-mp selfcheck                       # the bundled logical_test: prints "logical_test pass"
     megflow-mp nodes                           # the reference of the built-in node types (docs/nodes.md)
+    megflow-mp schema [-o FILE] [-p PLUGINS ...]           # the config's JSON Schema, for editors
     megflow-mp quickstart [--path P --type T ...]          # create a project (MegFlow's quickstart)
     megflow_run -p PLUGINS [-c CONFIG] [-m PATH] [--dynamic VARS] [--dump]   # MegFlow's flags
 
@@ -142,6 +143,14 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("-o", "--output", help="output file: .svg, .png or .dot (default: <config>.svg)")
     sub.add_parser("nodes", help="print the reference of the built-in node types (Markdown)",
                    description="Print every built-in node type: its ports, what it does, its arguments.")
+    s = sub.add_parser("schema", help="write the JSON Schema of a config (for editors: taplo, Even Better TOML)",
+                       description="Write the JSON Schema of a config file: the built-in node types' arguments and, "
+                                   "with -p, those the plugins declare. A TOML file whose first line is "
+                                   "'#:schema ./megflow.schema.json' is then validated and completed by the editor.")
+    s.add_argument("-o", "--output", help="file to write (default: standard output)")
+    s.add_argument("-p", "--plugin", action="append", default=[], help="plugin directory or .py file (repeatable)")
+    s.add_argument("-m", "--module-path", "--module_path", action="append", default=[],
+                   help="extra import path (repeatable)")
     from .auth.cli import add_parser as add_token_parser
 
     add_token_parser(sub)
@@ -190,6 +199,22 @@ def _check_files(app) -> None:
     from .graph import check_model_files
 
     check_model_files(app)
+
+
+def _schema(args) -> int:
+    from .config.json_schema import schema_text
+    from .plugins import load_registry
+
+    for p in args.plugin:
+        if not Path(p).exists():
+            raise UsageError(f"-p {p}: no such plugin directory or file")
+    text = schema_text(load_registry([Path(p) for p in args.plugin], list(args.module_path)))
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _dump(app, path: Path, output: str | None) -> str:
@@ -243,6 +268,8 @@ def main(argv=None) -> int:
 
             sys.stdout.write(node_reference())
             return 0
+        if args.command == "schema":
+            return _schema(args)
         app, path, dirs = _load(args)
         if args.command == "check":
             _check_files(app)

@@ -17,7 +17,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from .config.portref import PortRef
+from .config.schema import format_path
 from .errors import ConfigError
+from .nodeargs import args_problem
 from .registry import DICT, LIST, NodeType, Registry
 from .restarts import RestartPolicy
 
@@ -176,6 +178,10 @@ class _Builder:
         if unusable:
             where = f" ({t.file})" if t.file else ""
             self.fail(f"node type {t.name!r}{where} cannot be used: {unusable}", f"{path}.ty")
+        if t.args is not None:
+            problem = args_problem(t.args, {k: v for k, v in args.items() if k != "name"}, f"{t.name} {node.name!r}")
+            if problem:
+                self.fail(problem[1], f"{path}.{format_path(problem[0])}")
         return LeafDecl(f"{graph}/{node.name}", graph, node.name, t, args, node.cloned, tuple(node.res), restart,
                         placement)
 

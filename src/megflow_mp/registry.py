@@ -41,6 +41,8 @@ class NodeType:
 
     ``dynamic_outputs`` names output ports that create one subgraph instance per address
     (DynDemux's ``out``); ``kernel`` is set for built-ins that need the engine's runtime handle.
+    ``args`` is the pydantic model of its declared arguments (:mod:`megflow_mp.nodeargs`), or None:
+    free-form arguments, nothing checked (MegFlow's plugins).
     """
 
     name: str
@@ -53,6 +55,7 @@ class NodeType:
     builtin: bool = False
     dynamic_outputs: frozenset = frozenset()
     dynamic_inputs: frozenset = frozenset()
+    args: type | None = None
 
     def input(self, name: str) -> PortSpec | None:
         return next((p for p in self.inputs if p.name == name), None)
@@ -116,12 +119,15 @@ def _record(entry) -> None:
     entries.append(entry)
 
 
-def register(name: str | None = None, inputs=(), outputs=(), exclusive: bool = False):
+def register(name: str | None = None, inputs=(), outputs=(), exclusive: bool = False, args=None):
     """Class decorator: make ``cls`` a node type named ``name`` (default: the class name).
 
     The class is built as ``cls(name, args)``; its zero-argument ``exec()`` is called until all
     inputs are closed (exactly once for a node without inputs). Each declared port is set on the
-    instance as an attribute of the same name before ``exec`` runs.
+    instance as an attribute of the same name before ``exec`` runs. ``args``: a pydantic model of
+    the node's arguments (:class:`megflow_mp.nodeargs.NodeArgs`): a config giving an argument it
+    does not declare, or a wrong value, is refused by ``check`` and ``run``; without it the
+    arguments are free-form.
     """
 
     def decorator(cls):
@@ -131,10 +137,19 @@ def register(name: str | None = None, inputs=(), outputs=(), exclusive: bool = F
         if dup:
             raise PluginError(f"@register of {type_name!r}: port {sorted(dup)[0]!r} is both input and output",
                               file=_source_file(cls))
-        _record(NodeType(type_name, cls, ins, outs, bool(exclusive), cls.__module__, _source_file(cls)))
+        if args is not None and not _is_model(args):
+            raise PluginError(f"@register of {type_name!r}: args must be a pydantic model class (a subclass of "
+                              f"megflow_mp.nodeargs.NodeArgs), got {args!r}", file=_source_file(cls))
+        _record(NodeType(type_name, cls, ins, outs, bool(exclusive), cls.__module__, _source_file(cls), args=args))
         return cls
 
     return decorator
+
+
+def _is_model(obj) -> bool:
+    from pydantic import BaseModel
+
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
 
 
 def res_register(name: str | None = None):

@@ -392,10 +392,11 @@ class NoArgs:
 
 
 def test_a_missing_model_file_is_named_with_its_field(tmp_path, capsys):
-    config = CONFIG.replace('{ name = "mid", ty = "Transform" }', '{ name = "mid", ty = "Transform", model = "m/x.onnx" }')
+    config = CONFIG.replace('{ name = "src", ty = "CliSource", cloned = 2 }',
+                            '{ name = "src", ty = "CliSource", cloned = 2, model = "m/x.onnx" }')
     pkg = write_app(tmp_path, {"nodes.py": PLUGIN}, config=config)
     message = assert_user_error(*run(capsys, "check", "-p", pkg))
-    assert message.startswith(f"{pkg / (pkg.name + '.toml')}: graphs[0].nodes[1].model: model file not found: m/x.onnx")
+    assert message.startswith(f"{pkg / (pkg.name + '.toml')}: graphs[0].nodes[0].model: model file not found: m/x.onnx")
 
 
 # --- every shipped config, as the README runs it --------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Bcast: sends every envelope to each element of its list port ``out``."""
 
+from ..nodeargs import NoArgs
 from ..registry import register
 
 
-@register(name="Bcast", inputs=["inp"], outputs=["out:[]"])
+@register(name="Bcast", inputs=["inp"], outputs=["out:[]"], args=NoArgs)
 class Bcast:
     def __init__(self, name, args):
         self.name = name

@@ -3,10 +3,10 @@
 The graph gets ``{'data': 1-D uint8 array of the body, 'extra_data': extra_data}``; the reply is the
 returned ``msg['data']`` (bytes or a uint8 array) as ``application/octet-stream``.
 
-Args as :mod:`.http_node`: ``port``, ``host`` (default 127.0.0.1), ``timeout`` (then 504),
-``max_body`` (then 413), ``max_header``, ``max_inflight``, ``max_pending`` and ``retry_after``
-(then 503), ``on_error`` (``"reply"``: a node raising on a request answers it 500 naming the node
-and its exception, and the service goes on; ``"exit"``: the app ends).
+Arguments: the table below, as in :mod:`.http_node` (a result later than ``timeout``: 504; a body
+over ``max_body``: 413; past ``max_pending``: 503; ``on_error = "reply"``: a node raising on a
+request answers it 500 naming the node and its exception, and the service goes on; ``"exit"``: the
+app ends).
 """
 
 
@@ -14,11 +14,11 @@ and its exception, and the service goes on; ``"exit"``: the app ends).
 import numpy as np
 
 from ..registry import register
-from .http_node import HttpServerNode
+from .http_node import HttpArgs, HttpServerNode
 from .http_routes import ERRORS, make_app, read_body, reply_error
 
 
-@register(name="BytesServer", inputs=["inp"], outputs=["out"])
+@register(name="BytesServer", inputs=["inp"], outputs=["out"], args=HttpArgs)
 class BytesServer(HttpServerNode):
     def build_app(self):
         from fastapi import Request

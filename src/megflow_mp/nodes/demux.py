@@ -2,12 +2,13 @@
 
 import logging
 
+from ..nodeargs import NoArgs
 from ..registry import register
 
 log = logging.getLogger("megflow_mp")
 
 
-@register(name="Demux", inputs=["inp"], outputs=["out:{}"])
+@register(name="Demux", inputs=["inp"], outputs=["out:{}"], args=NoArgs)
 class Demux:
     def __init__(self, name, args):
         self.name = name

@@ -14,12 +14,13 @@ machine, so the instances spread over the machines.
 
 import logging
 
+from ..nodeargs import NoArgs
 from ..registry import register
 
 log = logging.getLogger("megflow_mp")
 
 
-@register(name="DynDemux", inputs=["inp"], outputs=["out"])
+@register(name="DynDemux", inputs=["inp"], outputs=["out"], args=NoArgs)
 class DynDemux:
     dynamic_outputs = ("out",)
     keyed_by = "to_addr"  # replicas: one address, one replica (see the send path's Dest.key)

@@ -1,6 +1,6 @@
 """ImageInput: the images of directories into the graph, for pipeline-level tests (no HTTP).
 
-Args: ``urls`` (directories, not recursive; files with an image extension, sorted by name).
+Arguments: ``urls`` (directories, not recursive; files with an image extension, sorted by name).
 Each image goes out as ``{'data': HxWx3 BGR, 'extra_data': file stem}`` with sequential
 ``partial_id``; after the last one ``out`` ends, and the node ends when the results coming back on
 ``inp`` have ended too (each result is counted; strings are logged at INFO level). A file that is
@@ -11,7 +11,10 @@ import logging
 from pathlib import Path
 
 
+from pydantic import Field
+
 from ..envelope import Envelope
+from ..nodeargs import NodeArgs, StrList
 from ..registry import register
 
 log = logging.getLogger("megflow_mp")
@@ -29,13 +32,17 @@ def list_images(dirs) -> list[Path]:
     return out
 
 
-@register(name="ImageInput", inputs=["inp"], outputs=["out"])
+class ImageInputArgs(NodeArgs):
+    urls: StrList = Field([], description="directories of images (not recursive), sent in name order")
+
+
+@register(name="ImageInput", inputs=["inp"], outputs=["out"], args=ImageInputArgs)
 class ImageInput:
     drain_as_source = True
 
     def __init__(self, name, args):
         self.name = name
-        self.files = list_images(args.get("urls", []))
+        self.files = list_images(ImageInputArgs.of(args, name).urls)
         self.results = 0
         self.started = False
 

@@ -11,21 +11,21 @@ decompression bomb is refused before anything is allocated): 413; a node raised 
 the node and its exception; ``max_pending`` requests already being served: 503 with
 ``Retry-After``; no result in time: 504.
 
-Args: ``port``, ``host`` (default 127.0.0.1), ``timeout``, ``max_body``, ``max_header``,
-``max_inflight``, ``max_pending``, ``retry_after``, ``on_error`` (``"reply"``: a node raising
-answers 500 and the service goes on; ``"exit"``: the app ends, exit 1) as in :mod:`.http_node`;
-``response`` (``"image"`` or ``"json"``); ``max_pixels``.
+Arguments: the table below; the server ones (listening, TLS, limits, ``on_error``) as in
+:mod:`.http_node`.
 """
 
 
 import asyncio
 import json
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from ..imagehead import ImageRefused, decode_image
 from ..registry import register
-from .http_node import HttpServerNode
+from .http_node import HttpArgs, HttpServerNode
 from .http_routes import ERRORS, make_app, read_body, reply_error
 
 IMAGE_BODY = {
@@ -38,14 +38,19 @@ IMAGE_BODY = {
 }
 
 
-@register(name="ImageServer", inputs=["inp"], outputs=["out"])
+class ImageServerArgs(HttpArgs):
+    response: Literal["image", "json"] = Field(
+        "image", description="the reply: the JPEG of the returned msg['data'] (image) or the returned string (json)")
+    max_pixels: int = Field(50_000_000, ge=1, description="pixels of an image (more: 413, before decoding)")
+
+
+@register(name="ImageServer", inputs=["inp"], outputs=["out"], args=ImageServerArgs)
 class ImageServer(HttpServerNode):
+    ARGS = ImageServerArgs
+
     def __init__(self, name, args):
         super().__init__(name, args)
-        self.max_pixels = int(args.get("max_pixels", 50_000_000))
-        self.response = str(args.get("response", "image"))
-        if self.response not in ("image", "json"):
-            raise ValueError(f"ImageServer {name!r}: response must be 'image' or 'json', got {self.response!r}")
+        self.max_pixels, self.response = self.args.max_pixels, self.args.response
 
     def build_app(self):
         from fastapi import Request

@@ -1,9 +1,10 @@
 """NoopProducer (sends nothing, ends at once) and NoopConsumer (drops everything)."""
 
+from ..nodeargs import NoArgs
 from ..registry import register
 
 
-@register(name="NoopProducer", outputs=["out"])
+@register(name="NoopProducer", outputs=["out"], args=NoArgs)
 class NoopProducer:
     def __init__(self, name, args):
         self.name = name
@@ -12,7 +13,7 @@ class NoopProducer:
         return
 
 
-@register(name="NoopConsumer", inputs=["inp"])
+@register(name="NoopConsumer", inputs=["inp"], args=NoArgs)
 class NoopConsumer:
     def __init__(self, name, args):
         self.name = name

@@ -2,18 +2,25 @@
 
 Put it after a node with ``cloned = N`` (N > 1): its replicas take messages as they come free, so
 a stream's results leave them out of order (``[0, 2, 1, 4, 3, ...]``); Reorder gives back
-``[0, 1, 2, ...]``. Args: ``start`` (the first ``partial_id``, default 0). Use one Reorder per
-stream (inside the per-stream subgraph), since ``partial_id`` counts per stream.
+``[0, 1, 2, ...]``. Use one Reorder per stream (inside the per-stream subgraph), since
+``partial_id`` counts per stream.
 """
 
+from pydantic import Field
+
+from ..nodeargs import NodeArgs
 from ..registry import register
 
 
-@register(name="Reorder", inputs=["inp"], outputs=["out"])
+class ReorderArgs(NodeArgs):
+    start: int = Field(0, ge=0, description="the first partial_id")
+
+
+@register(name="Reorder", inputs=["inp"], outputs=["out"], args=ReorderArgs)
 class Reorder:
     def __init__(self, name, args):
         self.name = name
-        self.next = int(args.get("start", 0))
+        self.next = ReorderArgs.of(args, name).start
         self.held = {}
 
     def exec(self):

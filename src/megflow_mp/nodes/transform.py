@@ -1,9 +1,10 @@
 """Transform: forwards every envelope unchanged (a pass-through)."""
 
+from ..nodeargs import NoArgs
 from ..registry import register
 
 
-@register(name="Transform", inputs=["inp"], outputs=["out"])
+@register(name="Transform", inputs=["inp"], outputs=["out"], args=NoArgs)
 class Transform:
     def __init__(self, name, args):
         self.name = name

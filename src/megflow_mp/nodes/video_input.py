@@ -1,10 +1,10 @@
 """VideoInput: video files or rtsp URLs into per-stream subgraph instances, for pipeline-level tests.
 
-Args: ``urls`` (files or rtsp/rtsps/http(s) URLs), ``repeat`` (default 1): one subgraph instance
-per url and repeat, all running at once, fed as VideoServer feeds them (``{'data': frame}``,
+Arguments (the table below): ``urls`` (files or rtsp/rtsps/http(s) URLs) and ``repeat``: one
+subgraph instance per url and repeat, all running at once, fed as VideoServer feeds them (``{'data': frame}``,
 ``from_addr`` = stream id, ``partial_id`` = frame index). The node, and so the run, ends when every
 stream has ended. On a terminal a progress line shows frames, fps and, for files, the ETA. Strings
-the subgraphs send out are logged (INFO) when ``print_msgs = true``. Reader args as VideoServer's.
+the subgraphs send out are logged (INFO) when ``print_msgs = true``. Reader options as VideoServer's.
 URLs are logged with their secrets as ``***`` (:mod:`..video.redact`).
 """
 
@@ -16,12 +16,12 @@ from ..errors import Cancelled
 from ..runtime import malloc
 from ..video.source import is_live
 from ..video.stream import Stream
-from .video_server import reader_options
+from .video_args import VideoInputArgs, reader_options
 
 log = logging.getLogger("megflow_mp")
 
 
-@register(name="VideoInput", inputs=["inp"], outputs=["out"])
+@register(name="VideoInput", inputs=["inp"], outputs=["out"], args=VideoInputArgs)
 class VideoInput:
     dynamic_outputs = ("out",)
     dynamic_inputs = ("inp",)
@@ -29,11 +29,9 @@ class VideoInput:
 
     def __init__(self, name, args):
         self.name = name
-        urls = args.get("urls", [])
-        self.urls = [urls] if isinstance(urls, str) else list(urls)
-        self.repeat = int(args.get("repeat", 1))
-        self.options = reader_options(args)
-        self.print_msgs = bool(args.get("print_msgs", False))
+        a = VideoInputArgs.of(args, name)
+        self.urls, self.repeat, self.print_msgs = list(a.urls), a.repeat, a.print_msgs
+        self.options = reader_options(a)
 
     def bind_runtime(self, worker, node):
         self.worker, self.node, self.hub = worker, node, worker.hub

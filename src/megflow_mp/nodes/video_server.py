@@ -28,24 +28,20 @@ backoff (``backoff_initial`` doubling to ``backoff_max``), at most ``max_restart
 their instances); a new stream goes to the least loaded one. On a cluster the replicas spread over
 the machines and each stream's instance stays on its replica's machine (:mod:`..video.runners`).
 
-Args: ``port``, ``host`` (default 127.0.0.1: other machines reach it only when ``host`` says so),
-``timeout``, ``max_header``, ``tls_cert``, ``tls_key``, ``insecure`` as the other servers; ``allow_dirs``: the directories whose files
-``/start`` may open (default none: only live URLs; give ``["."]`` for the working directory);
-``max_msgs`` (default 1000); ``events_buffer`` (messages kept per stream for resuming
-``/streams/{id}/events``, default 10000), ``events_buffer_all`` (kept for ``/events``, default 100000);
-``history`` (ended streams /list keeps, default 1000);
-``allow_hosts``: the hosts live URLs may name (:mod:`..video.hosts`; host names, ``*.cams.example.com``,
-addresses and networks like ``10.0.0.0/8`` or ``[fd00::]/8``; default any host), a host matching
-none is refused (400 naming the host); with or without it, link-local and cloud metadata addresses
-(169.254.0.0/16, fe80::/10, fd00:ec2::254, ``metadata.google.internal``; host names are resolved and
-each address checked) are refused unless listed; it applies to ``/start``, ``POST /streams``,
-declared and recorded streams; ``streams`` (declared streams); ``state_dir``; ``on_error``,
-``max_restarts`` (default 5), ``restart_window`` (seconds, default 60); reader options ``transport``
-("tcp"), ``open_timeout``, ``read_timeout``, ``backoff_initial``, ``backoff_max``, ``max_reconnects``,
-``policy`` ("block" or "drop_oldest"; default block for files, drop_oldest for live sources),
-``queue_size``, ``threads``; each may also be given per stream (``streams`` entries, ``POST /streams`` options).
-``POST /start/{url}?read_timeout=S`` sets one stream's read timeout (a camera that keeps its socket
-open and sends nothing for S seconds is reconnected).
+Arguments: the table below. The server's own (``port``, ``host``: other machines reach it only when
+``host`` says so, ``timeout``, ``max_header``, ``tls_cert``, ``tls_key``, ``insecure``) as the other
+servers'. ``allow_dirs``: the directories whose files ``/start`` may open (none: only live URLs;
+``["."]`` for the working directory). ``allow_hosts``: the hosts live URLs may name
+(:mod:`..video.hosts`; host names, ``*.cams.example.com``, addresses and networks like ``10.0.0.0/8``
+or ``[fd00::]/8``; none: any host), a host matching none is refused (400 naming the host); with or
+without it, link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254,
+``metadata.google.internal``; host names are resolved and each address checked) are refused unless
+listed; it applies to ``/start``, ``POST /streams``, declared and recorded streams. ``streams``:
+the declared streams, each ``{ id, url }`` and any of the reader options and ``on_error``. The
+reader options (``transport`` to ``realtime``) are every stream's defaults; each may also be given
+per stream (``streams`` entries, ``POST /streams`` options). ``POST /start/{url}?read_timeout=S``
+sets one stream's read timeout (a camera that keeps its socket open and sends nothing for S seconds
+is reconnected).
 
 Secrets in URLs (the user info, ``password=``, ``token=``, ``api_key=``, ...) are shown as ``***``
 wherever a URL or a reason is shown: ``/list``, ``/streams``, ``/view``, the dashboard, metrics, logs
@@ -57,7 +53,7 @@ import threading
 from pathlib import Path
 
 from ..errors import Cancelled, ReaderError
-from ..frontdoor import FrontDoor, door_options
+from ..frontdoor import FrontDoor
 from ..live.channel import LiveChannel
 from ..registry import register
 from ..runtime import malloc
@@ -69,18 +65,13 @@ from ..video.messages import MessageLog, SeqFile
 from ..video.runners import Runners
 from ..video.source import ReaderOptions, is_live
 from ..video.redact import redact_url, scrub
-from ..video.spec import ON_ERROR, StreamOptions, declared_streams, name_problem
+from ..video.spec import StreamOptions, name_problem
 from ..video.state import StreamStore, state_dir
 from ..video.stream import Stream
+from .video_args import VideoServerArgs, reader_options
 
 log = logging.getLogger("megflow_mp")
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
-READER_ARGS = ("transport", "open_timeout", "read_timeout", "backoff_initial", "backoff_max", "max_reconnects",
-               "policy", "queue_size", "threads", "realtime")
-
-
-def reader_options(args) -> ReaderOptions:
-    return ReaderOptions(**{k: args[k] for k in READER_ARGS if k in args})
 
 
 class StreamRefused(Exception):
@@ -92,7 +83,7 @@ class StreamRefused(Exception):
         self.status, self.reason = status, reason
 
 
-@register(name="VideoServer", inputs=["inp"], outputs=["out"])
+@register(name="VideoServer", inputs=["inp"], outputs=["out"], args=VideoServerArgs)
 class VideoServer:
     interactive = True  # answers HTTP clients: its worker keeps the normal scheduling policy
     dynamic_outputs = ("out",)
@@ -101,32 +92,18 @@ class VideoServer:
 
     def __init__(self, name, args):
         self.name = name
-        self.options = reader_options(args)
-        self.max_msgs = int(args.get("max_msgs", 1000))
-        self.events_buffer = int(args.get("events_buffer", 10000))
-        self.events_buffer_all = int(args.get("events_buffer_all", 100000))
-        if self.events_buffer < 1 or self.events_buffer_all < 1:
-            raise ValueError(f"VideoServer {name!r}: events_buffer and events_buffer_all must be >= 1")
-        self.history = int(args.get("history", 1000))
-        dirs = args.get("allow_dirs", [])
-        self.allow_dirs = [Path(d).resolve() for d in ([dirs] if isinstance(dirs, str) else dirs)]
-        try:
-            self.hosts = HostPolicy(args.get("allow_hosts"))
-        except ValueError as exc:
-            raise ValueError(f"VideoServer {name!r}: {exc}") from None
-        self.door_args = dict(host=str(args.get("host", "127.0.0.1")), port=int(args.get("port", 8080)),
-                              timeout=float(args.get("timeout", 30)), max_header=int(args.get("max_header", 64 << 10)))
-        self.door_args.update(door_options(args))  # tls_cert, tls_key, insecure (megflow_mp.auth)
-        self.on_error = args.get("on_error")  # None: per stream, restart for live sources, end for files
-        if self.on_error is not None and self.on_error not in ON_ERROR:
-            raise ValueError(f"VideoServer {name!r}: on_error must be 'restart' or 'end', got {self.on_error!r}")
-        self.max_restarts = int(args.get("max_restarts", 5))
-        self.restart_window = float(args.get("restart_window", 60))
-        if self.max_restarts < 0 or self.restart_window <= 0:
-            raise ValueError(f"VideoServer {name!r}: max_restarts must be >= 0 and restart_window > 0")
-        self.declared = declared_streams(args.get("streams", []), name)
+        a = VideoServerArgs.of(args, name)
+        self.options = reader_options(a)
+        self.max_msgs, self.events_buffer, self.events_buffer_all = a.max_msgs, a.events_buffer, a.events_buffer_all
+        self.history = a.history
+        self.allow_dirs = [Path(d).resolve() for d in a.allow_dirs]
+        self.hosts = HostPolicy(a.allow_hosts)
+        self.door_args = a.door()  # host, port, timeout, max_header; tls_cert, tls_key, insecure (megflow_mp.auth)
+        self.on_error = a.on_error  # None: per stream, restart for live sources, end for files
+        self.max_restarts, self.restart_window = a.max_restarts, a.restart_window
+        self.declared = [entry.spec() for entry in a.streams]
         self.declared_ids: set = set()  # the ids of the declared streams that started
-        self.state_arg = args.get("state_dir")
+        self.state_arg = a.state_dir
         self.door = None  # replica 0's (bind_runtime)
         self.store: StreamStore | None = None  # replica 0's record of the streams started over HTTP
         self.log: MessageLog | None = None  # replica 0's: every stream's delivered messages

@@ -6,11 +6,8 @@ message (:func:`megflow_mp.live.view_message`). Wire ``out`` to the subgraph out
 to the VideoServer's ``inp`` (with the stream's other results, if any): the server then serves the
 stream at ``/view/{id}``, encoding only while someone watches (see :mod:`megflow_mp.live`).
 
-Args: ``key`` ("data"); ``fps`` (most frames per second passed on, default: all); encoder options
-``crf`` (23, lower is better and larger), ``max_kbps`` (a bitrate cap, default none), ``keyint``
-(frames between keyframes, 120), ``preset`` (x264's, "ultrafast"); ``viewer_queue`` (bytes a viewer
-may fall behind before it skips to the next keyframe, 8 MiB). A message without a BGR frame is
-dropped with one warning.
+Arguments: the table below (``crf`` to ``threads`` are the H.264 encoder's, ``viewer_queue`` each
+viewer's). A message without a BGR frame is dropped with one warning.
 """
 
 from __future__ import annotations
@@ -18,23 +15,40 @@ from __future__ import annotations
 import logging
 import time
 
+from typing import Literal
+
 import numpy as np
+from pydantic import Field
 
 from ..live import view_message
+from ..nodeargs import NodeArgs
 from ..registry import register
 
 log = logging.getLogger("megflow_mp")
-ENCODE_ARGS = {"crf": float, "max_kbps": int, "keyint": int, "preset": str, "threads": int, "viewer_queue": int}
+ENCODE_ARGS = ("crf", "max_kbps", "keyint", "preset", "threads", "viewer_queue")
+PRESETS = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
 
 
-@register(name="Visualize", inputs=["inp"], outputs=["out"])
+class VisualizeArgs(NodeArgs):
+    key: str = Field("data", description="the field of a dict message that holds the frame")
+    fps: float | None = Field(None, gt=0, description="most frames per second passed on (none: all)")
+    crf: float = Field(23, ge=0, le=51, description="quality: lower is better and larger")
+    max_kbps: int | None = Field(None, ge=1, description="a bitrate cap (none: no cap)")
+    keyint: int = Field(120, ge=1, description="most frames between keyframes")
+    preset: PRESETS = Field("ultrafast", description="x264's speed preset")
+    threads: int = Field(0, ge=0, le=64, description="encoder threads (0: libx264 decides)")
+    viewer_queue: int = Field(8 << 20, ge=1, description="bytes a viewer may fall behind before it skips to the "
+                              "next keyframe")
+
+
+@register(name="Visualize", inputs=["inp"], outputs=["out"], args=VisualizeArgs)
 class Visualize:
     def __init__(self, name, args):
         self.name = name
-        self.key = str(args.get("key", "data"))
-        fps = args.get("fps")
-        self.interval = 1.0 / float(fps) if fps else 0.0
-        self.encode = {k: conv(args[k]) for k, conv in ENCODE_ARGS.items() if k in args}
+        a = VisualizeArgs.of(args, name)
+        self.key = a.key
+        self.interval = 1.0 / a.fps if a.fps else 0.0
+        self.encode = a.model_dump(include=set(ENCODE_ARGS), exclude_unset=True)
         self.next_at = 0.0
         self.warned = False
 
