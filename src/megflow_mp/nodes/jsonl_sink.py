@@ -14,10 +14,11 @@ the file past it: ``<path>.1`` ... ``<path>.<backups>``; 0: never; default 64 Mi
 """
 
 from ..registry import register
+from ..sinks.args import JsonlSinkArgs
 from ..sinks.jsonl import JsonlFile
 from ..sinks.node import SinkNode
 
 
-@register(name="JsonlSink", inputs=["inp"], outputs=["out"])
+@register(name="JsonlSink", inputs=["inp"], outputs=["out"], args=JsonlSinkArgs)
 class JsonlSink(SinkNode):
     KIND, DESTINATION, BATCH = "JsonlSink", JsonlFile, 100

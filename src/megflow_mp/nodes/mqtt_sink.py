@@ -15,10 +15,11 @@ every sink's arguments (``timeout``, ``retry_min``, ``retry_max``, ``spool_dir``
 """
 
 from ..registry import register
+from ..sinks.args import MqttSinkArgs
 from ..sinks.mqtt import Mqtt
 from ..sinks.node import SinkNode
 
 
-@register(name="MqttSink", inputs=["inp"], outputs=["out"])
+@register(name="MqttSink", inputs=["inp"], outputs=["out"], args=MqttSinkArgs)
 class MqttSink(SinkNode):
     KIND, DESTINATION, BATCH = "MqttSink", Mqtt, 100

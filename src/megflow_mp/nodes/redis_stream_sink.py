@@ -15,10 +15,11 @@ sink's arguments (``timeout``, ``retry_min``, ``retry_max``, ``spool_dir``, ``sp
 """
 
 from ..registry import register
+from ..sinks.args import RedisStreamSinkArgs
 from ..sinks.node import SinkNode
 from ..sinks.redis_stream import RedisStream
 
 
-@register(name="RedisStreamSink", inputs=["inp"], outputs=["out"])
+@register(name="RedisStreamSink", inputs=["inp"], outputs=["out"], args=RedisStreamSinkArgs)
 class RedisStreamSink(SinkNode):
     KIND, DESTINATION, BATCH = "RedisStreamSink", RedisStream, 100

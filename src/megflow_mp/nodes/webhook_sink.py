@@ -36,10 +36,11 @@ Metrics: ``megflow_sink_delivered_total``, ``megflow_sink_retries_total``,
 """
 
 from ..registry import register
+from ..sinks.args import WebhookSinkArgs
 from ..sinks.node import SinkNode
 from ..sinks.webhook import Webhook
 
 
-@register(name="WebhookSink", inputs=["inp"], outputs=["out"])
+@register(name="WebhookSink", inputs=["inp"], outputs=["out"], args=WebhookSinkArgs)
 class WebhookSink(SinkNode):
     KIND, DESTINATION = "WebhookSink", Webhook
