@@ -205,3 +205,44 @@ def test_bad_sink_config_is_one_line_and_an_unreachable_url_only_warns(tmp_path,
     assert len(warn) == 1 and "http://127.0.0.1:9/x" in warn[0]
     assert "very-secret" not in r.stderr and "pw-in-url" not in r.stderr
     assert len(list((tmp_path / "sp").glob("*.entry"))) == FRAMES * STREAMS
+
+
+def test_sink_metrics_and_dashboard_rows_while_the_destination_refuses_then_accepts(tmp_path, clip):
+    import requests
+
+    from tests.integration.conftest import free_port
+    from tests.integration.test_metrics import scrape, total, wait_for
+
+    os.environ["SINK_TEST_TOKEN2"] = "metric-secret-token"
+    try:
+        with Receiver(status=503) as rx:
+            nodes = {"hook": node("hook", "WebhookSink", url=rx.url, batch=50, spool_dir=str(tmp_path / "sp"),
+                                  retry_min=0.05, retry_max=0.2, drain_timeout=60,
+                                  headers={"Authorization": "env:SINK_TEST_TOKEN2"})}
+            port = free_port()
+            proc = start_cli("run", app(tmp_path, clip, [("hook", True)], nodes), "--metrics-port", port)
+            base = f"http://127.0.0.1:{port}"
+            try:
+                wait_for(lambda: (s := scrape(base)) and total(s, "megflow_sink_spooled_messages", node="@/hook")
+                         == FRAMES * STREAMS and total(s, "megflow_sink_retries_total", node="@/hook") > 2,
+                         what="every message spooled, retries counted")
+                state = requests.get(f"{base}/dashboard/state", timeout=10)
+                rows = state.json()["sinks"]
+                assert [(r["node"], r["kind"], r["state"], r["to"]) for r in rows] == \
+                    [("@/hook", "WebhookSink", "down", rx.url)]
+                assert "metric-secret" not in state.text + requests.get(f"{base}/metrics", timeout=10).text
+                rx.delay, rx.status = 0.3, 200  # 24 batches: the app lives a few seconds more
+                s = wait_for(lambda: (s := scrape(base)) and total(s, "megflow_sink_delivered_total", node="@/hook")
+                             >= 100 and s, what="deliveries counted")
+                assert total(s, "megflow_sink_delivery_seconds_count", node="@/hook") >= 100
+                assert total(s, "megflow_sink_dropped_total", node="@/hook") == 0
+                proc.communicate(timeout=60)
+                assert len({r["id"] for r in rx.records()}) == FRAMES * STREAMS
+                assert proc.returncode == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
+    finally:
+        del os.environ["SINK_TEST_TOKEN2"]
+    check_stream_order(rx.records())

@@ -249,3 +249,25 @@ def test_mqtt_sink_publishes_with_puback_and_a_password_from_a_file_across_a_bro
         topics = {t for t, _ in sub.got}
         assert topics == {"cams/n/0", "cams/n/1", "cams/n/2"}
         check_in_order([json.loads(p) for p in sub.payloads()], (0, 1, 2), 150)
+
+
+@pytest.mark.parametrize("config, sink_name, before", [
+    ("configs/electric_bicycle/video_test.toml", "alert_sink", "redis_proxy"),
+    ("configs/cat_finder/video_test.toml", "notify_sink", "redis_proxy"),
+])
+def test_example_apps_send_their_alerts_to_a_sink_chosen_by_a_template_variable(config, sink_name, before):
+    from megflow_mp.config.loader import load_config
+
+    sink = {"ty": "WebhookSink", "url": "http://127.0.0.1:9000/alerts", "batch": 10,
+            "headers": {"Authorization": "env:HOOK_TOKEN"}}
+    base = {"videos": ["/v.mp4"], "urls": ["/v.mp4"]}
+    with_sink = load_config(config, variables={**base, "sink": sink})
+    node = next(n for n in with_sink.nodes if n.name == sink_name)
+    args = node.model_dump() if hasattr(node, "model_dump") else dict(node)
+    dumped = json.dumps(args, default=str)
+    assert "WebhookSink" in dumped and "env:HOOK_TOKEN" in dumped and "9000/alerts" in dumped
+    sub = next(g for g in with_sink.graphs if g.name == "subgraph")
+    assert f"{sink_name}:out" in json.dumps([o.model_dump() for o in sub.outputs], default=str)
+    assert [f"{before}:out", f"{sink_name}:inp"] in [list(c.ports) for c in sub.connections]
+    plain = load_config(config, variables=base)
+    assert all(n.name != sink_name for n in plain.nodes)

@@ -9,7 +9,8 @@ process and app (the picture of a running app does not change).
 declaration (its replicas summed) envelopes in and out per second, queue depth and capacity, mean
 exec time over the last interval, CPU load (CPU seconds per second per replica, 0..1 for a busy
 replica), errors and restarts; per stream its state, fps, frames, drops, viewers and the port of
-the server that shows it (``/view/{id}``).
+the server that shows it (``/view/{id}``); per sink replica where it delivers, whether the
+destination is up, and its delivered, spooled, dropped and retried messages.
 """
 
 from __future__ import annotations
@@ -137,7 +138,22 @@ class Tracker:
             if rate[2] is not None:
                 d["exec"] = rate[2] if d["exec"] is None else max(d["exec"], rate[2])
         return {"time": time.time(), "nodes": nodes,
-                "streams": sorted(streams.values(), key=lambda s: (s["node"], sid_order(s["id"])))}
+                "streams": sorted(streams.values(), key=lambda s: (s["node"], sid_order(s["id"]))),
+                "sinks": _sinks(per, snaps)}
+
+
+def _sinks(per: dict, snaps: list) -> list[dict]:
+    """One row per sink replica: where it delivers (no secrets), up or down, and its counters."""
+    rows = []
+    for snap in snaps:
+        v = per.get((snap["node"], str(snap["replica"])), {})
+        for extra in snap.get("sinks", []):
+            rows.append({"node": snap["node"], "replica": snap["replica"], "kind": extra["kind"], "to": extra["to"],
+                         "state": extra["state"], "error": extra["error"],
+                         "delivered": v.get("megflow_sink_delivered", 0), "retries": v.get("megflow_sink_retries", 0),
+                         "spooled": v.get("megflow_sink_spooled_messages", 0),
+                         "dropped": v.get("megflow_sink_dropped", 0)})
+    return sorted(rows, key=lambda r: (r["node"], r["replica"]))
 
 
 _TRACKERS: dict = {}

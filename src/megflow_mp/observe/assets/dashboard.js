@@ -101,6 +101,23 @@ function showStreams(streams) {
   }
 }
 
+function showSinks(sinks) {
+  const body = document.querySelector("#sinks tbody");
+  body.replaceChildren();
+  for (const k of sinks || []) {
+    const tr = document.createElement("tr");
+    cell(tr, k.node, "text"); cell(tr, k.replica); cell(tr, k.kind, "text"); cell(tr, k.to, "url");
+    cell(tr, k.state === "down" ? `down (${k.error})` : "up", "text state-" + (k.state === "down" ? "error" : "running"));
+    cell(tr, k.delivered); cell(tr, k.spooled); cell(tr, k.dropped); cell(tr, k.retries);
+    body.appendChild(tr);
+  }
+  if (!body.children.length) {
+    const tr = document.createElement("tr");
+    cell(tr, "no sink (WebhookSink, MqttSink, RedisStreamSink, JsonlSink)", "text");
+    body.appendChild(tr);
+  }
+}
+
 function connect() {
   const status = document.getElementById("status");
   const source = new EventSource("/dashboard/events");
@@ -108,6 +125,7 @@ function connect() {
     const state = JSON.parse(event.data);
     showNodes(state.nodes);
     showStreams(state.streams);
+    showSinks(state.sinks);
     status.textContent = "live, " + new Date(state.time * 1000).toLocaleTimeString();
     status.className = "live";
   };
