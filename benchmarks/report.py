@@ -14,7 +14,8 @@ service with dynamic batching next to plain FastAPI + onnxruntime endpoints) and
 of VideoServer and VideoInput over N files next to PyAV decode-only, and the engine's overhead, one
 block per frame size). So do the apps (``det_classify``: batch_recv on vs off; ``electric_bicycle``:
 the app vs decode-only and vs a plain decode + detect loop) and the model layer (``models``:
-megenginelite vs onnxruntime latency; ``batching``: rebatched vs chunked inference).
+megenginelite vs onnxruntime latency; ``batching``: rebatched vs chunked inference), and
+``cameras``: how many live RTSP cameras the engine and a plain program hold in real time.
 """
 
 from __future__ import annotations
@@ -50,6 +51,18 @@ THROUGHPUT = {
                        {"engine": "engine, --ray: source on machine 0, sink placed on machine b, cap 8",
                         "ray": "plain Ray: one actor ray.puts each frame, an actor on b gets it, <= 8 in flight"},
                        {"ray": 1.0}, None),
+    "sink_webhook": ("sink messages to a local HTTP receiver (http.server), batch 1",
+                     {"engine": "WebhookSink's outlet (spool + delivery thread)",
+                      "plain": "requests.Session.post in a loop"}, {}, None),
+    "sink_mqtt": ("sink messages to a local mosquitto, QoS 1",
+                  {"engine": "MqttSink's outlet, batch 100", "plain": "paho publish + PUBACK wait per 100"}, {}, None),
+    "sink_redis": ("sink messages to a local redis stream (XADD MAXLEN ~)",
+                   {"engine": "RedisStreamSink's outlet, batch 100", "plain": "redis-py pipeline of 100 XADDs"},
+                   {}, None),
+    "sink_jsonl": ("sink messages to a JSON-lines file, fsync per batch",
+                   {"engine": "JsonlSink's outlet, batch 100", "plain": "os.write of 100 lines + fsync"}, {}, None),
+    "sink_spool": ("sink puts (the node's exec) while the destination is down vs up",
+                   {"engine": "destination down: every message to the spool", "plain": "destination up"}, {}, None),
     "cluster_overhead": ('small envelopes `{"i": i}`, the chain of 5 workers, cap 16, every process on one machine',
                          {"engine": "engine with --ray (a Ray cluster, no placement)", "plain": "engine without Ray"},
                          {"plain": 0.95}, None),
@@ -188,6 +201,7 @@ def render(data: dict) -> str:
     out += _batching(benches)
     out += _live_view(benches)
     out += _cluster_det_classify(benches)
+    out += _cameras(benches)
     return "\n".join(out)
 
 
@@ -583,6 +597,54 @@ def _live_view(benches: list[dict]) -> list[str]:
         out.append(f"- encoding CPU: live / plain loop = {ratio:.2f}, target <= 1.0: "
                    f"**{'met' if ratio <= 1.0 else 'MISSED'}**")
     return out + [""]
+
+
+def _cameras(benches: list[dict]) -> list[str]:
+    """Cameras per machine (bench_cameras.py): per resolution the most live cameras the engine and the
+    plain program held in real time, and every step of both ramps."""
+    infos = [b["extra_info"] for b in benches if b.get("group") == "cameras" and "steps" in b.get("extra_info", {})]
+    if not infos:
+        return []
+    first = infos[0]
+    out = ["## Cameras per machine (live RTSP, YOLOX-nano, interval 5)", "",
+           f"N RTSP cameras ({first['fps']} fps H.264, GStreamer's server looping a clip of a motorbike: no encoding) "
+           f"through YOLOX-nano (onnxruntime, 1 thread, every {first['interval']}th frame: electric_bicycle's "
+           "default), added one by one; each step settles "
+           f"{first['settle_s']:g} s and is measured over {first['window_s']:g} s. A step holds when frames "
+           "dropped <= 1%, every camera's p95 latency (decoded -> detector's result) <= 1 s and every camera "
+           "decoded at >= 95% of its frame rate. engine: VideoServer + the shared Detect node "
+           "(benchmarks/apps/cameras); plain: a decode thread and a detect thread per camera, a drop-oldest "
+           "queue of 8 frames between them, one shared Detector (benchmarks/plain_cameras.py). Cores: CPU "
+           "of the program's process tree over the window (the RTSP server not counted).", "",
+           "| resolution | engine: cameras held | plain: cameras held | engine / plain |", "|---|---:|---:|---:|"]
+    by = {(i["resolution"], i["variant"]): i for i in infos}
+    resolutions = list(dict.fromkeys(i["resolution"] for i in infos))
+    for res in resolutions:
+        e, p = by.get((res, "engine")), by.get((res, "plain"))
+        fmt = lambda i: "-" if i is None else f"{i['held']}{'+' if i.get('capped') else ''}"  # noqa: E731
+        ratio = f"{e['held'] / p['held']:.2f}" if e and p and p["held"] else "-"
+        out.append(f"| {res} | {fmt(e)} | {fmt(p)} | {ratio} |")
+    out.append("")
+    for res in resolutions:
+        steps = {v: {s["cameras"]: s for s in by[(res, v)]["steps"]} for v in ("engine", "plain") if (res, v) in by}
+        ns = sorted({n for st in steps.values() for n in st})
+        out += [f"{res}, every step (drop %, p95 ms, cores; *: the step that did not hold):", "",
+                "| cameras | engine drop % | engine p95 ms | engine cores | plain drop % | plain p95 ms | plain cores |",
+                "|---:|---:|---:|---:|---:|---:|---:|"]
+        for n in ns:
+            cells = []
+            for v in ("engine", "plain"):
+                s = steps.get(v, {}).get(n)
+                if s is None:
+                    cells += ["", "", ""]
+                    continue
+                mark = "" if s["held"] else "*"
+                p95 = "-" if s["p95_ms"] is None else f"{s['p95_ms']:.0f}"
+                cells += [f"{s['drop_pct']:.1f}{mark}", f"{p95}{mark}", f"{s['cores']:.2f}"]
+            out.append(f"| {n} | " + " | ".join(cells) + " |")
+        why = [f"{v}: {st[max(st)]['why']}" for v, st in steps.items() if st and not st[max(st)]["held"]]
+        out += ["", f"Ended by: {'; '.join(why) if why else 'the cap'}.", ""]
+    return out
 
 
 def main(argv=None) -> int:
