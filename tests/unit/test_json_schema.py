@@ -154,3 +154,17 @@ def test_the_schema_carries_the_declared_arguments_of_the_plugins_given(tmp_path
     capsys.readouterr()
     assert main(["schema", "-p", str(tmp_path / "missing")]) == 1
     assert "no such plugin directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["custom", "image", "modelserving", "video"])
+def test_a_quickstart_project_names_its_schema_and_its_config_satisfies_it(tmp_path, kind, capsys):
+    from megflow_mp.quickstart import main as quickstart
+
+    target = tmp_path / "app"
+    model = ROOT / "models" / "mobilenet_v2_1.0_224_fp32.onnx"
+    argv = ["--path", str(target), "--type", kind, "--yes"] + (["--model", str(model)] if kind == "modelserving" else [])
+    assert quickstart(argv) == 0, capsys.readouterr().err
+    config = (target / "config.toml").read_text()
+    assert config.startswith("#:schema ./megflow.schema.json\n")
+    schema = json.loads((target / "megflow.schema.json").read_text())
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(tomllib.loads(config))) == []

@@ -186,7 +186,8 @@ def test_piped_answers_create_a_custom_project(tmp_path):
     assert out.startswith("Welcome to MegFlow quickstart utility.\n")
     assert f"Project created, read {tmp_path / 'app'}/README.md to run it." in out
     files = sorted(p.relative_to(tmp_path / "app").as_posix() for p in (tmp_path / "app").rglob("*") if p.is_file())
-    assert files == ["README.md", "config.toml", "nodes/custom_nodes.py", "requirements.txt"]
+    assert files == ["README.md", "config.toml", "megflow.schema.json", "nodes/custom_nodes.py", "requirements.txt"]
+    assert (tmp_path / "app" / "config.toml").read_text().startswith("#:schema ./megflow.schema.json\n")
     for p in (tmp_path / "app").rglob("*"):
         if p.is_file():
             assert placeholders(Tree({p.name: p.read_bytes()})) == [], p

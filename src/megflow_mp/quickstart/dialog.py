@@ -29,7 +29,7 @@ from ..errors import QuickstartError
 from .asker import Asker, BadAnswer, Question
 from .fetch import FetchError, clone
 from .questions import BRANCH, INPUT_NAME, KIND, MODEL, RETRY, ROOT, ModelInfo, check_labels, check_port
-from .templates import Tree, builtin_tree, fill, placeholders, read_tree
+from .templates import Tree, builtin_tree, fill, placeholders, read_tree, with_schema
 
 __all__ = ["make_project", "parse_sets", "DEFAULT_PORTS"]
 
@@ -69,7 +69,7 @@ def make_project(asker: Asker, args) -> tuple[Path, Tree]:
     values = {"PROJECT_NAME": root.name, "PORT": str(port)}
     if kind == "modelserving":
         values.update(_model_values(asker, args))
-    return root, fill(builtin_tree(kind), values)
+    return root, with_schema(fill(builtin_tree(kind), values))
 
 
 def _check_flags(args) -> None:

@@ -15,6 +15,9 @@ Contracts
   to a hidden sibling first, which is then renamed into place, so a failure leaves nothing behind.
 * :func:`builtin_tree` is the template shipped for a project type, under ``templates/<type>/``
   next to this module (package data; nothing is fetched).
+* :func:`with_schema` adds the config's JSON Schema (``megflow.schema.json``) to a tree whose
+  ``config.toml`` names it on its first line (``#:schema ./megflow.schema.json``), so that TOML
+  editors validate and complete the project's config.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["PLACEHOLDER", "Tree", "read_tree", "builtin_tree", "placeholders", "fill", "write_project",
-           "TEMPLATE_DIR"]
+           "with_schema", "TEMPLATE_DIR"]
 
 PLACEHOLDER = re.compile(r"##[_\-a-zA-Z0-9]*##")
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -103,6 +106,20 @@ def fill(tree: Tree, values: dict[str, str]) -> Tree:
     for path, data in tree.files.items():
         text = tree.text(path)
         out.files[path] = data if text is None else PLACEHOLDER.sub(sub, text).encode("utf-8")
+    return out
+
+
+def with_schema(tree: Tree) -> Tree:
+    """``tree`` plus ``megflow.schema.json`` (the built-in node types' schema) when its ``config.toml``
+    starts with ``#:schema ./megflow.schema.json``; otherwise ``tree`` itself."""
+    from ..config.json_schema import FILE_NAME, schema_text
+    from ..registry import builtin_registry
+
+    text = tree.text("config.toml") or ""
+    if text.split("\n", 1)[0].strip() != f"#:schema ./{FILE_NAME}":
+        return tree
+    out = Tree(files=dict(tree.files), modes=dict(tree.modes))
+    out.files[FILE_NAME] = schema_text(builtin_registry()).encode("utf-8")
     return out
 
 
