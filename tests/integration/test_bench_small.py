@@ -15,7 +15,8 @@ SECTIONS = ["## Throughput", "## Dynamic subgraph instances", "## HTTP image rou
             "## MobileNetV2 classification service", "## Video: N files decoded at once",
             "## simple_det_classify: the classifier's batch_recv", "## electric_bicycle over N files",
             "## megenginelite vs onnxruntime", "## Real batches vs chunks", "## Live view in the browser",
-            "## simple_det_classify on 1-3 raylets"]
+            "## simple_det_classify on 1-3 raylets",
+            "## Cameras per machine"]
 
 
 def test_every_benchmark_runs_small_and_its_report_is_written(tmp_path):
