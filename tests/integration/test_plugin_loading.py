@@ -83,7 +83,7 @@ main = "g"
 [[graphs]]
 name = "g"
 connections = [{{ cap = 4, ports = ["src:out", "sink:inp"] }}]
-nodes = [{{ name = "src", ty = "NoopProducer", n = 3 }}, {{ name = "sink", ty = "NoopConsumer" }}]
+nodes = [{{ name = "src", ty = "NoopProducer" }}, {{ name = "sink", ty = "NoopConsumer" }}]
 """
 
 # a script with side effects: each time it is imported or run, a line in ran.txt beside it
@@ -169,7 +169,7 @@ def test_an_unguarded_script_in_a_plugin_folder_is_named(tmp_path):
 
 def test_a_py_file_named_in_plugins_is_loaded(tmp_path):
     project = write(tmp_path / "proj", {
-        "app/config.toml": CONFIG.replace('"NoopConsumer"', '"Collect"').replace('"NoopProducer"', '"Count"').format(
+        "app/config.toml": CONFIG.replace('"NoopConsumer"', '"Collect"').replace('"NoopProducer"', '"Count", n = 3').format(
             plugins='plugins = ["../lib/collect.py"]'),
         "lib/collect.py": """
             from megflow_mp import Envelope, register
