@@ -43,24 +43,25 @@ class NodeArgs(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
     @classmethod
-    def of(cls, args: Mapping[str, Any], node: str = ""):
+    def of(cls, args: Mapping[str, Any], what: str = ""):
         """The validated arguments in ``args`` (a node's ``args`` dict as the engine passes it).
 
         Keys the model does not declare are left out: the engine's own keys and the arguments a
         subgraph node passes down (``check`` has refused a node's own unknown arguments already).
-        Raises ``ValueError``, one line naming the node and the argument, for a wrong value."""
-        return read_args(cls, args, node)
+        Raises ``ValueError``, one line naming the argument (and the node: ``what``, e.g.
+        ``"VideoServer 'server'"``), for a wrong value."""
+        return read_args(cls, args, what)
 
 
-def read_args(model: type[BaseModel], args: Mapping[str, Any], node: str = ""):
+def read_args(model: type[BaseModel], args: Mapping[str, Any], what: str = ""):
     """``model`` validated from the keys of ``args`` it declares (see :meth:`NodeArgs.of`)."""
     given = {k: v for k, v in args.items() if k in model.model_fields}
     try:
         return model.model_validate(given)
     except ValidationError as exc:
         loc, message = _explain_first(model, given, exc)
-        key = _path(loc)
-        raise ValueError(f"{node!r}: argument {key}: {message}" if node else f"argument {key}: {message}") from None
+        where = f"{what}: {_path(loc)}" if what else f"argument {_path(loc)}"
+        raise ValueError(f"{where}: {message}") from None
 
 
 def args_problem(model: type[BaseModel], args: Mapping[str, Any], what: str) -> tuple[tuple, str] | None:

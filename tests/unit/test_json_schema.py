@@ -138,7 +138,7 @@ def test_the_schema_carries_the_declared_arguments_of_the_plugins_given(tmp_path
         @register(inputs=["inp"], outputs=["out"], args=BlurArgs)
         class SchemaBlur:
             def __init__(self, name, args):
-                self.k = BlurArgs.of(args, name).k
+                self.k = BlurArgs.of(args).k
 
             def exec(self):
                 pass

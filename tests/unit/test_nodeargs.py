@@ -176,10 +176,12 @@ def test_engine_keys_and_a_subgraph_nodes_passed_down_arguments_are_not_flagged(
 def test_a_node_reads_its_arguments_validated_and_ignores_passed_down_ones():
     from megflow_mp.nodes.video_args import VideoServerArgs
 
-    args = VideoServerArgs.of({"name": "v", "port": 9000, "allow_dirs": ".", "times": 3}, "v")
+    args = VideoServerArgs.of({"name": "v", "port": 9000, "allow_dirs": ".", "times": 3}, "VideoServer 'v'")
     assert (args.port, args.allow_dirs, args.host) == (9000, ["."], "127.0.0.1")
-    with pytest.raises(ValueError, match=r"^'v': argument port: expected an integer, got '9000'$"):
-        VideoServerArgs.of({"port": "9000"}, "v")
+    with pytest.raises(ValueError, match=r"^VideoServer 'v': port: expected an integer, got '9000'$"):
+        VideoServerArgs.of({"port": "9000"}, "VideoServer 'v'")
+    with pytest.raises(ValueError, match=r"^argument port: expected an integer, got '9000'$"):
+        VideoServerArgs.of({"port": "9000"})
 
 
 PLUGIN = '''
@@ -197,7 +199,7 @@ class BlurArgs(NodeArgs):
 @register(inputs=["inp"], outputs=["out"], args=BlurArgs)
 class Blur:
     def __init__(self, name, args):
-        self.args = BlurArgs.of(args, name)
+        self.args = BlurArgs.of(args, f"Blur {name!r}")
 
     def exec(self):
         pass

@@ -66,7 +66,7 @@ class HttpServerNode:
 
     def __init__(self, name, args):
         self.name = name
-        self.args = a = self.ARGS.of(args, name)
+        self.args = a = self.ARGS.of(args, f"{type(self).__name__} {name!r}")
         self.max_body, self.max_pending, self.retry_after, self.on_error = (a.max_body, a.max_pending, a.retry_after,
                                                                              a.on_error)
         self.draining = False

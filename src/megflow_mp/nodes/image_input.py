@@ -42,7 +42,7 @@ class ImageInput:
 
     def __init__(self, name, args):
         self.name = name
-        self.files = list_images(ImageInputArgs.of(args, name).urls)
+        self.files = list_images(ImageInputArgs.of(args, f"ImageInput {name!r}").urls)
         self.results = 0
         self.started = False
 

@@ -20,7 +20,7 @@ class ReorderArgs(NodeArgs):
 class Reorder:
     def __init__(self, name, args):
         self.name = name
-        self.next = ReorderArgs.of(args, name).start
+        self.next = ReorderArgs.of(args, f"Reorder {name!r}").start
         self.held = {}
 
     def exec(self):

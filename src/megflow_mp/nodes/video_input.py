@@ -29,7 +29,7 @@ class VideoInput:
 
     def __init__(self, name, args):
         self.name = name
-        a = VideoInputArgs.of(args, name)
+        a = VideoInputArgs.of(args, f"VideoInput {name!r}")
         self.urls, self.repeat, self.print_msgs = list(a.urls), a.repeat, a.print_msgs
         self.options = reader_options(a)
 

@@ -92,7 +92,7 @@ class VideoServer:
 
     def __init__(self, name, args):
         self.name = name
-        a = VideoServerArgs.of(args, name)
+        a = VideoServerArgs.of(args, f"VideoServer {name!r}")
         self.options = reader_options(a)
         self.max_msgs, self.events_buffer, self.events_buffer_all = a.max_msgs, a.events_buffer, a.events_buffer_all
         self.history = a.history

@@ -45,7 +45,7 @@ class VisualizeArgs(NodeArgs):
 class Visualize:
     def __init__(self, name, args):
         self.name = name
-        a = VisualizeArgs.of(args, name)
+        a = VisualizeArgs.of(args, f"Visualize {name!r}")
         self.key = a.key
         self.interval = 1.0 / a.fps if a.fps else 0.0
         self.encode = a.model_dump(include=set(ENCODE_ARGS), exclude_unset=True)
