@@ -174,8 +174,10 @@ def step(program, n: int) -> dict:
             "frames": frames, "dropped": dropped}
 
 
-def ramp(variant: str, url: str) -> dict:
-    program = Engine() if variant == "engine" else Plain()
+def ramp(variant: str, url: str, variables: dict | None = None) -> dict:
+    """Add cameras one by one until a step does not hold. ``variables``: the engine app's template
+    variables (``interval``, ``cloned``, ``threads``, ``queue_size``, ``codec_threads``) to try a setting."""
+    program = Engine(variables) if variant == "engine" else Plain()
     steps: list[dict] = []
     try:
         for n in range(1, MAX_CAMERAS + 1):
