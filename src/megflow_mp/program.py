@@ -41,8 +41,14 @@ Contracts:
   moment or called later, and from ``wait``; the graph is then stopped.
 * End: :meth:`Graph.wait` closes the inputs, discards results not received, waits until every node
   ended, stops the workers and frees the shared memory. A graph the program never waits for is
-  stopped when the program exits (its workers also die with the program if it is killed); Ctrl-C
-  (KeyboardInterrupt) inside a call of this module stops every graph of the thread at once.
+  stopped when the program exits (its workers also die with the program if it is killed).
+* Ctrl-C (SIGINT, main thread) inside a call of this module stops every graph of the thread, then
+  the call raises KeyboardInterrupt. The hub takes it between tasks, where no engine state is half
+  updated (the stop runs that engine again): at once while it waits, at a task's next ``send``,
+  ``recv``, ``sleep`` or ``yield_now`` while one computes. A second Ctrl-C before then, or during
+  the stop, kills the workers at once (and, before then, raises where the program is). Outside the
+  calls of this module Ctrl-C raises KeyboardInterrupt where the program is, as Python's handler
+  does (a program's own SIGINT handler is left alone).
 * The program's process does not become a child subreaper (it may have children of its own): worker
   processes are its children; processes a plugin forks are killed when their graph stops.
 """
@@ -52,9 +58,12 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import sys
 import threading
 from pathlib import Path
+
+import greenlet
 
 from . import api
 from .envelope import Envelope
@@ -68,6 +77,8 @@ __all__ = ["Graph", "block_on"]
 
 _LOCAL = threading.local()
 _LIVE: set = set()  # graphs not yet waited for or stopped (stopped at exit)
+_STOPPING: list = []  # the hosts of the main thread's graphs being stopped now
+_MAIN = threading.main_thread().ident
 
 
 def program_hub() -> Hub:
@@ -75,7 +86,102 @@ def program_hub() -> Hub:
     hub = getattr(_LOCAL, "hub", None)
     if hub is None:
         hub = _LOCAL.hub = Hub()
+        if threading.get_ident() == _MAIN:
+            _CTRL_C.hub = hub
     return hub
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------------------------
+# Python's own SIGINT handler raises KeyboardInterrupt wherever the main thread is: in a task or in
+# the hub's loop, between two updates of the engine's state (a lock taken and not yet released, a
+# batch taken off its queue and not yet written, a timer popped and not yet run). The stop that
+# follows runs that same engine and could wait on it for ever, the workers alive. So while a graph
+# of the main thread is live, this module's handler takes SIGINT: inside a call of this module it
+# only asks the hub to raise KeyboardInterrupt between tasks (Hub.interrupt), where nothing is half
+# done; the call then stops the graphs and raises it on.
+
+
+class _CtrlC:
+    hub: Hub | None = None  # the main thread's hub
+    depth = 0  # calls of this module running in the main thread's main greenlet
+    pending = False  # a Ctrl-C came while the graphs were stopping: raised when the outermost call ends
+
+
+_CTRL_C = _CtrlC()
+
+
+def _on_sigint(signum, frame) -> None:
+    """The SIGINT handler while a graph of the main thread is live (see above)."""
+    ctrl, hub = _CTRL_C, _CTRL_C.hub
+    if _STOPPING:  # the stop waits for the workers to leave: they are killed instead
+        ctrl.pending = True
+        _kill_workers()
+        return
+    if not ctrl.depth or hub is None:  # the program's own code: Python's behaviour
+        signal.default_int_handler(signum, frame)
+    if hub.interrupted:  # a second one before the hub could take the first (a task computes): at once
+        _kill_workers()
+        raise KeyboardInterrupt
+    hub.interrupt()
+
+
+def _kill_workers() -> None:
+    """SIGKILL the workers of the main thread's graphs (from the handler: no engine state touched)."""
+    hub = _CTRL_C.hub
+    for host in [g._host for g in list(_LIVE)] + list(_STOPPING):
+        if host._hub is hub:
+            try:
+                host.signal_workers(signal.SIGKILL)
+            except Exception:  # noqa: BLE001 - what is left is killed by the stop
+                pass
+
+
+def _take_ctrl_c() -> None:
+    """A graph of the main thread starts: this module's handler replaces Python's own (not a program's)."""
+    if threading.get_ident() == _MAIN and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _give_back_ctrl_c() -> None:
+    """No graph of the main thread is live any more: Python's handler again."""
+    if threading.get_ident() != _MAIN or signal.getsignal(signal.SIGINT) is not _on_sigint:
+        return
+    if not any(g._host._hub is _CTRL_C.hub for g in _LIVE):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class _Call:
+    """``with _Call():`` around the code of this module that runs the engine: on the main thread
+    (outside its tasks) Ctrl-C is taken by the hub meanwhile, and when the outermost call ends with
+    one taken, every graph of the thread stops and KeyboardInterrupt goes on to the caller."""
+
+    __slots__ = ("on",)
+
+    def __enter__(self) -> "_Call":
+        hub = _CTRL_C.hub
+        self.on = hub is not None and threading.get_ident() == _MAIN and greenlet.getcurrent() is hub.main
+        if self.on:
+            _CTRL_C.depth += 1
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if not self.on:
+            return False
+        ctrl, hub = _CTRL_C, _CTRL_C.hub
+        ctrl.depth -= 1
+        interrupted = kind is not None and issubclass(kind, KeyboardInterrupt)
+        if ctrl.depth or not (interrupted or ctrl.pending or hub.interrupted):
+            return False
+        ctrl.pending = hub.interrupted = False
+        ctrl.depth += 1  # the stop is this module's code too
+        try:
+            _stop_all(failed_only=False)
+        finally:
+            ctrl.depth -= 1
+            ctrl.pending = hub.interrupted = False
+        if interrupted:
+            return False
+        raise KeyboardInterrupt
 
 
 def block_on(fn):
@@ -98,18 +204,19 @@ def block_on(fn):
         except BaseException as exc:  # noqa: BLE001 - raised in the caller
             box["error"] = exc
 
-    try:
-        with api.using_hub(hub):
-            hub.spawn(task)
-            hub.run_until(lambda: bool(box))
-    except BaseException:
-        _stop_all(failed_only=False)
-        raise
-    error = box.get("error")
-    if error is not None:
-        _stop_all(failed_only=not isinstance(error, KeyboardInterrupt))
-        raise error
-    _stop_all(failed_only=True)
+    with _Call():
+        try:
+            with api.using_hub(hub):
+                hub.spawn(task)
+                hub.run_until(lambda: bool(box))
+        except BaseException:
+            _stop_all(failed_only=False)
+            raise
+        error = box.get("error")
+        if error is not None:
+            _stop_all(failed_only=not isinstance(error, KeyboardInterrupt))
+            raise error
+        _stop_all(failed_only=True)
     return box.get("value")
 
 
@@ -122,8 +229,16 @@ def _stop_all(failed_only: bool) -> None:
 
 @atexit.register
 def _stop_at_exit() -> None:
-    for graph in list(_LIVE):
-        graph._stop()
+    main = threading.get_ident() == _MAIN
+    if main:
+        _CTRL_C.depth += 1  # a Ctrl-C meanwhile only hurries the stop: the program ends anyway
+    try:
+        for graph in list(_LIVE):
+            graph._stop()
+    finally:
+        if main:
+            _CTRL_C.depth -= 1
+            _CTRL_C.pending = False
 
 
 class Graph:
@@ -159,15 +274,17 @@ class Graph:
         self._receivers: dict[str, Receiver] = {}
         self._closed = False
         _LIVE.add(self)
-        try:
-            self._host.spawn()
-            self._host.launch()
-        except BaseException:
-            self._stop()
-            raise
-        if self._host.failures:
-            self._stop()
-            raise AppFailed(self._host.failures)
+        _take_ctrl_c()
+        with _Call():
+            try:
+                self._host.spawn()
+                self._host.launch()
+            except BaseException:
+                self._stop()
+                raise
+            if self._host.failures:
+                self._stop()
+                raise AppFailed(self._host.failures)
 
     def inputs(self) -> list[str]:
         """The main graph's ``inputs``, in declaration order."""
@@ -195,7 +312,8 @@ class Graph:
         if not self._closed:
             self._closed = True
             if self in _LIVE:
-                self._host.channels.close([d for dests in self._host.entry.values() for d in dests])
+                with _Call():
+                    self._host.channels.close([d for dests in self._host.entry.values() for d in dests])
 
     def wait(self) -> None:
         """Close the inputs, discard the results not received, wait until every node ended, then
@@ -204,13 +322,14 @@ class Graph:
         if self in _LIVE:
             if host.hub_of_thread() is None:
                 raise RuntimeError("call wait() outside block_on, in the thread that built the Graph")
-            self.close()
-            for inbox in host.exits.values():
-                inbox.drop()
-            try:
-                host.finish()
-            finally:
-                self._stop()
+            with _Call():
+                self.close()
+                for inbox in host.exits.values():
+                    inbox.drop()
+                try:
+                    host.finish()
+                finally:
+                    self._stop()
         if host.failures:
             raise AppFailed(host.failures)
 
@@ -220,11 +339,24 @@ class Graph:
             return
         _LIVE.discard(self)
         self._closed = True
-        self._host.stop()
+        host = self._host
+        main = host._hub is _CTRL_C.hub and threading.get_ident() == _MAIN
+        if main:
+            _STOPPING.append(host)  # a Ctrl-C meanwhile kills the workers (_on_sigint)
+            if host._hub.interrupted:  # taken now: the stop's own waits must not raise it
+                host._hub.interrupted = False
+                _CTRL_C.pending = True
+        try:
+            host.stop()
+        finally:
+            if main:
+                _STOPPING.remove(host)
+                _give_back_ctrl_c()
 
     def _check(self) -> None:
         if self._host.failures:
-            self._stop_if_possible()
+            with _Call():
+                self._stop_if_possible()
             raise AppFailed(self._host.failures)
 
     def _stop_if_possible(self) -> None:
@@ -245,12 +377,13 @@ class Graph:
             except BaseException as exc:  # noqa: BLE001 - raised below
                 box["error"] = exc
 
-        try:
-            hub.spawn(task)
-            hub.run_until(lambda: bool(box))
-        except BaseException:  # Ctrl-C while waiting: the graphs of this thread stop
-            _stop_all(failed_only=False)
-            raise
+        with _Call():
+            try:
+                hub.spawn(task)
+                hub.run_until(lambda: bool(box))
+            except BaseException:  # Ctrl-C while waiting: the graphs of this thread stop
+                _stop_all(failed_only=False)
+                raise
         if "error" in box:
             if host.failures:
                 self._stop()
@@ -280,8 +413,9 @@ class Sender:
         host = graph._host
         if host.hub.in_task() or not host.has_credit(self.dests):
             return graph._call(self._send, envelope)
-        self._send(envelope)  # credit for every destination: nothing to wait for
-        host.transport.flush_all()  # the hub runs only while the program waits: written now, not then
+        with _Call():
+            self._send(envelope)  # credit for every destination: nothing to wait for
+            host.transport.flush_all()  # the hub runs only while the program waits: written now, not then
 
     def __repr__(self) -> str:
         return f"<graph input {self.name!r}>"
@@ -299,7 +433,8 @@ class Receiver:
         inbox, graph = self.inbox, self.graph
         graph._check()
         if inbox.queue:
-            return Envelope.from_tuple(inbox.take())
+            with _Call():
+                return Envelope.from_tuple(inbox.take())
         if inbox.closed:
             return None
         if graph not in _LIVE:

@@ -318,7 +318,28 @@ workers = children_of(os.getpid())
 below = [p for w in workers for p in children_of(w)]
 print(" ".join(map(str, workers)), "|", " ".join(map(str, below)), flush=True)
 if os.environ.get("MODE") == "interrupt":
+    import signal, threading
     from megflow import block_on, join, sleep
+
+    CTRL_C = os.environ.get("CTRL_C")
+
+    class Lock:
+        """The transport's lock; armed, the next time it is taken SIGINT arrives while it is held."""
+
+        def __init__(self):
+            self.lock, self.armed = threading.Lock(), False
+
+        def __enter__(self):
+            self.lock.acquire()
+            if self.armed:
+                self.armed = False
+                signal.raise_signal(signal.SIGINT)
+            return self
+
+        def __exit__(self, *exc):
+            self.lock.release()
+
+    lock = g._host.transport._lock = Lock()
 
     def send():
         port = g.input("inp")
@@ -330,11 +351,18 @@ if os.environ.get("MODE") == "interrupt":
 
     def recv():
         port = g.output("out")
-        print("running", flush=True)
+        if CTRL_C != "busy":
+            print("running", flush=True)
+        lock.armed = CTRL_C == "in_lock"
         while port.recv() is not None:
             pass
 
-    block_on(lambda: join([recv, send]))
+    def busy():  # a task that computes and never lets the hub run
+        print("running", flush=True)
+        while True:
+            pass
+
+    block_on(lambda: join([recv, busy if CTRL_C == "busy" else send]))
 else:
     sys.stdin.readline()  # the test says when to exit (or kills this process)
 '''
@@ -397,6 +425,49 @@ def test_ctrl_c_in_the_program_stops_the_graph(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}")
+    assert all_ended(fds)
+
+
+def interrupted(proc: subprocess.Popen, timeout: float) -> str:
+    """The stderr of ``proc``, which must end within ``timeout`` seconds by a KeyboardInterrupt
+    (killed, and the test failed, when it does not)."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"the program did not end within {timeout:g} s of Ctrl-C")
+    assert proc.returncode != 0 and "Traceback" in err and err.rstrip().endswith("KeyboardInterrupt"), err
+    return err
+
+
+def test_ctrl_c_while_the_engine_holds_its_lock_still_stops_the_graph(tmp_path):
+    """SIGINT lands while the program's engine is in the middle of its work (here: holding the
+    transport's lock, which Python's own handler would leave taken by raising there, and the stop,
+    which writes to the workers, would then wait on for ever); the hub takes it between tasks."""
+    proc, workers, _ = start_script(tmp_path, MODE="interrupt", CTRL_C="in_lock")
+    fds = watch(workers)
+    assert proc.stdout.readline().strip() == "running"
+    err = interrupted(proc, timeout=30)
+    frames = [line for line in err.splitlines() if line.lstrip().startswith("File ")]
+    assert "in run_until" in frames[-1]  # raised by the hub's loop, not inside the engine
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}")
+    assert all_ended(fds)
+
+
+def test_a_second_ctrl_c_stops_a_program_whose_task_computes(tmp_path):
+    """A task that computes keeps the hub from taking Ctrl-C; a second one raises at once and kills the workers."""
+    proc, workers, _ = start_script(tmp_path, MODE="interrupt", CTRL_C="busy")
+    fds = watch(workers)
+    assert proc.stdout.readline().strip() == "running"
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert proc.poll() is None  # taken at the task's next send, recv, sleep or yield: none comes
+    proc.send_signal(signal.SIGINT)
+    interrupted(proc, timeout=30)
     for pid in workers:
         assert not os.path.exists(f"/proc/{pid}")
     assert all_ended(fds)

@@ -89,6 +89,26 @@ def test_run_until_times_out(hub):
     assert time.monotonic() - start >= 0.05
 
 
+def test_interrupt_raises_from_run_until_between_tasks_and_wakes_a_waiting_hub(hub):
+    """A program's Ctrl-C (Hub.interrupt, from its SIGINT handler or another thread): run_until raises
+    KeyboardInterrupt in the main greenlet, waiting or not, with every task left at its blocking point."""
+    steps, parked = [], []
+
+    def task():
+        parked.append(greenlet.getcurrent())
+        steps.append("parked")
+        steps.append(hub.park())
+
+    hub.spawn(task)
+    threading.Timer(0.05, hub.interrupt).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        hub.run_until(lambda: False, timeout=30)  # waiting without a timer: the wake-up pipe ends the wait
+    assert time.monotonic() - start < 10 and steps == ["parked"] and not hub.interrupted
+    hub.wake(parked[0], "woken")  # the hub goes on as before: the interrupt was taken once
+    assert hub.run_until(lambda: len(steps) == 2, timeout=5) and steps == ["parked", "woken"]
+
+
 # --- timers ---------------------------------------------------------------------------------------------------
 
 

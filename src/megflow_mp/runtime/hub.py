@@ -100,6 +100,7 @@ class Hub:
         self.idle_hooks: list[Callable[[], None]] = []  # run before the hub waits (flush batches)
         self.woke = time.monotonic()  # when the hub last came back from waiting (its busy spell began)
         self.yields = os.sched_getscheduler(0) == os.SCHED_BATCH  # yield the core before sleeping
+        self.interrupted = False  # a Ctrl-C to take (interrupt()): run_until raises KeyboardInterrupt
 
     # -- tasks -----------------------------------------------------------------------------------
     def spawn(self, fn: Callable, *args) -> greenlet.greenlet:
@@ -157,6 +158,19 @@ class Hub:
         except (BlockingIOError, OSError):  # full (a wake-up is pending anyway), or closed meanwhile
             pass
 
+    def interrupt(self) -> None:
+        """Make :meth:`run_until` raise KeyboardInterrupt at its next turn, in the main greenlet between
+        tasks, where every task is at a blocking point and no engine state is half updated. Safe in a
+        signal handler (a flag and a byte to the wake-up pipe): a program's Ctrl-C
+        (:mod:`megflow_mp.program`)."""
+        self.interrupted = True
+        if self._closed:
+            return
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):  # full (a wake-up is pending anyway), or closed meanwhile
+            pass
+
     def _drain_wakeups(self, _mask) -> None:
         try:
             while os.read(self._wake_r, 4096):
@@ -191,9 +205,13 @@ class Hub:
 
     def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
         """Run tasks and events until ``done()`` is true (checked whenever no task is ready).
-        Returns False if ``timeout`` seconds passed first. Must be called from the main greenlet."""
+        Returns False if ``timeout`` seconds passed first; raises KeyboardInterrupt after
+        :meth:`interrupt`. Must be called from the main greenlet."""
         end = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self.interrupted:
+                self.interrupted = False
+                raise KeyboardInterrupt
             self._run_ready()
             self._run_due()
             if self.ready:
