@@ -15,18 +15,14 @@ Contracts
   delivery idempotent when the store records it (a redis ``SADD`` of delivered ids in the same
   script as the push): an entry is removed only after the sender returned, so a process killed in
   between sends it again at the next start, and the store sees the same id twice.
-* At most ``limit`` entries and, with ``max_bytes``, at most that many bytes of values: appending
-  one more removes the oldest ones, counted in :attr:`dropped` (the newest entry is always kept, even
-  alone over ``max_bytes``: what is dropped is the past, never what was just handed over).
+* At most ``limit`` entries: appending one more removes the oldest ones, counted in :attr:`dropped`.
 * Several processes may share a directory (replicas of one node): each delivers every entry it
   finds, oldest first; an entry another one removed meanwhile is skipped.
-* ``exclusive=True``: one object owns the directory (a sink's delivery, :mod:`megflow_mp.sinks`). Its
-  ids are a counter that continues after the highest one on disk, so their order is the order of
-  :meth:`append` whatever the clock does, and it keeps its index in memory (no listing of the
-  directory per append). :meth:`peek` and :meth:`remove` deliver in batches.
 * ``fsync=False``: an appended entry survives the process being killed (SIGKILL: the kernel has
   the write) but not a power loss; appends cost a few tens of microseconds instead of two fsyncs.
 * No dependency on any store: the sender is a function.
+* Made for a low volume (a file per entry, the directory listed per append): the sinks'
+  spool, many messages a second, is a segment log instead (:mod:`megflow_mp.sinks.log`).
 """
 
 from __future__ import annotations
@@ -63,30 +59,15 @@ def _fsync_dir(path: Path) -> None:
 class Spool:
     """The entries of one directory (created when missing); see the module docstring."""
 
-    def __init__(self, directory: str | os.PathLike, limit: int = 1000, max_bytes: int | None = None,
-                 exclusive: bool = False, fsync: bool = True):
+    def __init__(self, directory: str | os.PathLike, limit: int = 1000, fsync: bool = True):
         if limit < 1:
             raise ValueError(f"a spool holds at least one entry; limit = {limit}")
-        if max_bytes is not None and max_bytes < 1:
-            raise ValueError(f"a spool holds at least one byte; max_bytes = {max_bytes}")
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.limit, self.max_bytes, self.exclusive, self.fsync = limit, max_bytes, exclusive, fsync
+        self.limit, self.fsync = limit, fsync
         self.dropped = 0
         self._seq = itertools.count()
         self._lock = threading.Lock()
-        self._index: dict[str, int] | None = None  # exclusive: id -> size of its value, oldest first
-        self.bytes = 0  # exclusive: bytes of the values held
-        if exclusive:
-            self._index = {}
-            for entry_id in self._listed():
-                try:
-                    self._index[entry_id] = (self.dir / f"{entry_id}{SUFFIX}").stat().st_size
-                except FileNotFoundError:
-                    pass
-            self.bytes = sum(self._index.values())
-            last = max((int(i) for i in self._index if i.isdigit()), default=-1)
-            self._seq = itertools.count(last + 1)
         for stale in self.dir.glob(".tmp-*"):  # an append cut short by a kill: never renamed, never seen
             try:
                 if stale.stat().st_mtime < time.time() - 60:
@@ -99,25 +80,15 @@ class Spool:
 
     def ids(self) -> list[str]:
         """The ids held now, oldest first."""
-        if self._index is not None:
-            with self._lock:
-                return list(self._index)
         return self._listed()
 
     def __len__(self) -> int:
-        if self._index is not None:
-            return len(self._index)
         return len(self.ids())
 
     def values(self) -> list[str]:
         """The values held now, oldest first (an entry removed meanwhile is left out)."""
         out = []
-        if self._index is not None:
-            with self._lock:
-                ids = list(itertools.islice(self._index, n))
-        else:
-            ids = self.ids()
-        for entry_id in ids:
+        for entry_id in self.ids():
             value = self._read(entry_id)
             if value is not None:
                 out.append(value)
@@ -127,10 +98,7 @@ class Spool:
         """Write ``value`` durably; returns its id. Drops the oldest entries beyond ``limit``."""
         data = value.encode("utf-8")
         with self._lock:
-            if self._index is not None:
-                entry_id = f"{next(self._seq):020d}"
-            else:
-                entry_id = f"{time.time_ns():020d}-{os.getpid():07d}-{next(self._seq):09d}"
+            entry_id = f"{time.time_ns():020d}-{os.getpid():07d}-{next(self._seq):09d}"
             tmp = self.dir / f".tmp-{entry_id}"
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -140,51 +108,16 @@ class Spool:
             os.rename(tmp, self.dir / f"{entry_id}{SUFFIX}")
             if self.fsync:
                 _fsync_dir(self.dir)
-            if self._index is not None:
-                self._index[entry_id] = len(data)
-                self.bytes += len(data)
-                self._bound()
-            else:
-                ids = self._listed()
-                for old in ids[:max(0, len(ids) - self.limit)]:
-                    if self._remove(old):
-                        self.dropped += 1
+            ids = self._listed()
+            for old in ids[:max(0, len(ids) - self.limit)]:
+                if self._remove(old):
+                    self.dropped += 1
             return entry_id
-
-    def _bound(self) -> None:
-        """Drop the oldest entries beyond ``limit`` or ``max_bytes`` (exclusive; the lock is held)."""
-        index = self._index
-        while len(index) > 1 and (len(index) > self.limit or (self.max_bytes and self.bytes > self.max_bytes)):
-            old = next(iter(index))
-            self.bytes -= index.pop(old)
-            self._remove(old)
-            self.dropped += 1
-
-    def peek(self, n: int) -> list[tuple[str, str]]:
-        """Up to ``n`` entries ``(id, value)``, oldest first, left in place (see :meth:`remove`)."""
-        out = []
-        if self._index is not None:
-            with self._lock:
-                ids = list(itertools.islice(self._index, n))
-        else:
-            ids = self.ids()
-        for entry_id in ids:
-            value = self._read(entry_id)
-            if value is not None:
-                out.append((entry_id, value))
-                if len(out) >= n:
-                    break
-        return out
 
     def remove(self, ids) -> None:
         """Remove the entries ``ids`` (delivered); an id no longer held is skipped."""
         with self._lock:
             for entry_id in ids:
-                if self._index is not None:
-                    size = self._index.pop(entry_id, None)
-                    if size is None:
-                        continue
-                    self.bytes -= size
                 self._remove(entry_id)
 
     def deliver(self, send: Callable[[str, str], None]) -> int:

@@ -15,6 +15,7 @@ from megflow_mp.observe.snapshot import Builder
 from megflow_mp.sinks import GAP, SeqBook, SinkConfigError, backoff, make_record
 from megflow_mp.sinks.config import Args, common_args
 from megflow_mp.sinks.jsonl import JsonlFile
+from megflow_mp.sinks.log import pending
 from megflow_mp.sinks.outlet import Outlet
 from megflow_mp.sinks.webhook import Webhook, sign
 from megflow_mp.spool import Spool
@@ -64,16 +65,6 @@ def test_backoff_is_full_jitter_under_a_cap():
     assert backoff(20, 0.1, 5, rng=lambda: 1.0) == 5 and backoff(20, 0.1, 5, rng=lambda: 0.0) == 0
 
 
-def test_spool_bounded_in_bytes_drops_the_oldest_and_keeps_its_order_across_reopen(tmp_path):
-    spool = Spool(tmp_path, limit=1 << 40, max_bytes=100, exclusive=True, fsync=False)
-    for i in range(30):
-        spool.append(f"{i:09d}")  # 9 bytes each: 11 fit
-    assert spool.dropped == 19 and [v for _, v in spool.peek(100)] == [f"{i:09d}" for i in range(19, 30)]
-    again = Spool(tmp_path, limit=1 << 40, max_bytes=100, exclusive=True)
-    new = again.append("x")
-    assert again.ids()[-1] == new and again.ids() == sorted(again.ids())
-
-
 @pytest.mark.parametrize("args, needle", [
     ({"url": "ftp://x/y"}, "WebhookSink 'hook': url: expected http"),
     ({"url": "http://h:99999/"}, "WebhookSink 'hook': url: not a URL"),
@@ -112,7 +103,7 @@ def test_jsonl_sink_writes_every_stream_in_order_passes_envelopes_on_and_rotates
     records = [json.loads(line) for p in files for line in p.read_text().splitlines()]
     check_in_order(records, (0, 1, 2), 200)
     assert {r["id"] for r in records} == {f"j/{s}/{i}" for s in range(3) for i in range(200)}
-    assert not list((tmp_path / "spool").glob("*.entry"))
+    assert pending(tmp_path / "spool") == 0 and not list((tmp_path / "spool").glob("*.seg"))
 
 
 def outlet(kind_cls, args, tmp_path, **common):
@@ -178,7 +169,7 @@ def test_a_slow_destination_does_not_slow_the_sender(tmp_path):
         assert o.delivered < 100
         o.common = o.common.__class__(**{**o.common.__dict__, "drain_timeout": 0.2})
         o.close()
-    assert len(Spool(tmp_path / "spool", exclusive=True)) > 300  # left for the next start
+    assert pending(tmp_path / "spool") > 300  # left for the next start
 
 
 def test_what_is_left_is_delivered_by_the_next_start(tmp_path):
@@ -271,3 +262,18 @@ def test_example_apps_send_their_alerts_to_a_sink_chosen_by_a_template_variable(
     assert [f"{before}:out", f"{sink_name}:inp"] in [list(c.ports) for c in sub.connections]
     plain = load_config(config, variables=base)
     assert all(n.name != sink_name for n in plain.nodes)
+
+
+def test_messages_left_in_a_spool_of_one_file_each_are_delivered_first_in_their_order(tmp_path):
+    from megflow_mp.sinks.contract import encode
+
+    old = Spool(tmp_path / "spool", fsync=False)  # the spool's format before the segment log
+    for i in range(3):
+        old.append(encode(make_record("n", 1, i, {"i": i})))
+    path = tmp_path / "f.jsonl"
+    o = outlet(JsonlFile, {"path": str(path)}, tmp_path)
+    o.put(1, {"i": 3})
+    wait_until(lambda: o.delivered == 4)
+    o.close()
+    assert [json.loads(line)["message"]["i"] for line in path.read_text().splitlines()] == [0, 1, 2, 3]
+    assert not list((tmp_path / "spool").glob("*.entry")) and pending(tmp_path / "spool") == 0

@@ -6,9 +6,9 @@ string as sent, anything else its str()>, "id": "<node>/<stream>/<seq>"}`` (``id
 key, the same on every retry). A body is a JSON array of up to ``batch`` of them; any 2xx answer
 accepts it.
 
-How (every sink): ``exec`` writes the message to the node's disk spool and returns (the pipeline
-never waits on the destination); a thread delivers the spool oldest first and removes a message
-only once the destination accepted it, retrying failures forever with capped exponential backoff
+How (every sink): ``exec`` appends the message to the node's disk spool (a log of segment files,
+one write a message) and returns (the pipeline never waits on the destination); a thread delivers
+the spool oldest first and acknowledges a message only once the destination accepted it, retrying failures forever with capped exponential backoff
 and full jitter. While the destination is down messages wait in the spool, bounded by
 ``spool_max_bytes``: past it the oldest are dropped (counted in ``megflow_sink_dropped_total``,
 logged once per burst). The spool and the next ``seq`` of each stream survive a kill of the app: a
@@ -28,7 +28,7 @@ Every sink also takes: ``timeout`` (s per delivery attempt, default 5), ``retry_
 (s, the backoff's first cap and its cap, default 0.1 and 10), ``spool_dir`` (the node's spool
 directory; default ``$XDG_STATE_HOME/megflow-mp/spool/<config>-<hash>/<node>``, or
 ``<--state-dir>/spool/<node>``), ``spool_max_bytes`` (default 64 MiB), ``spool_fsync`` (fsync each
-spooled message: survives a power loss, costs two fsyncs a message; default false: survives a kill),
+spooled message: survives a power loss, costs an fdatasync a message; default false: survives a kill),
 ``drain_timeout`` (s to deliver what is left when the input ends, default 5; the rest stays
 spooled for the next start). Secrets are never shown (logs, errors, metrics, the dashboard).
 Metrics: ``megflow_sink_delivered_total``, ``megflow_sink_retries_total``,

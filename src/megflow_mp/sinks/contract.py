@@ -56,9 +56,12 @@ def make_record(node_id: str, stream, seq: int, msg, ts: float | None = None) ->
             "id": f"{node_id}/{'null' if stream is None else stream}/{seq}"}
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_plain)
+
+
 def encode(record: dict) -> str:
     """The record as compact JSON (what the spool keeps and the destinations receive)."""
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=_plain)
+    return _ENCODER.encode(record)
 
 
 class SeqBook:
@@ -74,9 +77,12 @@ class SeqBook:
         except (OSError, ValueError, AttributeError, TypeError):
             self.reserved = {}
         self.next = dict(self.reserved)  # after a kill: past everything that may have been issued
+        self.keys: dict = {}  # (type, stream) -> its key in the table
 
     def take(self, stream) -> int:
-        key = json.dumps(stream)
+        key = self.keys.get((stream.__class__, stream))
+        if key is None:
+            key = self.keys[(stream.__class__, stream)] = json.dumps(stream)
         with self.lock:
             n = self.next.get(key, 0)
             self.next[key] = n + 1

@@ -7,22 +7,26 @@ last one closes it). So one directory, one ``seq`` per stream and one ordered de
 
 Contracts
 ---------
-* :meth:`Outlet.put` (the node's ``exec``) gives the message its ``seq``, writes it to the spool
+* :meth:`Outlet.put` (the node's ``exec``) gives the message its ``seq``, appends it to the spool
+  (:mod:`.log`: a segment log, one ``write`` per message, an ``fdatasync`` too with ``spool_fsync``)
   and returns: it never waits on the destination. The spool is bounded (``spool_max_bytes``): past
   the bound the *oldest* messages are dropped (the newest are what a consumer of alerts wants
   first), counted in ``megflow_sink_dropped_total`` and logged once per burst (a WARNING when the
   first one goes, an INFO with the count when the spool is back under half its bound).
 * The delivery thread sends the oldest messages, up to ``batch`` at once (waiting up to
-  ``linger_ms`` for a batch to fill), and removes them from the spool only once the destination
-  accepted them: at-least-once, in order per stream (a batch is sent again whole after a failure,
-  and nothing after it goes first).
+  ``linger_ms`` for a batch to fill; from memory while it keeps up, else read back from the
+  segments), and acknowledges them in the spool only once the destination accepted them:
+  at-least-once, in order per stream (a batch is sent again whole after a failure, and nothing
+  after it goes first).
 * A failed send is retried forever, after a wait drawn uniformly from ``[0, min(retry_max,
   retry_min * 2**attempt)]`` (capped exponential backoff, full jitter), each retry counted in
   ``megflow_sink_retries_total``. The first failure of an outage is one WARNING (the destination
   as shown, without secrets, and the exception's type and text), the recovery one INFO; a
   destination that refuses messages (HTTP 4xx) is treated like one that is down.
 * Closing (the last instance's input ended) delivers what is left for up to ``drain_timeout``
-  seconds; the rest stays in the spool for the next start.
+  seconds; the rest stays in the spool for the next start. Entries of the spool before the
+  segment log (one ``.entry`` file each, :mod:`megflow_mp.spool`) are moved into it at the start,
+  in their order.
 """
 
 from __future__ import annotations
@@ -37,9 +41,11 @@ from pathlib import Path
 from ..observe.catalog import BUCKETS
 from ..observe.exectime import Histogram
 from ..observe.sampler import unwatch_values, watch_values
+from ..spool import SUFFIX as ENTRY_SUFFIX
 from ..spool import Spool
 from .config import Common
 from .contract import SeqBook, encode, make_record
+from .log import SegmentLog
 
 log = logging.getLogger("megflow_mp")
 
@@ -57,8 +63,9 @@ class Outlet:
     def __init__(self, kind: str, name: str, node_id: str, destination, common: Common, directory: Path):
         self.kind, self.name, self.node_id, self.dest, self.common = kind, name, node_id, destination, common
         self.dir = Path(directory)
-        self.spool = Spool(self.dir, limit=1 << 62, max_bytes=common.spool_max_bytes, exclusive=True,
-                           fsync=common.spool_fsync)
+        self.spool = SegmentLog(self.dir, max_bytes=common.spool_max_bytes, fsync=common.spool_fsync)
+        if any(self.dir.glob(f"*{ENTRY_SUFFIX}")):  # left by a version before the segment log
+            Spool(self.dir, limit=1 << 62).deliver(lambda _id, value: self.spool.append(value))
         self.seqs = SeqBook(self.dir, fsync=common.spool_fsync)
         self.delivered = 0
         self.retries = 0
@@ -105,6 +112,7 @@ class Outlet:
         if left:
             log.warning("%s %r: %d messages not delivered yet stay spooled in %s for the next start",
                         self.kind, self.name, left, self.dir)
+        self.spool.close()
         try:
             self.dest.close()
         except Exception:  # noqa: BLE001 - closing a connection that is gone
@@ -126,6 +134,7 @@ class Outlet:
             while not len(self.spool):
                 if self.closing or self.stopped.is_set():
                     return None
+                self.spool.sync()  # idle: the cursor says what was delivered
                 self.wake.wait()
             if linger and len(self.spool) < batch and not self.closing:
                 deadline = time.monotonic() + linger
@@ -139,14 +148,15 @@ class Outlet:
     def _run(self) -> None:
         attempt = 0
         while not self.stopped.is_set():
-            entries = self._next_batch()
-            if entries is None:
+            batch = self._next_batch()
+            if batch is None:
                 return
-            if not entries:
+            start, values = batch
+            if not values:
                 continue
-            records = [json.loads(value) for _, value in entries]
+            records = [json.loads(value) for value in values]
             try:
-                self.dest.send(records, [value for _, value in entries])
+                self.dest.send(records, values)
             except Exception as exc:  # noqa: BLE001 - any failure of the destination: retry
                 self.retries += 1
                 self._failed(exc)
@@ -155,7 +165,7 @@ class Outlet:
                 attempt += 1
                 continue
             attempt = 0
-            self.spool.remove([entry_id for entry_id, _ in entries])
+            self.spool.ack(start + len(values))
             now = time.time()
             for r in records:
                 self.hist.observe(max(0.0, now - r["ts"]))
