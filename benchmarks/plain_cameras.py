@@ -14,7 +14,8 @@ Latency of a detected frame: from the end of its decoding (and BGR conversion) t
 answer, kept per camera over the last 10 s (p50/p95 as VideoServer's ``/list`` computes them).
 
 Control over stdin, one command a line, each answered with one JSON line on stdout:
-``add URL`` -> ``{"id": k}`` (the camera starts); ``stats`` -> ``{"cameras": [{"id", "frames",
+``add URL`` -> ``{"id": k}`` (the camera starts); ``remove`` -> ``{"cameras": n}`` (the last camera
+added stops, at its next frame); ``stats`` -> ``{"cameras": [{"id", "frames",
 "dropped", "latency_p50_ms", "latency_p95_ms", "state"}, ...]}``; ``quit`` (or EOF) -> ``{}`` and exit.
 Prints ``READY`` once the model is loaded and warmed up.
 """
@@ -117,6 +118,9 @@ def main() -> int:
         if cmd == "add":
             cameras.append(Camera(len(cameras), rest, detector, args))
             out = {"id": len(cameras) - 1}
+        elif cmd == "remove" and cameras:
+            cameras.pop().stop = True
+            out = {"cameras": len(cameras)}
         elif cmd == "stats":
             out = {"cameras": [c.stats() for c in cameras]}
         elif cmd == "quit":
