@@ -353,7 +353,9 @@ if os.environ.get("MODE") == "interrupt":
         port = g.output("out")
         if CTRL_C != "busy":
             print("running", flush=True)
-        lock.armed = CTRL_C == "in_lock"
+        if CTRL_C == "in_lock":
+            sys.stdin.readline()  # the test watches the workers first
+            lock.armed = True
         while port.recv() is not None:
             pass
 
@@ -450,6 +452,8 @@ def test_ctrl_c_while_the_engine_holds_its_lock_still_stops_the_graph(tmp_path):
     proc, workers, _ = start_script(tmp_path, MODE="interrupt", CTRL_C="in_lock")
     fds = watch(workers)
     assert proc.stdout.readline().strip() == "running"
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
     err = interrupted(proc, timeout=30)
     frames = [line for line in err.splitlines() if line.lstrip().startswith("File ")]
     assert "in run_until" in frames[-1]  # raised by the hub's loop, not inside the engine
