@@ -105,6 +105,12 @@ class Engine:
             os.unlink(vars_file)
         self.pid = self.server.proc.pid
         self.ids: list[str] = []
+        deadline = time.monotonic() + 120  # every worker up, the detector loaded (plain_cameras.py waits alike)
+        while self.http.get(f"{self.server.url}/readyz", timeout=30).status_code != 200:
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("the cameras engine was not ready within 120 s")
+            time.sleep(0.1)
 
     def add(self, url: str) -> None:
         cid = f"cam{len(self.ids)}"
@@ -181,7 +187,7 @@ def step(program, n: int) -> dict:
         why.append(f"dropped {100 * drop:.1f}%")
     if p95 is None or p95 > MAX_P95_MS:
         why.append("no result in the window" if p95 is None else f"p95 {p95:.0f} ms")
-    if rate < MIN_RATE * FPS:
+    if frames + n < MIN_RATE * FPS * n * seconds:  # a frame per camera of slack: the window's edges
         why.append(f"decoded {rate:.1f} fps per camera")
     return {"cameras": n, "held": not why, "why": "; ".join(why), "drop_pct": round(100 * drop, 2),
             "p95_ms": p95, "p50_ms": max((a.get("latency_p50_ms") or 0) for a in after),
