@@ -19,6 +19,7 @@ from tests.integration.test_streams_kept import kept_app, running_with_frames, t
 from tests.support.fixtures import clip_dir, rtsp_packages, rtsp_server, rtsp_server_factory  # noqa: F401
 
 PASSWORD, TOKEN = "S3cretPassw0rd", "S3cretT0ken"
+SECTION = "Access control and secrets (tokens and roles on every front door; camera URLs with secrets)"
 
 
 def no_secret(text: str, where: str) -> None:
@@ -57,7 +58,7 @@ class App:
         return log + out
 
 
-def test_secrets_in_urls_are_never_shown_and_allow_hosts_decides(tmp_path, rtsp_server):  # noqa: F811
+def test_secrets_in_urls_are_never_shown_and_allow_hosts_decides(tmp_path, rtsp_server, figures):  # noqa: F811
     dead = free_port()  # nothing listens there: a camera that is down
     pw_url = f"rtsp://admin:{PASSWORD}@127.0.0.1:{rtsp_server.port}/test"
     tok_url = f"{rtsp_server.url}?token={TOKEN}"
@@ -144,6 +145,11 @@ def test_secrets_in_urls_are_never_shown_and_allow_hosts_decides(tmp_path, rtsp_
             no_secret(text, key)
     finally:
         log = app.drain()
+    found = sum(text.count(secret) for text in [*replies.values(), log] for secret in (PASSWORD, TOKEN))
+    figures.add(SECTION, "camera URLs with a password and a token (2 running, 1 dead and reconnecting, refused ones): "
+                "every log line of the app, /list, /streams, /view, /dashboard/state, /metrics and every reply "
+                "searched for the secrets", len(replies) + 1, len(replies) + 1 - (found > 0), int(found > 0),
+                [f"secrets found: {found} in {len(replies)} answers and {len(log.splitlines())} log lines"])
     no_secret(log, "the app's log")
     assert shown_dead in log  # its reconnects are logged, redacted
     meta = [line for line in log.splitlines() if "stream meta" in line]
