@@ -113,7 +113,8 @@ class RtspServer:
     (``start=False`` to delay); a context manager that stops it on exit.
 
     Each client gets its own pipeline; ``shared=True`` gives all of them one (cheaper with many
-    clients, but gst-rtsp-server 1.22 aborts when several connect at once: open them one by one).
+    clients, but gst-rtsp-server 1.22 aborts when several connect at once: open them one by one; with
+    ``file``, a shared media answers a second client 5XX: serve a file unshared, it costs little).
 
     ``.stop()`` SIGTERM then SIGKILL; ``.kill()`` SIGKILL at once; ``.restart()`` starts again on the
     same port (stopping first if running). ``startup_s`` is how long the last start took to READY.
