@@ -17,9 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from .config.portref import PortRef
-from .config.schema import format_path
 from .errors import ConfigError
-from .nodeargs import args_problem
 from .registry import DICT, LIST, NodeType, Registry
 from .restarts import RestartPolicy
 
@@ -178,7 +176,10 @@ class _Builder:
         if unusable:
             where = f" ({t.file})" if t.file else ""
             self.fail(f"node type {t.name!r}{where} cannot be used: {unusable}", f"{path}.ty")
-        if t.args is not None:
+        if t.args is not None:  # a declared model (pydantic): imported here, so a worker's import stays light
+            from .config.schema import format_path
+            from .nodeargs import args_problem
+
             problem = args_problem(t.args, {k: v for k, v in args.items() if k != "name"}, f"{t.name} {node.name!r}")
             if problem:
                 self.fail(problem[1], f"{path}.{format_path(problem[0])}")
