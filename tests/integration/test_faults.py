@@ -213,7 +213,7 @@ def test_on_error_must_be_reply_or_exit(tmp_path):
     toml = toml.replace("{extra}", 'on_error = "ignore"')
     app = write_app(tmp_path, "bad", {"bad.toml": toml, "nodes.py": PICKY})
     r = run_cli("run", "-p", app, timeout=60)
-    assert r.returncode == 1 and "on_error must be 'reply' or 'exit'" in r.stderr, r.stderr
+    assert r.returncode == 1 and "on_error: expected 'reply' or 'exit', got 'ignore'" in r.stderr, r.stderr
 
 
 SLOW = PICKY.replace('''        if e.msg["extra_data"] == "boom":''', '''        if e.msg["extra_data"] == "slow":

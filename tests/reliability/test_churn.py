@@ -4,7 +4,8 @@ memfd shared-memory segments the workers hold and their open file descriptors st
 frame pool may grow to the peak of 8 streams at once, so they are compared half-way and at the end).
 
 What is measured is memory kept per stream started, not what the app holds by design for a while:
-the app keeps 16 ended streams in /list (``history``) and an ended stream's metrics for 1 s
+the app keeps 16 ended streams in /list (``history``), the last 64 messages for ``/events`` and 16 of a
+stream (``events_buffer_all``, ``events_buffer``), and an ended stream's metrics for 1 s
 (``MEGFLOW_MP_METRICS_RETENTION``), and memory is read once the workers have settled (a worker
 gives its free heap back within half a second of an instance's end, see megflow_mp.runtime.malloc).
 The warm-up is twice the measured run (at least 500 cycles): the allocators' high-water marks for 8
@@ -111,7 +112,8 @@ def test_start_stop_churn_leaves_memory_processes_and_shared_memory_flat(tmp_pat
     monkeypatch.setenv("MEGFLOW_MP_METRICS_RETENTION", "1")
     clips = tmp_path / "clips"
     clip = make_clip(clips / "short.mp4", frames=10, size=(320, 180))
-    with ServerApp.start(tmp_path, "VideoServer", allow_dirs=[str(clips)], history=16) as app:
+    with ServerApp.start(tmp_path, "VideoServer", allow_dirs=[str(clips)], history=16,
+                         events_buffer=16, events_buffer_all=64) as app:
         workers = sorted(children_of(app.proc.pid))
         names = [proc_name(pid) for pid in workers]  # mf:<node>
         warm = max(500, 2 * sizes.churn_cycles)

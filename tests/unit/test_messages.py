@@ -113,3 +113,17 @@ def test_close_ends_every_consumer():
     assert log.read(sub, 10)[1] == [] and sub.waiting
     log.close()
     assert sub.event.is_set() and log.read(sub, 10)[2] is True
+
+
+def test_a_stream_that_left_the_server_leaves_its_ring_and_an_integer_id_its_number(tmp_path):
+    path = tmp_path / "v.seqs.json"
+    log = MessageLog(SeqFile(path, "video/server", block=10, block_all=20))
+    log.append_many(batch("gate", 3) + batch(3, 2))
+    log.forget(3)
+    log.forget("gate")
+    assert 3 not in log.rings and "gate" not in log.rings
+    assert 3 not in log.next and log.next["gate"] == 3  # a name may start again: it keeps its numbers
+    assert [r.seq for r in log.append_many(batch("gate", 1))] == [3]
+    log.close()
+    streams = dict(map(tuple, json.loads(path.read_text())["streams"]))
+    assert 3 not in streams and streams["gate"] == 4

@@ -274,6 +274,11 @@ class VideoServer:
             self.store.forget(sid)
         return True
 
+    def forget_messages(self, sid) -> None:
+        """Stream ``sid`` left ``/list`` (replica 0 keeps the messages; another runner has none)."""
+        if self.log is not None:
+            self.hub.call_soon_threadsafe(self.log.forget, sid)
+
     def stream_ended(self, sid, state: str) -> None:
         """Stream ``sid`` ended for good with ``state`` (replica 0): a file read to its end is forgotten;
         one that failed stays recorded (it starts again with the app), and so does one stopped by the
@@ -295,6 +300,7 @@ class VideoServer:
         ended = [k for k, s in self.streams.items() if s.done.done and s.state != "restarting"]
         for k in ended[: max(0, len(ended) - self.history)]:  # /list keeps the latest ended streams
             self.streams.pop(k, None)
+            self.forget_messages(k)
         run_on_hub(self.hub, stream.attach, self.dyn.path)
         self.hub.call_soon_threadsafe(self.hub.spawn, self._report_end, stream)
         if self.closing:  # the app began to stop meanwhile

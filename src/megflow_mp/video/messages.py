@@ -169,6 +169,12 @@ class SeqFile:
             while n >= self.durable.get(key, 0) and not self.failing:
                 self.cond.wait()
 
+    def forget(self, key) -> None:
+        """``key`` needs no number any more: it leaves the file at its next write."""
+        with self.cond:
+            self.target.pop(key, None)
+            self.durable.pop(key, None)
+
     def close(self, exact: dict) -> None:
         """A clean stop: write the exact next numbers ``exact`` (later numbers are reserved again)."""
         with self.write_lock:
@@ -191,7 +197,8 @@ class SeqFile:
                 with self.cond:
                     if ok:
                         for key, n in numbers.items():
-                            self.durable[key] = max(self.durable.get(key, 0), n)
+                            if key in self.target:  # not forgotten while it was written
+                                self.durable[key] = max(self.durable.get(key, 0), n)
                     self.failing = not ok
                     self.cond.notify_all()
             if not ok:
@@ -284,6 +291,17 @@ class MessageLog:
         for listener in self.listeners:
             listener(records)
         return records
+
+    def forget(self, sid) -> None:
+        """Stream ``sid`` left the server's memory (ended, past ``history``): its ring goes (``/events``
+        keeps its messages a while longer); the next number of an integer id goes too (MegFlow's ids
+        are never given twice in a run), a name's stays (the name may be started again)."""
+        with self.lock:
+            self.rings.pop(sid, None)
+            if isinstance(sid, int):
+                self.next.pop(sid, None)
+        if isinstance(sid, int) and self.seqs is not None:
+            self.seqs.forget(sid)
 
     def listen(self, fn) -> None:
         """Call ``fn(records)`` with every batch appended from now on (on the hub: never block)."""

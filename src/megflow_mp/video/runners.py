@@ -198,6 +198,7 @@ class Runners:
         ended = [k for k, r in self.remote.items() if r.ended]
         for k in ended[: max(0, len(ended) - self.server.history)]:
             self.remote.pop(k, None)
+            self.server.forget_messages(k)
 
     def _on_peer(self, proc: int, restarted: bool, why: str | None) -> None:
         """Runner ``proc`` died (for good, or ``restarted``; ``why``: the supervisor's reason): its
