@@ -39,6 +39,7 @@ def test_names_refused_say_why(name, words):
 
 def test_digits_in_a_route_are_megflow_ids_and_mixed_ids_sort():
     assert parse_sid("12") == 12 and parse_sid("gate") == "gate"
+    assert parse_sid("\u00b2") == "\u00b2" and parse_sid("\u0663") == "\u0663"  # digits to str.isdigit, not to int()
     assert sorted([3, "b", 0, "a"], key=sid_order) == [0, 3, "a", "b"]
 
 

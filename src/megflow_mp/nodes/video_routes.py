@@ -113,13 +113,14 @@ def build_app(server):
               responses={200: {"content": {"text/plain": {"example": "start stream whose id is 0"}}},
                          400: REFUSED, 409: IN_USE})
     async def start_megflow(url: str, read_timeout: float | None = Query(
-            None, description="this stream's read timeout in seconds, 0 < S <= 3600 (default: the node's "
+            None, description="this stream's read timeout in seconds, 0.001 <= S <= 3600 (default: the node's "
             "read_timeout): a live source that sends nothing for this long is reconnected"),
             id: str | None = Query(None, description="the stream's name: 1 to 64 letters, digits, '_', '.', '-' "
                                    "(default: the next integer id)", examples=["gate"])):
-        if read_timeout is not None and not 0 < read_timeout <= 3600:
-            return reply_error(400, f"refused: read_timeout must be > 0 and <= 3600 s, got {read_timeout}")
-        stream, error = await start(url, StreamOptions(read_timeout=read_timeout), id)
+        if read_timeout is not None and not 0.001 <= read_timeout <= 3600:
+            return reply_error(400, f"refused: read_timeout must be >= 0.001 and <= 3600 s, got {read_timeout}")
+        options = StreamOptions() if read_timeout is None else StreamOptions(read_timeout=read_timeout)
+        stream, error = await start(url, options, id)
         if error is not None:
             return error
         return Response(f"start stream whose id is {stream.id}", media_type="text/plain")

@@ -36,7 +36,7 @@ def name_problem(name: str) -> str | None:
 
 def parse_sid(text: str) -> StreamId:
     """The id a route's path segment names: digits are MegFlow's integer ids, the rest names."""
-    return int(text) if text.isdigit() and len(text) < 19 else text
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else text  # not '²': isdigit, no int
 
 
 def sid_order(sid: StreamId) -> tuple:
@@ -45,21 +45,23 @@ def sid_order(sid: StreamId) -> tuple:
 
 
 class StreamOptions(BaseModel):
-    """One stream's own settings; each one left out takes the VideoServer node's value."""
+    """One stream's own settings; each one left out takes the VideoServer node's value (None here).
+    The fields are typed without ``| None`` so that the OpenAPI 3.0 document has no ``null`` type, which
+    3.0 does not know (a client sends a field or leaves it out; an explicit null is refused)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"read_timeout": 10, "on_error": "restart"}]})
-    transport: Literal["tcp", "udp"] | None = Field(None, description="RTSP transport")
-    open_timeout: float | None = Field(None, gt=0, le=3600, description="seconds to open the source")
-    read_timeout: float | None = Field(None, gt=0, le=3600,
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"read_timeout": 10, "on_error": "restart"}})
+    transport: Literal["tcp", "udp"] = Field(None, description="RTSP transport")
+    open_timeout: float = Field(None, ge=0.001, le=3600, description="seconds to open the source")
+    read_timeout: float = Field(None, ge=0.001, le=3600,
                                        description="a live source that sends nothing for this long is reconnected")
-    backoff_initial: float | None = Field(None, gt=0, le=3600, description="first wait before a reconnect or restart")
-    backoff_max: float | None = Field(None, gt=0, le=3600, description="longest wait before a reconnect or restart")
-    max_reconnects: int | None = Field(None, ge=0, description="failed reconnects before the reader gives up")
-    policy: Literal["block", "drop_oldest"] | None = Field(None, description="what a full frame queue does")
-    queue_size: int | None = Field(None, ge=1, le=1024, description="decoded frames buffered")
-    threads: int | None = Field(None, ge=0, le=64, description="codec threads (0: auto)")
-    realtime: bool | None = Field(None, description="files: pace frames at their timestamps")
-    on_error: Literal["restart", "end"] | None = Field(
+    backoff_initial: float = Field(None, ge=0.001, le=3600, description="first wait before a reconnect or restart")
+    backoff_max: float = Field(None, ge=0.001, le=3600, description="longest wait before a reconnect or restart")
+    max_reconnects: int = Field(None, ge=0, description="failed reconnects before the reader gives up")
+    policy: Literal["block", "drop_oldest"] = Field(None, description="what a full frame queue does")
+    queue_size: int = Field(None, ge=1, le=1024, description="decoded frames buffered")
+    threads: int = Field(None, ge=0, le=64, description="codec threads (0: auto)")
+    realtime: bool = Field(None, description="files: pace frames at their timestamps")
+    on_error: Literal["restart", "end"] = Field(
         None, description="when a node of the stream's subgraph raises: start the stream again (restart, the "
         "default for live sources) or end it (end, the default for files)")
 
@@ -72,10 +74,10 @@ class StreamOptions(BaseModel):
 class StreamSpec(BaseModel):
     """A stream as ``POST /streams`` takes it (and as a config's ``streams = [...]`` declares it)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"url": "rtsp://192.0.2.10:554/stream1", "id": "gate", "options": {"read_timeout": 10}}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+        "url": "rtsp://192.0.2.10:554/stream1", "id": "gate", "options": {"read_timeout": 10}}})
     url: str = Field(description="rtsp, rtsps, http(s) URL, or a file under the server's allow_dirs")
-    id: str | None = Field(None, description="the stream's name (default: the next integer id)")
+    id: str = Field(None, description="the stream's name (default: the next integer id)")
     options: StreamOptions = Field(default_factory=StreamOptions)
 
 
