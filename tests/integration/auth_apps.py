@@ -38,7 +38,7 @@ class AuthApp(ServerApp):
         listening = threading.Event()
         self._reader = threading.Thread(target=self._read, args=(listening,), daemon=True)
         self._reader.start()
-        if not listening.wait(ready_timeout) or self.proc.poll() is not None:
+        if not listening.wait(ready_timeout) or not self.serving():
             self.kill()
             raise AssertionError("server did not start:\n" + "".join(self.lines[-30:]))
         self.workers = sorted(children_of(self.proc.pid))

@@ -140,7 +140,7 @@ class ServerApp:
         listening = threading.Event()
         self._reader = threading.Thread(target=self._read, args=(listening,), daemon=True)
         self._reader.start()
-        if not listening.wait(ready_timeout) or self.proc.poll() is not None:
+        if not listening.wait(ready_timeout) or not self.serving():
             self.kill()
             raise AssertionError("server did not start:\n" + "".join(self.lines[-30:]))
         self.workers = sorted(children_of(self.proc.pid))
@@ -150,6 +150,11 @@ class ServerApp:
         port = free_port()
         args.setdefault("host", "127.0.0.1")
         return cls(write_app(root, server, port, **args), port, cwd or root)
+
+    def serving(self) -> bool:
+        """The app logged ``listening on`` (the reader also wakes its waiter when the log ends: an app
+        that exited at start, e.g. its port taken meanwhile, is not serving even before it is reaped)."""
+        return any("listening on" in line for line in self.lines) and self.proc.poll() is None
 
     def _read(self, listening: threading.Event) -> None:
         for line in iter(self.proc.stderr.readline, ""):
