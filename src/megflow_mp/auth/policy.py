@@ -53,15 +53,16 @@ def check_exposed(name: str, host: str, insecure, auth) -> None:
 
 
 def exposure_problems(app, auth) -> list[str]:
-    """One line per server node of ``app`` that :func:`check_exposed` would refuse."""
+    """One line per server node of ``app`` that :func:`check_exposed` would refuse, naming the config
+    file and the node's ``host`` as the config's other errors name their field."""
     problems = []
     for decl in app.decls.values():
         if not getattr(decl.ntype.factory, "interactive", False):
             continue
         host = str(decl.args.get("host", "127.0.0.1"))
         if not auth and not is_loopback(host) and not truthy(decl.args.get("insecure", False)):
-            problems.append(f"node {decl.graph}/{decl.name} listens on {host}, reachable from other machines, "
-                            f"without auth: {HOW}")
+            problems.append(f"{app.file}: {decl.graph}/{decl.name}.host: the server listens on {host}, reachable "
+                            f"from other machines, without auth: {HOW}")
     return problems
 
 
